@@ -1,0 +1,36 @@
+/**
+ * The few error classes psync throws. Only the CLI entry turns them into a
+ * message and an exit code; everything else lets them travel with `cause` set.
+ */
+
+/** Bad options, a missing root, roots that overlap: the user must change something. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** A malformed, forged or out-of-order frame, or a peer that speaks another protocol. */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+}
+
+/** A path or an operation that would leave the root, delete the root, or lose data. */
+export class SafetyError extends Error {
+  override readonly name = 'SafetyError';
+}
+
+/** The remote host could not be reached, refused us, or showed a host key we do not trust. */
+export class ConnectionError extends Error {
+  override readonly name = 'ConnectionError';
+}
+
+/** rsync failed; `exitCode` is rsync's own exit status. */
+export class RsyncError extends Error {
+  override readonly name = 'RsyncError';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * The psync wire protocol between the brain and its two kinds of child: the
+ * filter (one per side) and the helper (one per side). Every message is one
+ * frame (see frame.ts); every stream numbers its own frames.
+ *
+ * Start of every channel, protocol version 1:
+ *   brain -> child   CONFIG <json>          the child's settings (FilterConfig or HelperConfig)
+ *   child -> brain   HELLO <version> <role> <pid>
+ *   A child that cannot start (missing root, bad config) sends
+ *   `ERROR <message>` and exits non-zero.
+ *
+ * Filter -> brain, after HELLO:
+ *   READY <entries>                         the tree is indexed and watched
+ *   RSYNC <path> <stat...>                  a created or changed entry, settled
+ *   MOVE <from> <to> <stat...>              a rename inside the tree (same inode)
+ *   DELETE <path> <stat...>                 an entry confirmed gone; stat is what it was
+ *   HEARTBEAT <n>                           every HEARTBEAT_INTERVAL_MS, so silence means trouble
+ *   WARN <message>                          something the user should see; the filter goes on
+ *   ERROR <message>                         the filter stops (its root vanished, the watcher died)
+ *
+ * Brain -> helper, after HELLO (the helper answers each request, in order):
+ *   MOVE <id> <from> <to> <stat...>         rename `from` to `to`; stat is what `from` must still be
+ *   DELETE <id> <path> <stat...>            remove `path`; stat is what it must still be
+ * Helper -> brain:
+ *   DONE <id> <stat...>                     done; for MOVE the stat of `to` as it is now
+ *   FAIL <id> <code> <message>              not done; code is one of HelperFailure
+ *
+ * `<stat...>` is five arguments: type ino size mtimeMs mode (mode in octal).
+ */
+
+import { ProtocolError } from './errors.js';
+import type { Frame } from './frame.js';
+import { guardPath } from './paths.js';
+import type { Action, EntryType, Stat } from './types.js';
+
+export const PROTOCOL_VERSION = 1;
+/** How often a filter proves it is alive. */
+export const HEARTBEAT_INTERVAL_MS = 2_000;
+/** A filter silent for this long is taken as lost. */
+export const HEARTBEAT_TIMEOUT_MS = 15_000;
+
+export type Role = 'filter' | 'helper';
+
+export type HelperFailure = 'changed' | 'missing' | 'exists' | 'notempty' | 'unsafe' | 'error';
+const HELPER_FAILURES: readonly HelperFailure[] = ['changed', 'missing', 'exists', 'notempty', 'unsafe', 'error'];
+
+const ENTRY_TYPES: readonly EntryType[] = ['file', 'dir', 'symlink', 'other'];
+
+export const NO_STAT: Stat = { type: 'other', ino: 0, size: 0, mtimeMs: 0, mode: 0 };
+
+export function encodeStat(stat: Stat): string[] {
+  return [stat.type, String(stat.ino), String(stat.size), String(stat.mtimeMs), stat.mode.toString(8)];
+}
+
+export function decodeStat(args: readonly string[], at: number): Stat {
+  const [type, ino, size, mtimeMs, mode] = args.slice(at, at + 5);
+  if (type === undefined || !ENTRY_TYPES.includes(type as EntryType)) throw new ProtocolError(`bad entry type ${JSON.stringify(type)}`);
+  const number = (text: string | undefined, what: string): number => {
+    const value = Number(text);
+    if (text === undefined || text === '' || !Number.isFinite(value) || value < 0) throw new ProtocolError(`bad ${what} ${JSON.stringify(text)}`);
+    return value;
+  };
+  if (mode === undefined || !/^[0-7]{1,6}$/.test(mode)) throw new ProtocolError(`bad mode ${JSON.stringify(mode)}`);
+  return {
+    type: type as EntryType,
+    ino: number(ino, 'inode'),
+    size: number(size, 'size'),
+    mtimeMs: number(mtimeMs, 'mtime'),
+    mode: Number.parseInt(mode, 8),
+  };
+}
+
+function expectArgs(frame: Frame, count: number): void {
+  if (frame.args.length !== count) {
+    throw new ProtocolError(`${frame.verb} takes ${count} arguments, got ${frame.args.length}`);
+  }
+}
+
+export function encodeAction(action: Action): { verb: string; args: string[] } {
+  switch (action.kind) {
+    case 'rsync':
+      return { verb: 'RSYNC', args: [action.path, ...encodeStat(action.stat)] };
+    case 'move':
+      return { verb: 'MOVE', args: [action.from, action.to, ...encodeStat(action.stat)] };
+    case 'delete':
+      return { verb: 'DELETE', args: [action.path, ...encodeStat(action.stat)] };
+  }
+}
+
+/** Decode a filter's action frame; every path goes through the path guard. */
+export function decodeAction(frame: Frame): Action {
+  switch (frame.verb) {
+    case 'RSYNC':
+      expectArgs(frame, 6);
+      return { kind: 'rsync', path: guardPath(frame.args[0]!), stat: decodeStat(frame.args, 1) };
+    case 'MOVE': {
+      expectArgs(frame, 7);
+      const from = guardPath(frame.args[0]!);
+      const to = guardPath(frame.args[1]!);
+      if (from === to) throw new ProtocolError(`MOVE onto itself: ${JSON.stringify(from)}`);
+      return { kind: 'move', from, to, stat: decodeStat(frame.args, 2) };
+    }
+    case 'DELETE':
+      expectArgs(frame, 6);
+      return { kind: 'delete', path: guardPath(frame.args[0]!), stat: decodeStat(frame.args, 1) };
+    default:
+      throw new ProtocolError(`unknown action ${frame.verb}`);
+  }
+}
+
+export const isActionVerb = (verb: string): boolean => verb === 'RSYNC' || verb === 'MOVE' || verb === 'DELETE';
+
+export type HelperRequest =
+  | { readonly id: number; readonly kind: 'move'; readonly from: string; readonly to: string; readonly expect: Stat }
+  | { readonly id: number; readonly kind: 'delete'; readonly path: string; readonly expect: Stat };
+
+export type HelperReply =
+  | { readonly id: number; readonly ok: true; readonly stat: Stat }
+  | { readonly id: number; readonly ok: false; readonly code: HelperFailure; readonly message: string };
+
+export function encodeHelperRequest(request: HelperRequest): { verb: string; args: string[] } {
+  const id = String(request.id);
+  return request.kind === 'move'
+    ? { verb: 'MOVE', args: [id, request.from, request.to, ...encodeStat(request.expect)] }
+    : { verb: 'DELETE', args: [id, request.path, ...encodeStat(request.expect)] };
+}
+
+function decodeId(text: string | undefined): number {
+  if (text === undefined || !/^[0-9]{1,15}$/.test(text)) throw new ProtocolError(`bad request id ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+export function decodeHelperRequest(frame: Frame): HelperRequest {
+  if (frame.verb === 'MOVE') {
+    expectArgs(frame, 8);
+    return {
+      id: decodeId(frame.args[0]),
+      kind: 'move',
+      from: guardPath(frame.args[1]!),
+      to: guardPath(frame.args[2]!),
+      expect: decodeStat(frame.args, 3),
+    };
+  }
+  if (frame.verb === 'DELETE') {
+    expectArgs(frame, 7);
+    return { id: decodeId(frame.args[0]), kind: 'delete', path: guardPath(frame.args[1]!), expect: decodeStat(frame.args, 2) };
+  }
+  throw new ProtocolError(`unknown helper request ${frame.verb}`);
+}
+
+export function encodeHelperReply(reply: HelperReply): { verb: string; args: string[] } {
+  return reply.ok
+    ? { verb: 'DONE', args: [String(reply.id), ...encodeStat(reply.stat)] }
+    : { verb: 'FAIL', args: [String(reply.id), reply.code, reply.message] };
+}
+
+export function decodeHelperReply(frame: Frame): HelperReply {
+  if (frame.verb === 'DONE') {
+    expectArgs(frame, 6);
+    return { id: decodeId(frame.args[0]), ok: true, stat: decodeStat(frame.args, 1) };
+  }
+  if (frame.verb === 'FAIL') {
+    expectArgs(frame, 3);
+    const code = frame.args[1] as HelperFailure;
+    if (!HELPER_FAILURES.includes(code)) throw new ProtocolError(`bad helper failure code ${JSON.stringify(code)}`);
+    return { id: decodeId(frame.args[0]), ok: false, code, message: frame.args[2]! };
+  }
+  throw new ProtocolError(`unknown helper reply ${frame.verb}`);
+}
+
+/** Settings the brain sends a filter in its CONFIG frame. */
+export interface FilterConfig {
+  readonly root: string;
+  readonly excludes: readonly string[];
+  readonly tempfiles: readonly string[];
+  readonly settleMs: number;
+  readonly maxDelayMs: number;
+  readonly debug: number;
+}
+
+/** Settings the brain sends a helper in its CONFIG frame. */
+export interface HelperConfig {
+  readonly root: string;
+  readonly force: boolean;
+  readonly dryRun: boolean;
+}
