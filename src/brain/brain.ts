@@ -1,0 +1,361 @@
+/**
+ * The brain: starts a filter and a helper on each side, runs the initial
+ * merge, then turns the filters' reports into transfers. Decisions live in
+ * src/core (echo ledger, queue and batches); this loop only wires them to
+ * the children and to rsync.
+ */
+
+import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, type FilterConfig } from '../core/protocol.js';
+import { ActionQueue, type Batch } from '../core/batch.js';
+import { EchoLedger } from '../core/echo.js';
+import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
+import { toRsyncFilterArgs } from '../core/patterns.js';
+import { sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { buildRsyncArgv, runRsync } from '../transfer/rsync.js';
+import type { Endpoint } from '../transport/endpoint.js';
+import { ChildLink } from './childLink.js';
+import { HelperClient } from './helperClient.js';
+
+export interface BrainCounters {
+  reported: Record<Side, number>;
+  echoes: Record<Side, number>;
+  rejected: Record<Side, number>;
+  applied: Record<Direction, number>;
+  rsyncRuns: number;
+  helperRuns: number;
+  failures: number;
+  conflicts: number;
+}
+
+/** Why the brain stopped: a clean stop, or a failure the CLI turns into an exit code. */
+export type BrainOutcome = { ok: true } | { ok: false; error: Error };
+
+const WATCHDOG_INTERVAL_MS = 1_000;
+
+export class Brain {
+  readonly counters: BrainCounters = {
+    reported: { left: 0, right: 0 },
+    echoes: { left: 0, right: 0 },
+    rejected: { left: 0, right: 0 },
+    applied: { leftToRight: 0, rightToLeft: 0 },
+    rsyncRuns: 0,
+    helperRuns: 0,
+    failures: 0,
+    conflicts: 0,
+  };
+  private readonly ledger = new EchoLedger();
+  private readonly queue = new ActionQueue();
+  private readonly filters = new Map<Side, ChildLink>();
+  private readonly helpers = new Map<Side, HelperClient>();
+  private readonly lastBeat: Record<Side, number> = { left: 0, right: 0 };
+  private merged = false;
+  private stopping = false;
+  private wake: () => void = () => {};
+  private finish: (outcome: BrainOutcome) => void = () => {};
+  private readonly abort = new AbortController();
+  private watchdog: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly config: Config,
+    private readonly endpoints: Record<Side, Endpoint>,
+    private readonly log: Logger,
+  ) {}
+
+  /** Run until stopped (resolves ok) or until something fails that psync cannot carry on through. */
+  async run(): Promise<BrainOutcome> {
+    const done = new Promise<BrainOutcome>((resolve) => (this.finish = resolve));
+    try {
+      if (this.config.syncOnly) {
+        await this.initialMerge();
+        return { ok: true };
+      }
+      await Promise.all([this.startFilter('left'), this.startFilter('right')]);
+      await Promise.all([this.startHelper('left'), this.startHelper('right')]);
+      if (this.config.skipInitialSync) this.log.info('skipping the initial merge (-k)');
+      else await this.initialMerge();
+      this.merged = true;
+      this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
+      this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
+      void this.dispatchLoop();
+    } catch (error) {
+      this.fail(error as Error);
+    }
+    const outcome = await done;
+    await this.shutdown();
+    return outcome;
+  }
+
+  /** Stop cleanly: let the running transfer finish (or abort it after a grace period). */
+  stop(): void {
+    if (this.stopping) return;
+    this.log.info('stopping');
+    this.stopping = true;
+    this.wake();
+    this.finish({ ok: true });
+  }
+
+  /** Stop because of something outside psync (a banned program started). */
+  abortFor(error: Error): void {
+    this.fail(error);
+  }
+
+  private fail(error: Error): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.wake();
+    this.finish({ ok: false, error });
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.watchdog);
+    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), 10_000);
+    await this.idle;
+    clearTimeout(grace);
+    for (const filter of this.filters.values()) filter.close();
+    for (const helper of this.helpers.values()) helper.close();
+    const c = this.counters;
+    this.log.info(
+      `applied ${c.applied.leftToRight} left->right and ${c.applied.rightToLeft} right->left in ${c.rsyncRuns} rsync and ${c.helperRuns} helper runs; ` +
+        `dropped ${c.echoes.left + c.echoes.right} echoes; ${c.failures} failures`,
+    );
+  }
+
+  private async startFilter(side: Side): Promise<void> {
+    const endpoint = this.endpoints[side];
+    const filterConfig: FilterConfig = {
+      root: endpoint.root,
+      excludes: this.config.excludes,
+      tempfiles: this.config.tempfiles,
+      settleMs: Math.round(this.config.intervalSeconds * 1000),
+      maxDelayMs: Math.round(this.config.maxDelaySeconds * 1000),
+      debug: this.config.debug,
+    };
+    const link = await ChildLink.open(endpoint, 'filter', filterConfig, this.log);
+    this.filters.set(side, link);
+    let ready: () => void = () => {};
+    const isReady = new Promise<void>((resolve) => (ready = resolve));
+    this.lastBeat[side] = performance.now();
+    link.listen((frame) => {
+      this.lastBeat[side] = performance.now();
+      if (isActionVerb(frame.verb)) {
+        this.onReport(side, frame);
+      } else if (frame.verb === 'READY') {
+        this.log.info(`${side}: watching ${frame.args[0] ?? '?'} entries in ${endpoint.description}`);
+        ready();
+      } else if (frame.verb === 'WARN') {
+        this.log.warn(`${side} filter: ${frame.args[0] ?? ''}`);
+      } else if (frame.verb === 'ERROR') {
+        this.fail(new ProtocolError(`${side} filter: ${frame.args[0] ?? 'unknown error'}`));
+      } else if (frame.verb !== 'HEARTBEAT') {
+        this.counters.rejected[side] += 1;
+        this.log.warn(`${side} filter: ignoring unexpected ${frame.verb}`);
+      }
+    });
+    void link.exited.then((code) => {
+      if (!this.stopping) this.fail(new ConnectionError(`the ${side} filter stopped unexpectedly (${code ?? 'connection lost'})`));
+    });
+    await Promise.race([isReady, link.exited.then(() => Promise.reject(new ConnectionError(`the ${side} filter stopped before it was ready`)))]);
+  }
+
+  private async startHelper(side: Side): Promise<void> {
+    const endpoint = this.endpoints[side];
+    const helper = await HelperClient.open(endpoint, { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun }, this.log);
+    this.helpers.set(side, helper);
+    void helper.link.exited.then((code) => {
+      if (!this.stopping) this.fail(new ConnectionError(`the ${side} helper stopped unexpectedly (${code ?? 'connection lost'})`));
+    });
+  }
+
+  private checkHeartbeats(): void {
+    const now = performance.now();
+    for (const side of ['left', 'right'] as const) {
+      if (now - this.lastBeat[side] > HEARTBEAT_TIMEOUT_MS) {
+        this.fail(new ConnectionError(`no heartbeat from the ${side} filter for ${HEARTBEAT_TIMEOUT_MS / 1000} s; the link is lost`));
+      }
+    }
+  }
+
+  /** A report from a filter: verify it, drop it if it is our own echo, else queue it. */
+  private onReport(side: Side, frame: Parameters<typeof decodeAction>[0]): void {
+    let action: Action;
+    try {
+      action = decodeAction(frame);
+    } catch (error) {
+      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
+      this.counters.rejected[side] += 1;
+      this.log.warn(`${side}: rejected a report: ${error.message}`);
+      return;
+    }
+    this.counters.reported[side] += 1;
+    if (this.ledger.isEcho(side, action, performance.now())) {
+      this.counters.echoes[side] += 1;
+      this.log.debug(`${side}: echo of our own change dropped: ${describe(action)}`);
+      return;
+    }
+    this.log.debug(`${side}: ${describe(action)}`);
+    const { dropped } = this.queue.enqueue(side, action, !this.merged);
+    if (dropped !== undefined) {
+      this.counters.conflicts += 1;
+      this.log.warn(
+        `conflict on ${JSON.stringify(dropped.action.kind === 'move' ? dropped.action.to : dropped.action.path)}: both sides changed it; ` +
+          `the newer change wins, the ${sourceOf(dropped.direction)} side's older change is overwritten`,
+      );
+    }
+    this.wake();
+  }
+
+  private idle: Promise<void> = Promise.resolve();
+
+  private async dispatchLoop(): Promise<void> {
+    let markIdle: () => void = () => {};
+    for (;;) {
+      const batch = this.queue.takeBatch();
+      if (batch === undefined || this.stopping) {
+        markIdle();
+        if (this.stopping) return;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      this.idle = new Promise<void>((resolve) => (markIdle = resolve));
+      try {
+        await this.apply(batch);
+      } catch (error) {
+        if (error instanceof RsyncError && error.exitCode === 255) {
+          this.fail(new ConnectionError(`lost the SSH connection: ${error.message}`, { cause: error }));
+        } else if (error instanceof RsyncError && this.stopping) {
+          // aborted on shutdown
+        } else {
+          this.counters.failures += 1;
+          this.log.error(`${batch.direction} ${batch.kind} of ${batch.actions.length} entries failed: ${(error as Error).message}`);
+        }
+      }
+      markIdle();
+    }
+  }
+
+  private async apply(batch: Batch): Promise<void> {
+    const source = sourceOf(batch.direction);
+    const target = targetOf(batch.direction);
+    const what = `${batch.kind} ${source}->${target}: ${batch.actions.map(describe).slice(0, 5).join(', ')}${batch.actions.length > 5 ? `, ... (${batch.actions.length})` : ''}`;
+    if (this.config.dryRun) {
+      this.log.info(`dry run, not applied: ${what}`);
+      return;
+    }
+    this.log.info(what);
+    if (batch.kind === 'rsync') await this.rsyncBatch(batch.direction, batch.actions, batch.updateOnly);
+    else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions);
+    else await this.deleteBatch(batch.direction, batch.actions);
+    this.counters.applied[batch.direction] += batch.actions.length;
+  }
+
+  private async rsyncBatch(direction: Direction, actions: readonly Action[], updateOnly: boolean, recursive = false): Promise<void> {
+    const target = targetOf(direction);
+    const now = performance.now();
+    const paths: string[] = [];
+    for (const action of actions) {
+      if (action.kind !== 'rsync') continue;
+      paths.push(action.path);
+      this.ledger.expect(target, { kind: 'written', path: action.path, stat: action.stat }, now);
+    }
+    const result = await this.runRsync(direction, { files: paths, updateOnly, recursive });
+    if (result.status === 'partial') {
+      this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
+    }
+  }
+
+  private runRsync(direction: Direction, options: { files?: string[]; updateOnly: boolean; recursive?: boolean; dryRun?: boolean }) {
+    const source = this.endpoints[sourceOf(direction)];
+    const target = this.endpoints[targetOf(direction)];
+    const excludes = [
+      ...toRsyncFilterArgs({ excludes: this.config.excludes, tempfiles: this.config.tempfiles }),
+      ...this.config.rsyncExcludes.map((p) => `--exclude=${p}`),
+    ];
+    const argv = buildRsyncArgv({
+      source: source.rsyncLocation(),
+      target: target.rsyncLocation(),
+      transportArgs: [...source.rsyncArgs(), ...target.rsyncArgs()],
+      update: options.updateOnly,
+      dryRun: options.dryRun === true,
+      extra: this.config.rsyncExtra,
+      excludes,
+      filesFrom: options.files !== undefined,
+      recursive: options.recursive === true,
+    });
+    this.counters.rsyncRuns += 1;
+    this.log.debug(`rsync ${argv.join(' ')}`);
+    return runRsync({
+      argv,
+      ...(options.files === undefined ? {} : { files: options.files }),
+      signal: this.abort.signal,
+      log: (line) => this.log.warn(`rsync: ${line}`),
+    });
+  }
+
+  private async moveBatch(direction: Direction, actions: readonly Action[]): Promise<void> {
+    const target = targetOf(direction);
+    const moves = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
+    const now = performance.now();
+    for (const move of moves) {
+      this.ledger.expect(target, { kind: 'movedIn', path: move.to, from: move.from, stat: move.stat }, now);
+      this.ledger.expect(target, { kind: 'removed', path: move.from }, now);
+    }
+    this.counters.helperRuns += 1;
+    const replies = await this.helpers.get(target)!.request(
+      moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat })),
+    );
+    for (const [i, reply] of replies.entries()) {
+      const move = moves[i]!;
+      if (reply.ok) continue;
+      this.ledger.cancel(target, move.to);
+      this.ledger.cancel(target, move.from);
+      this.log.warn(`move ${JSON.stringify(move.from)} -> ${JSON.stringify(move.to)} on ${target} not done (${reply.code}: ${reply.message}); sending ${JSON.stringify(move.to)} instead`);
+      await this.rsyncBatch(direction, [{ kind: 'rsync', path: move.to, stat: move.stat }], false, move.stat.type === 'dir');
+      if (reply.code !== 'missing' && reply.code !== 'changed') {
+        await this.deleteBatch(direction, [{ kind: 'delete', path: move.from, stat: move.stat }]);
+      }
+    }
+  }
+
+  private async deleteBatch(direction: Direction, actions: readonly Action[]): Promise<void> {
+    const target = targetOf(direction);
+    const deletes = actions.filter((a): a is Extract<Action, { kind: 'delete' }> => a.kind === 'delete');
+    const now = performance.now();
+    for (const del of deletes) this.ledger.expect(target, { kind: 'removed', path: del.path }, now);
+    this.counters.helperRuns += 1;
+    const replies = await this.helpers.get(target)!.request(deletes.map((d) => ({ kind: 'delete' as const, path: d.path, expect: d.stat })));
+    const keep: string[] = [];
+    for (const [i, reply] of replies.entries()) {
+      const del = deletes[i]!;
+      if (reply.ok || reply.code === 'missing') continue;
+      this.ledger.cancel(target, del.path);
+      this.log.warn(`kept ${JSON.stringify(del.path)} on ${target} (${reply.code}: ${reply.message}); copying it back`);
+      keep.push(del.path);
+    }
+    if (keep.length > 0) {
+      // The target holds something the source never had: bring it back rather than lose it.
+      const back: Direction = direction === 'leftToRight' ? 'rightToLeft' : 'leftToRight';
+      const actionsBack = keep.map((path): Action => ({ kind: 'rsync', path, stat: NO_STAT }));
+      await this.rsyncBatch(back, actionsBack, false, true);
+    }
+  }
+
+  /** rsync --update both ways over the whole tree: the union of both trees, the newer file wins. */
+  private async initialMerge(): Promise<void> {
+    const started = performance.now();
+    this.log.info(`initial merge of ${this.endpoints.left.description} and ${this.endpoints.right.description}${this.config.dryRun ? ' (dry run)' : ''}`);
+    for (const direction of ['leftToRight', 'rightToLeft'] as const) {
+      const result = await this.runRsync(direction, { updateOnly: true, dryRun: this.config.dryRun });
+      if (result.status === 'partial') this.log.warn(`initial merge ${direction}: some files vanished during the transfer (exit ${result.exitCode})`);
+    }
+    this.log.info(`initial merge done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  }
+}
+
+function describe(action: Action): string {
+  return action.kind === 'move'
+    ? `MOVE ${JSON.stringify(action.from)} -> ${JSON.stringify(action.to)}`
+    : `${action.kind.toUpperCase()} ${JSON.stringify(action.path)}`;
+}
+

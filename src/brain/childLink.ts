@@ -1,0 +1,132 @@
+/**
+ * The brain's end of a pipe to one child (filter or helper): sends CONFIG,
+ * checks HELLO, verifies every frame, and relays the child's stderr to the log.
+ * Bad frames are logged, counted and never acted on.
+ */
+
+import { ProtocolError } from '../core/errors.js';
+import { FrameReceiver, FrameWriter, type Frame } from '../core/frame.js';
+import { PROTOCOL_VERSION, type Role } from '../core/protocol.js';
+import type { Side } from '../core/types.js';
+import type { Logger } from '../log.js';
+import type { Channel, Endpoint } from '../transport/endpoint.js';
+
+/** How long a child may take to answer CONFIG with HELLO (a remote node start included). */
+export const HELLO_TIMEOUT_MS = 30_000;
+
+export interface LinkCounters {
+  frames: number;
+  rejected: number;
+  missed: number;
+}
+
+export class ChildLink {
+  readonly counters: LinkCounters = { frames: 0, rejected: 0, missed: 0 };
+  private readonly writer = new FrameWriter();
+  private readonly receiver = new FrameReceiver();
+  private onFrame: (frame: Frame) => void = () => {};
+  private closed = false;
+
+  private constructor(
+    readonly side: Side,
+    readonly role: Role,
+    private readonly channel: Channel,
+    private readonly log: Logger,
+  ) {}
+
+  get name(): string {
+    return `${this.side} ${this.role}`;
+  }
+
+  get exited(): Promise<number | null> {
+    return this.channel.exited;
+  }
+
+  /**
+   * Start the child on `endpoint`, send it `config` and wait for its HELLO.
+   * A child that answers ERROR (a missing root, say) rejects with its message.
+   */
+  static async open(endpoint: Endpoint, role: Role, config: unknown, log: Logger): Promise<ChildLink> {
+    const channel = await endpoint.start(role);
+    const link = new ChildLink(endpoint.side, role, channel, log);
+    link.relayStderr();
+    channel.stdout.on('data', (chunk: Buffer) => link.receive(chunk));
+    link.send('CONFIG', [JSON.stringify(config)]);
+    await link.awaitHello(endpoint);
+    return link;
+  }
+
+  /** Handle every later frame (after HELLO). */
+  listen(onFrame: (frame: Frame) => void): void {
+    this.onFrame = onFrame;
+  }
+
+  send(verb: string, args: readonly string[] = []): void {
+    if (this.closed) return;
+    this.channel.stdin.write(this.writer.encode(verb, args));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.channel.stdin.end();
+    this.channel.kill();
+  }
+
+  private awaitHello(endpoint: Endpoint): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new ProtocolError(`${this.name} on ${endpoint.description} did not answer within ${HELLO_TIMEOUT_MS / 1000} s`)),
+        HELLO_TIMEOUT_MS,
+      );
+      const settle = (error?: Error): void => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      };
+      this.onFrame = (frame) => {
+        if (frame.verb === 'HELLO' && frame.args[0] === String(PROTOCOL_VERSION) && frame.args[1] === this.role) {
+          settle();
+        } else if (frame.verb === 'ERROR') {
+          settle(new ProtocolError(`${this.name} on ${endpoint.description}: ${frame.args[0] ?? 'unknown error'}`));
+        } else {
+          settle(new ProtocolError(`${this.name} on ${endpoint.description} speaks another protocol (${frame.verb} ${frame.args.join(' ')})`));
+        }
+      };
+      void this.channel.exited.then((code) =>
+        settle(new ProtocolError(`${this.name} on ${endpoint.description} exited (${code ?? 'killed'}) before it started; is psync installed there? (--remote-psync)`)),
+      );
+    });
+  }
+
+  private receive(chunk: Buffer): void {
+    for (const received of this.receiver.push(chunk.toString('latin1'))) {
+      if (!received.ok) {
+        this.counters.rejected += 1;
+        this.log.warn(`${this.name}: rejected a frame: ${received.error.message}`);
+        continue;
+      }
+      if (received.missed < 0) {
+        this.counters.rejected += 1;
+        this.log.warn(`${this.name}: rejected a replayed frame (seq ${received.frame.seq})`);
+        continue;
+      }
+      if (received.missed > 0) {
+        this.counters.missed += received.missed;
+        this.log.error(`${this.name}: ${received.missed} frame(s) lost before seq ${received.frame.seq}; changes may have been missed`);
+      }
+      this.counters.frames += 1;
+      this.onFrame(received.frame);
+    }
+  }
+
+  private relayStderr(): void {
+    let pending = '';
+    this.channel.stderr.on('data', (chunk: Buffer) => {
+      pending += chunk.toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (line.trim() !== '') this.log.warn(`${this.name}: ${line}`);
+    });
+  }
+}

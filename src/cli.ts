@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+/**
+ * psync's command line. `psync [options] SRCROOT DSTROOT` runs the brain;
+ * `_filter` and `_helper` are the children the brain starts on each side
+ * (never typed by a person). Only this module turns errors into exit codes.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { runHelper } from '../helpers/helper.js';
+import { Brain } from './brain/brain.js';
+import { findBanned } from './banned.js';
+import { DEFAULTS, validateConfig, type Config } from './config.js';
+import { ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
+import { runFilter } from './filter/filter.js';
+import { defaultRemotePsync, ROLE_COMMAND } from './install.js';
+import { createLogger, type Logger } from './log.js';
+import type { Endpoint } from './transport/endpoint.js';
+import { LocalEndpoint } from './transport/local.js';
+import { SshEndpoint } from './transport/ssh.js';
+
+/** Exit codes; the README lists them. */
+export const EXIT = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  connection: 3,
+  rsync: 4,
+  protocol: 5,
+  banned: 6,
+  safety: 7,
+} as const;
+
+const VERSION = '0.1.0';
+
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === ROLE_COMMAND.filter) return runFilter(process.stdin, process.stdout);
+  if (argv[0] === ROLE_COMMAND.helper) return runHelper(process.stdin, process.stdout);
+
+  let config: Config;
+  try {
+    config = await validateConfig(await parseArgs(argv));
+  } catch (error) {
+    return report(error, undefined);
+  }
+  const log = createLogger(config.debug);
+  try {
+    return await runPsync(config, log);
+  } catch (error) {
+    return report(error, log);
+  }
+}
+
+async function parseArgs(argv: string[]): Promise<Config> {
+  const parsed = await yargs(argv)
+    .scriptName('psync')
+    .usage('$0 [options] SRCROOT DSTROOT\n\nKeeps SRCROOT (local, the left side) and DSTROOT (on --remote-host, or local) identical in near real time, both ways.')
+    .command('$0 <srcroot> <dstroot>', false)
+    .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
+    .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
+    .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
+    .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 warnings, 1 actions (default), 2 events, 3 everything' })
+    .option('tempfiles', { alias: 't', type: 'string', array: true, describe: 'temp-file glob, never synced under that name (repeatable; adds to the built-in editor/office list)' })
+    .option('excludes', { alias: 'e', type: 'string', array: true, describe: 'exclude glob (repeatable): without a slash it matches the base name at any depth (*.skip matches a/b/c.skip); with a slash, the path from the root; a trailing / matches directories only' })
+    .option('rsync-excludes', { type: 'string', array: true, describe: 'extra rsync --exclude pattern for every rsync run (repeatable)' })
+    .option('extra', { alias: 'x', type: 'string', array: true, describe: 'extra rsync option, e.g. -x=--bwlimit=1000 (repeatable)' })
+    .option('banned', { alias: 'b', type: 'string', describe: 'refuse to run, and stop, while a program of this name runs here' })
+    .option('translate', { alias: 'T', type: 'string', describe: 'FROM:TO path translation (not supported: give different SRCROOT and DSTROOT)' })
+    .option('dry-run', { alias: 'n', type: 'boolean', describe: 'log what would be done, change nothing' })
+    .option('sync-only', { alias: 's', type: 'boolean', describe: 'run the initial merge, then exit' })
+    .option('skip-initial-sync', { alias: 'k', type: 'boolean', describe: 'start watching without the initial merge' })
+    .option('force', { alias: 'f', type: 'boolean', describe: 'let deletes and moves replace non-empty directories' })
+    .option('interval', { alias: 'i', type: 'number', describe: `settle delay in seconds: a path must be quiet this long before it is sent (default ${DEFAULTS.intervalSeconds})` })
+    .option('max-delay', { type: 'number', describe: `a path that never goes quiet is sent at least every this many seconds (default ${DEFAULTS.maxDelaySeconds})` })
+    .option('ssh-config', { type: 'string', describe: 'ssh client config file instead of ~/.ssh/config' })
+    .option('remote-psync', { type: 'string', describe: 'command that starts psync on the remote host (default: this node and install path)' })
+    .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
+    .strictOptions()
+    .version(VERSION)
+    .help()
+    .alias('help', 'h')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new ConfigError(message);
+    })
+    .parseAsync();
+
+  if (parsed.translate !== undefined) {
+    throw new ConfigError('-T/--translate is not supported: psync syncs roots with different paths directly (psync SRCROOT DSTROOT)');
+  }
+  const file = parsed.config === undefined ? {} : await loadConfigFile(parsed.config);
+  const given = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
+  const config: Config = {
+    ...DEFAULTS,
+    ...file,
+    srcRoot: String(parsed.srcroot),
+    dstRoot: String(parsed.dstroot),
+    debug: given(parsed.debug, file.debug ?? DEFAULTS.debug),
+    tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...(parsed.tempfiles ?? [])],
+    excludes: [...(file.excludes ?? []), ...(parsed.excludes ?? [])],
+    rsyncExcludes: [...(file.rsyncExcludes ?? []), ...(parsed['rsync-excludes'] ?? [])],
+    rsyncExtra: [...(file.rsyncExtra ?? []), ...(parsed.extra ?? [])],
+    dryRun: given(parsed['dry-run'], file.dryRun ?? false),
+    syncOnly: given(parsed['sync-only'], file.syncOnly ?? false),
+    skipInitialSync: given(parsed['skip-initial-sync'], file.skipInitialSync ?? false),
+    force: given(parsed.force, file.force ?? false),
+    intervalSeconds: given(parsed.interval, file.intervalSeconds ?? DEFAULTS.intervalSeconds),
+    maxDelaySeconds: given(parsed['max-delay'], file.maxDelaySeconds ?? DEFAULTS.maxDelaySeconds),
+  };
+  const remoteHost = parsed['remote-host'] ?? file.remoteHost;
+  if (remoteHost !== undefined) config.remoteHost = remoteHost;
+  const banned = parsed.banned ?? file.banned;
+  if (banned !== undefined) config.banned = banned;
+  const sshConfig = parsed['ssh-config'] ?? file.sshConfig;
+  if (sshConfig !== undefined) config.sshConfig = resolve(sshConfig);
+  const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
+  if (remotePsync !== undefined) config.remotePsync = remotePsync;
+  return config;
+}
+
+async function loadConfigFile(path: string): Promise<Partial<Config>> {
+  const absolute = resolve(path);
+  try {
+    if (extname(absolute) === '.json') return JSON.parse(await readFile(absolute, 'utf8')) as Partial<Config>;
+    const module = (await import(pathToFileURL(absolute).href)) as { default?: Partial<Config> };
+    return module.default ?? {};
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file ${absolute}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function runPsync(config: Config, log: Logger): Promise<number> {
+  if (config.banned !== undefined && (await findBanned(config.banned))) {
+    log.error(`${config.banned} is running: psync will not start (--banned)`);
+    return EXIT.banned;
+  }
+  const left = new LocalEndpoint('left', config.srcRoot);
+  let right: Endpoint;
+  if (config.remoteHost === undefined) {
+    right = new LocalEndpoint('right', config.dstRoot);
+  } else {
+    log.info(`connecting to ${config.remoteHost}`);
+    right = await SshEndpoint.connect({
+      side: 'right',
+      host: config.remoteHost,
+      root: config.dstRoot,
+      remotePsync: config.remotePsync ?? defaultRemotePsync(),
+      ...(config.sshConfig === undefined ? {} : { sshConfigFile: config.sshConfig }),
+      log: (level, message) => log.log(level, message),
+    });
+  }
+  const brain = new Brain(config, { left, right }, log);
+  const onSignal = (): void => brain.stop();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const bannedCheck =
+    config.banned === undefined
+      ? undefined
+      : setInterval(() => {
+          void findBanned(config.banned!).then((found) => {
+            if (found) brain.abortFor(new BannedError(`${config.banned} started: psync stops (--banned)`));
+          });
+        }, 5_000);
+  try {
+    const outcome = await brain.run();
+    if (!outcome.ok) return report(outcome.error, log);
+    return EXIT.ok;
+  } finally {
+    clearInterval(bannedCheck);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await Promise.all([left.close(), right.close()]);
+  }
+}
+
+class BannedError extends Error {
+  override readonly name = 'BannedError';
+}
+
+/** One clear line on stderr and the exit code for an error's class. */
+function report(error: unknown, log: Logger | undefined): number {
+  const err = error instanceof Error ? error : new Error(String(error));
+  const code =
+    err instanceof ConfigError
+      ? EXIT.usage
+      : err instanceof ConnectionError
+        ? EXIT.connection
+        : err instanceof RsyncError
+          ? EXIT.rsync
+          : err instanceof ProtocolError
+            ? EXIT.protocol
+            : err instanceof BannedError
+              ? EXIT.banned
+              : err instanceof SafetyError
+                ? EXIT.safety
+                : EXIT.internal;
+  const line = `psync: ${err.message}`;
+  if (log === undefined) process.stderr.write(`${line}\n`);
+  else log.error(line);
+  if (code === EXIT.internal && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+  return code;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`psync: internal error: ${String(error)}\n`);
+    process.exitCode = EXIT.internal;
+  },
+);

@@ -1,0 +1,109 @@
+/**
+ * psync's settings: the typed Config (what config.example.ts is checked
+ * against), its defaults, and the checks that run before anything starts.
+ */
+
+import { realpath, stat } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { ConfigError } from './core/errors.js';
+import { DEFAULT_TEMPFILES, validatePattern } from './core/patterns.js';
+
+export interface Config {
+  /** The left root, on this machine. */
+  srcRoot: string;
+  /** The right root: on `remoteHost` when set, else on this machine too. */
+  dstRoot: string;
+  /** Host (or ~/.ssh/config alias) of the right side; unset for two local roots. */
+  remoteHost?: string;
+  /** 0 warnings only, 1 what psync does (default), 2 every event, 3 everything. */
+  debug: number;
+  /** Temp-file globs: never synced (an editor's temp renamed onto a real name syncs the real name). */
+  tempfiles: string[];
+  /** Excluded globs: never synced, in either direction. */
+  excludes: string[];
+  /** Extra `--exclude` patterns for rsync runs only (rsync's own pattern syntax). */
+  rsyncExcludes: string[];
+  /** Extra rsync options, one per element (e.g. "--bwlimit=1000"). */
+  rsyncExtra: string[];
+  /** Refuse to run, and stop, while a program of this name runs on this machine. */
+  banned?: string;
+  /** Log what would be done; change nothing. */
+  dryRun: boolean;
+  /** Run the initial merge only, then exit. */
+  syncOnly: boolean;
+  /** Start watching without the initial merge (the trees are known to be identical). */
+  skipInitialSync: boolean;
+  /** Let the helper delete non-empty directories and move onto them. */
+  force: boolean;
+  /** Settle delay: a path must be quiet this long before it is sent. */
+  intervalSeconds: number;
+  /** A path that never goes quiet is sent at least this often. */
+  maxDelaySeconds: number;
+  /** ssh client config file instead of ~/.ssh/config. */
+  sshConfig?: string;
+  /** Command that starts psync on the remote host (default: this node binary and install path). */
+  remotePsync?: string;
+}
+
+export const DEFAULTS = {
+  debug: 1,
+  tempfiles: [...DEFAULT_TEMPFILES],
+  excludes: [] as string[],
+  rsyncExcludes: [] as string[],
+  rsyncExtra: [] as string[],
+  dryRun: false,
+  syncOnly: false,
+  skipInitialSync: false,
+  force: false,
+  intervalSeconds: 0.1,
+  maxDelaySeconds: 5,
+} satisfies Partial<Config>;
+
+/** Check a Config and resolve its local roots; throws ConfigError with one clear line. */
+export async function validateConfig(config: Config): Promise<Config> {
+  if (config.syncOnly && config.skipInitialSync) throw new ConfigError('--sync-only and --skip-initial-sync exclude each other');
+  if (!(config.intervalSeconds > 0 && config.intervalSeconds <= 60)) {
+    throw new ConfigError(`--interval must be more than 0 and at most 60 seconds, got ${config.intervalSeconds}`);
+  }
+  if (!(config.maxDelaySeconds >= config.intervalSeconds)) {
+    throw new ConfigError(`--max-delay (${config.maxDelaySeconds}) must be at least --interval (${config.intervalSeconds})`);
+  }
+  if (!Number.isInteger(config.debug) || config.debug < 0 || config.debug > 3) {
+    throw new ConfigError(`--debug takes 0, 1, 2 or 3, got ${config.debug}`);
+  }
+  for (const [option, patterns] of [['--excludes', config.excludes], ['--tempfiles', config.tempfiles]] as const) {
+    for (const pattern of patterns) {
+      const problem = validatePattern(pattern);
+      if (problem !== undefined) throw new ConfigError(`${option} ${JSON.stringify(pattern)}: ${problem}`);
+    }
+  }
+  const srcRoot = await checkLocalRoot(config.srcRoot, 'SRCROOT');
+  let dstRoot: string;
+  if (config.remoteHost === undefined) {
+    dstRoot = await checkLocalRoot(config.dstRoot, 'DSTROOT');
+    const [a, b] = [await realpath(srcRoot), await realpath(dstRoot)];
+    if (a === b) throw new ConfigError(`SRCROOT and DSTROOT are the same directory: ${a}`);
+    if (b.startsWith(`${a}/`) || a.startsWith(`${b}/`)) {
+      throw new ConfigError(`one root is inside the other (${a} and ${b}); psync would sync its own writes`);
+    }
+  } else {
+    if (config.remoteHost === '' || config.remoteHost.startsWith('-')) throw new ConfigError(`bad remote host ${JSON.stringify(config.remoteHost)}`);
+    dstRoot = config.dstRoot;
+    if (dstRoot === '' || resolve('/', dstRoot) === '/') throw new ConfigError('refusing / (or an empty path) as DSTROOT');
+  }
+  return { ...config, srcRoot, dstRoot };
+}
+
+async function checkLocalRoot(root: string, name: string): Promise<string> {
+  if (root === '') throw new ConfigError(`${name} is empty`);
+  const absolute = resolve(root);
+  if (absolute === '/') throw new ConfigError(`refusing / as ${name}`);
+  let info;
+  try {
+    info = await stat(absolute);
+  } catch {
+    throw new ConfigError(`${name} ${absolute} does not exist (create it first)`);
+  }
+  if (!info.isDirectory()) throw new ConfigError(`${name} ${absolute} is not a directory`);
+  return isAbsolute(absolute) ? absolute.replace(/\/+$/, '') : absolute;
+}

@@ -1,0 +1,86 @@
+/**
+ * The brain's queue of actions waiting to be applied, and how they are cut
+ * into batches.
+ *
+ * A batch is the longest run of consecutive actions with the same direction
+ * and kind (and the same update-only flag): one rsync run or one helper
+ * round trip for all of them. Order is kept across kinds, so a MOVE queued
+ * before an RSYNC of the moved path runs first.
+ *
+ * Two sides changing the same path before either change was applied is a
+ * conflict; until the conflict rules exist, the newer modification time wins
+ * (the rule the initial merge uses too) and the older change is dropped and
+ * reported.
+ */
+
+import { directionFrom, sourceOf, type Action, type ActionKind, type Direction, type Side } from './types.js';
+
+/** At most this many actions go into one batch, so one rsync's file list stays bounded. */
+export const MAX_BATCH_ACTIONS = 20_000;
+
+export interface Queued {
+  readonly direction: Direction;
+  readonly action: Action;
+  /** Apply with `rsync --update` (queued before the initial merge finished). */
+  readonly updateOnly: boolean;
+}
+
+export interface Batch {
+  readonly direction: Direction;
+  readonly kind: ActionKind;
+  readonly updateOnly: boolean;
+  readonly actions: Action[];
+}
+
+export interface EnqueueResult {
+  /** The queued action that lost a conflict and was dropped, if any. */
+  readonly dropped?: Queued;
+}
+
+export class ActionQueue {
+  private items: Queued[] = [];
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  enqueue(from: Side, action: Action, updateOnly = false): EnqueueResult {
+    const incoming: Queued = { direction: directionFrom(from), action, updateOnly };
+    if (action.kind === 'rsync') {
+      const rival = this.items.findIndex(
+        (q) => q.action.kind === 'rsync' && q.action.path === action.path && sourceOf(q.direction) !== from,
+      );
+      if (rival >= 0) {
+        const other = this.items[rival]!;
+        if (other.action.stat.mtimeMs > action.stat.mtimeMs) return { dropped: incoming };
+        this.items.splice(rival, 1);
+        this.items.push(incoming);
+        return { dropped: other };
+      }
+    }
+    this.items.push(incoming);
+    return {};
+  }
+
+  /** Take the next batch off the front of the queue, or undefined when it is empty. */
+  takeBatch(max = MAX_BATCH_ACTIONS): Batch | undefined {
+    const first = this.items[0];
+    if (first === undefined) return undefined;
+    const kind = first.action.kind;
+    let end = 1;
+    while (end < this.items.length && end < max) {
+      const next = this.items[end]!;
+      if (next.direction !== first.direction || next.action.kind !== kind || next.updateOnly !== first.updateOnly) break;
+      end += 1;
+    }
+    const taken = this.items.splice(0, end).map((q) => q.action);
+    return { direction: first.direction, kind, updateOnly: first.updateOnly, actions: kind === 'rsync' ? dedupeRsyncs(taken) : taken };
+  }
+}
+
+/** One entry per path, at the place of its first report, with its last report's stat. */
+function dedupeRsyncs(actions: Action[]): Action[] {
+  const byPath = new Map<string, Action>();
+  for (const action of actions) if (action.kind === 'rsync') byPath.set(action.path, action);
+  return [...byPath.values()];
+}

@@ -1,0 +1,98 @@
+/**
+ * The echo ledger: what the brain expects a side to report after it changed
+ * that side, so that exactly those reports are dropped and nothing else.
+ *
+ * The original psync dropped every event on a name it had touched in the
+ * last 60 s, which also dropped a real edit made in that window. Here an
+ * expectation names the path and what the entry will look like (type, size,
+ * mtime, mode as the transfer writes them); a report that matches is an
+ * echo; a report on that path that does not match is a real change, and it
+ * also retires the expectation, because the path has moved on.
+ */
+
+import type { Action, Side, Stat } from './types.js';
+
+/** How long an expectation waits for its echo (the settle delay plus transfer time is far less). */
+export const ECHO_TTL_MS = 30_000;
+
+export type Expectation =
+  /** rsync wrote `path`: the side will report RSYNC with this content. */
+  | { readonly kind: 'written'; readonly path: string; readonly stat: Stat }
+  /** The helper moved `from` to `path`: RSYNC or MOVE reports of `path` with this content are echoes. */
+  | { readonly kind: 'movedIn'; readonly path: string; readonly from: string; readonly stat: Stat }
+  /** The helper removed `path` (deleted it or moved it away): a DELETE of it is an echo. */
+  | { readonly kind: 'removed'; readonly path: string };
+
+interface Entry {
+  readonly expectation: Expectation;
+  readonly expiresAt: number;
+}
+
+/** Same content and metadata as far as a transfer preserves them. Directory sizes and mtimes are noise. */
+export function sameAsWritten(expected: Stat, actual: Stat): boolean {
+  if (expected.type !== actual.type) return false;
+  if (expected.type === 'dir') return expected.mode === actual.mode;
+  if (expected.type !== 'symlink' && expected.mode !== actual.mode) return false;
+  return expected.size === actual.size && Math.abs(expected.mtimeMs - actual.mtimeMs) < 1;
+}
+
+export class EchoLedger {
+  private readonly entries: Record<Side, Map<string, Entry>> = { left: new Map(), right: new Map() };
+  private nextSweepAt = 0;
+
+  constructor(private readonly ttlMs = ECHO_TTL_MS) {}
+
+  /** Record what `side` will report about a change the brain is about to make there. */
+  expect(side: Side, expectation: Expectation, now: number): void {
+    this.entries[side].set(expectation.path, { expectation, expiresAt: now + this.ttlMs });
+  }
+
+  /** Forget an expectation that will not come (the change failed). */
+  cancel(side: Side, path: string): void {
+    this.entries[side].delete(path);
+  }
+
+  get size(): number {
+    return this.entries.left.size + this.entries.right.size;
+  }
+
+  /**
+   * Is this report from `side` the echo of the brain's own change? Every
+   * path the action names is checked; a path whose report does not match
+   * loses its expectation.
+   */
+  isEcho(side: Side, action: Action, now: number): boolean {
+    this.expire(now);
+    const table = this.entries[side];
+    const matches = (path: string, test: (e: Expectation) => boolean): boolean => {
+      const entry = table.get(path);
+      if (entry === undefined) return false;
+      if (entry.expiresAt > now && test(entry.expectation)) return true;
+      table.delete(path);
+      return false;
+    };
+    switch (action.kind) {
+      case 'rsync':
+        return matches(action.path, (e) => e.kind !== 'removed' && sameAsWritten(e.stat, action.stat));
+      case 'delete':
+        return matches(action.path, (e) => e.kind === 'removed');
+      case 'move': {
+        const arrived = matches(
+          action.to,
+          (e) => (e.kind === 'movedIn' && e.from === action.from) || (e.kind !== 'removed' && sameAsWritten(e.stat, action.stat)),
+        );
+        const left = matches(action.from, (e) => e.kind === 'removed');
+        return arrived && left;
+      }
+    }
+  }
+
+  /** Drop expired entries, at most once per TTL so that a burst of reports stays O(1) each. */
+  private expire(now: number): void {
+    if (now < this.nextSweepAt) return;
+    this.nextSweepAt = now + this.ttlMs;
+    for (const table of Object.values(this.entries)) {
+      for (const [path, entry] of table) if (entry.expiresAt <= now) table.delete(path);
+    }
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * The filter process: watches one root and reports settled actions to the
+ * brain as frames on stdout (protocol in src/core/protocol.ts).
+ *
+ * Why not @parcel/watcher: its inotify backend keeps the old path of a
+ * renamed directory (events inside `d2` after `mv d d2` are lost or reported
+ * under `d`), does not watch the subdirectories of a directory moved into
+ * the tree, and misses what `mkdir -p a/b/c` creates below `a`. Losing those
+ * would lose changes. Instead each indexed directory has its own inotify
+ * watch (fs.watch), bound to its index node rather than to a path: when the
+ * directory is renamed the node moves and its watch keeps reporting under
+ * the new name. A directory that appears is watched first and listed second,
+ * so nothing created in between is missed.
+ */
+
+import { lstatSync, readdirSync, watch, type FSWatcher } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { FilterState, noteDance, reconcile, type Observation } from '../core/filterRules.js';
+import { FrameReceiver, FrameWriter } from '../core/frame.js';
+import { compilePathClassifier } from '../core/patterns.js';
+import { bytesToPath, joinPath, pathToBytes } from '../core/paths.js';
+import { encodeAction, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION, type FilterConfig } from '../core/protocol.js';
+import { Settler } from '../core/settle.js';
+import { TreeIndex, type TreeNode } from '../core/tree.js';
+import type { Stat } from '../core/types.js';
+import { toStat } from '../fsStat.js';
+import { readConfigFrame } from '../childConfig.js';
+
+/** Exit codes of the filter process. */
+export const FILTER_EXIT = { ok: 0, badConfig: 2, rootLost: 3, watchFailed: 4 } as const;
+
+export async function runFilter(input: Readable, output: Writable): Promise<number> {
+  const writer = new FrameWriter();
+  const send = (verb: string, args: string[] = []): void => {
+    output.write(writer.encode(verb, args));
+  };
+  const receiver = new FrameReceiver();
+  let config: FilterConfig;
+  try {
+    config = await readConfigFrame<FilterConfig>(input, receiver);
+  } catch (error) {
+    send('ERROR', [(error as Error).message]);
+    return FILTER_EXIT.badConfig;
+  }
+  send('HELLO', [String(PROTOCOL_VERSION), 'filter', String(process.pid)]);
+
+  let rootStat: Stat;
+  try {
+    rootStat = toStat(lstatSync(config.root));
+    if (rootStat.type !== 'dir') throw new Error('not a directory');
+  } catch (error) {
+    send('ERROR', [`root ${config.root} is not a readable directory: ${(error as Error).message}`]);
+    return FILTER_EXIT.badConfig;
+  }
+
+  const watcher = new TreeWatcher(config, new FilterState(new TreeIndex(rootStat)), send);
+  return watcher.run(input);
+}
+
+class TreeWatcher {
+  private readonly classify;
+  private readonly settler;
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private beats = 0;
+  private finish: (code: number) => void = () => {};
+
+  constructor(
+    private readonly config: FilterConfig,
+    private readonly state: FilterState,
+    private readonly send: (verb: string, args?: string[]) => void,
+  ) {
+    this.classify = compilePathClassifier({ excludes: config.excludes, tempfiles: config.tempfiles });
+    this.settler = new Settler(config.settleMs, config.maxDelayMs);
+  }
+
+  private get index(): TreeIndex {
+    return this.state.index;
+  }
+
+  async run(input: Readable): Promise<number> {
+    const done = new Promise<number>((resolve) => (this.finish = resolve));
+    try {
+      this.scanTree('', 'index');
+    } catch (error) {
+      return this.fail(error);
+    }
+    this.send('READY', [String(this.index.size)]);
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
+    input.on('end', () => this.stop(0));
+    input.on('error', () => this.stop(0));
+    input.resume();
+    process.once('SIGTERM', () => this.stop(0));
+    process.once('SIGINT', () => this.stop(0));
+    return done;
+  }
+
+  private stop(code: number): void {
+    clearInterval(this.heartbeat);
+    clearTimeout(this.timer);
+    for (const node of this.index.walk(this.index.root)) (node.watch as FSWatcher | undefined)?.close();
+    this.finish(code);
+  }
+
+  private fail(error: unknown): number {
+    const message = (error as Error).message;
+    this.send('ERROR', [message]);
+    this.stop(FILTER_EXIT.watchFailed);
+    return FILTER_EXIT.watchFailed;
+  }
+
+  private beat(): void {
+    this.beats += 1;
+    const root = lstatOrNull(this.config.root);
+    if (root === null || root.type !== 'dir' || root.ino !== this.index.root.stat.ino) {
+      // Never report a vanished root as "everything was deleted": stop instead.
+      this.send('ERROR', [`root ${this.config.root} disappeared or was replaced; stopping`]);
+      this.stop(FILTER_EXIT.rootLost);
+      return;
+    }
+    this.send('HEARTBEAT', [String(this.beats)]);
+  }
+
+  /**
+   * Watch the directory at `path`, then list it. In 'index' mode (start-up)
+   * entries are indexed silently, recursively; in 'dirty' mode (a directory
+   * that appeared while running) they are marked dirty so they are reported
+   * once they settle.
+   */
+  private scanTree(path: string, mode: 'index' | 'dirty'): void {
+    const stack = [path];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      const node = this.index.get(dir);
+      if (node === undefined || node.stat.type !== 'dir') continue;
+      this.watchNode(node, dir);
+      let names: Buffer[];
+      try {
+        names = readdirSync(this.absolute(dir), { encoding: 'buffer' });
+      } catch {
+        continue; // gone already: its own event reports that
+      }
+      const now = performance.now();
+      for (const name of names) {
+        const child = joinPath(dir, bytesToPath(name));
+        if (mode === 'dirty') {
+          this.touch(child, now);
+          continue;
+        }
+        const stat = lstatOrNull(this.absolute(child));
+        if (stat === null || this.classify(child, stat.type === 'dir') !== 'sync') continue;
+        this.index.set(child, stat);
+        if (stat.type === 'dir') stack.push(child);
+      }
+    }
+  }
+
+  private watchNode(node: TreeNode, dir: string): void {
+    if (node.watch !== undefined) return;
+    let handle: FSWatcher;
+    try {
+      handle = watch(this.absolute(dir), { encoding: 'buffer', persistent: true }, (_event, name) =>
+        this.onEvent(node, name),
+      );
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      if (code === 'ENOSPC') {
+        throw new Error(
+          `the inotify watch limit (fs.inotify.max_user_watches) is too low for ${this.config.root}: ` +
+            `psync needs one watch per directory (at least ${this.countDirs()}); raise it with ` +
+            `'sysctl fs.inotify.max_user_watches=${Math.max(524288, this.countDirs() * 2)}'`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    handle.on('error', () => {
+      handle.close();
+      node.watch = undefined;
+      if (this.index.isAttached(node)) this.touch(this.index.pathOf(node), performance.now());
+    });
+    node.watch = handle;
+  }
+
+  private countDirs(): number {
+    let dirs = 0;
+    for (const node of this.index.walk(this.index.root)) if (node.stat.type === 'dir') dirs += 1;
+    return dirs;
+  }
+
+  private onEvent(node: TreeNode, name: Buffer | null): void {
+    if (!this.index.isAttached(node)) return; // a stale watch of a directory that left the tree
+    const dir = this.index.pathOf(node);
+    this.touch(name === null ? dir : joinPath(dir, bytesToPath(name)), performance.now());
+  }
+
+  private touch(path: string, now: number): void {
+    const kind = path === '' ? 'sync' : this.classify(path);
+    if (kind === 'internal') noteDance(this.state, path, now);
+    if (kind !== 'sync') return;
+    this.settler.touch(path, now);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined) return;
+    const next = this.settler.nextDueAt();
+    if (next === undefined) return;
+    this.timer = setTimeout(() => this.tick(), Math.max(1, next - performance.now()));
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    const due = this.settler.takeDue(now);
+    if (due.length > 0) this.settle(due, now);
+    this.schedule();
+  }
+
+  private settle(due: string[], now: number): void {
+    const observations: Observation[] = due.map((path) => ({ path, stat: path === '' ? null : lstatOrNull(this.absolute(path)) }));
+    // A path that reappeared with an inode the index holds elsewhere may be a move whose other half
+    // is not due yet (or never reported): look at that other name now.
+    const seen = new Set(due);
+    for (const { stat } of [...observations]) {
+      if (stat === null) continue;
+      for (const node of this.index.nodesWithInode(stat.ino)) {
+        const other = this.index.pathOf(node);
+        if (seen.has(other) || !this.index.isAttached(node)) continue;
+        seen.add(other);
+        const otherStat = lstatOrNull(this.absolute(other));
+        if (otherStat === null || otherStat.ino !== stat.ino) observations.push({ path: other, stat: otherStat });
+      }
+    }
+    const decision = reconcile(this.state, observations.filter((o) => o.path !== ''), this.classify, now);
+    for (const node of decision.dropped) {
+      for (const n of this.index.walk(node)) {
+        (n.watch as FSWatcher | undefined)?.close();
+        n.watch = undefined;
+      }
+    }
+    for (const action of decision.actions) {
+      const { verb, args } = encodeAction(action);
+      this.send(verb, args);
+    }
+    for (const dir of decision.scan) {
+      try {
+        this.scanTree(dir, 'dirty');
+      } catch (error) {
+        this.fail(error);
+        return;
+      }
+    }
+  }
+
+  private absolute(path: string): Buffer {
+    return Buffer.from(pathToBytes(path === '' ? this.config.root : `${this.config.root}/${path}`));
+  }
+}
+
+function lstatOrNull(path: Buffer | string): Stat | null {
+  try {
+    return toStat(lstatSync(path));
+  } catch {
+    return null;
+  }
+}

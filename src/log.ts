@@ -1,0 +1,20 @@
+/** The one logger: winston to stderr, levels chosen by `-d`. */
+
+import winston from 'winston';
+
+export type Logger = winston.Logger;
+
+/** `-d 0` warnings and errors only, 1 (default) what psync does, 2 every event, 3 everything. */
+const LEVEL_BY_DEBUG = ['warn', 'info', 'debug', 'silly'] as const;
+
+export function createLogger(debug: number): Logger {
+  const level = LEVEL_BY_DEBUG[Math.max(0, Math.min(3, debug))]!;
+  return winston.createLogger({
+    level,
+    format: winston.format.combine(
+      winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
+      winston.format.printf(({ timestamp, level: lvl, message }) => `${String(timestamp)} ${lvl.padEnd(5)} ${String(message)}`),
+    ),
+    transports: [new winston.transports.Stream({ stream: process.stderr })],
+  });
+}
