@@ -77,6 +77,7 @@ async function parseArgs(argv: string[]): Promise<Config> {
     .option('max-delay', { type: 'number', describe: `a path that never goes quiet is sent at least every this many seconds (default ${DEFAULTS.maxDelaySeconds})` })
     .option('ssh-config', { type: 'string', describe: 'ssh client config file instead of ~/.ssh/config' })
     .option('remote-psync', { type: 'string', describe: 'command that starts psync on the remote host (default: this node and install path)' })
+    .option('status-file', { type: 'string', describe: 'keep a JSON status (state, counters, last error) in this file' })
     .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
     .strictOptions()
     .version(VERSION)
@@ -117,6 +118,8 @@ async function parseArgs(argv: string[]): Promise<Config> {
   if (banned !== undefined) config.banned = banned;
   const sshConfig = parsed['ssh-config'] ?? file.sshConfig;
   if (sshConfig !== undefined) config.sshConfig = resolve(sshConfig);
+  const statusFile = parsed['status-file'] ?? file.statusFile;
+  if (statusFile !== undefined) config.statusFile = resolve(statusFile);
   const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
   if (remotePsync !== undefined) config.remotePsync = remotePsync;
   return config;

@@ -43,6 +43,8 @@ export interface Config {
   sshConfig?: string;
   /** Command that starts psync on the remote host (default: this node binary and install path). */
   remotePsync?: string;
+  /** Keep a JSON status (state, counters, last error) in this file. */
+  statusFile?: string;
 }
 
 export const DEFAULTS = {

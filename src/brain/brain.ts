@@ -17,6 +17,7 @@ import { buildRsyncArgv, runRsync } from '../transfer/rsync.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { ChildLink } from './childLink.js';
 import { HelperClient } from './helperClient.js';
+import { StatusWriter, type BrainState } from './status.js';
 
 export interface BrainCounters {
   reported: Record<Side, number>;
@@ -56,35 +57,57 @@ export class Brain {
   private finish: (outcome: BrainOutcome) => void = () => {};
   private readonly abort = new AbortController();
   private watchdog: NodeJS.Timeout | undefined;
+  private state: BrainState = 'starting';
+  private lastError: string | undefined;
+  private readonly status: StatusWriter;
 
   constructor(
     private readonly config: Config,
     private readonly endpoints: Record<Side, Endpoint>,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.status = new StatusWriter(config.statusFile, () => ({
+      state: this.state,
+      left: endpoints.left.description,
+      right: endpoints.right.description,
+      queued: this.queue.length,
+      counters: this.counters,
+      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
+    }));
+  }
+
+  private setState(state: BrainState): void {
+    this.state = state;
+    this.status.touch();
+  }
 
   /** Run until stopped (resolves ok) or until something fails that psync cannot carry on through. */
   async run(): Promise<BrainOutcome> {
     const done = new Promise<BrainOutcome>((resolve) => (this.finish = resolve));
-    try {
-      if (this.config.syncOnly) {
-        await this.initialMerge();
-        return { ok: true };
-      }
-      await Promise.all([this.startFilter('left'), this.startFilter('right')]);
-      await Promise.all([this.startHelper('left'), this.startHelper('right')]);
-      if (this.config.skipInitialSync) this.log.info('skipping the initial merge (-k)');
-      else await this.initialMerge();
-      this.merged = true;
-      this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
-      this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
-      void this.dispatchLoop();
-    } catch (error) {
-      this.fail(error as Error);
-    }
+    void this.start().catch((error: unknown) => this.fail(error as Error));
     const outcome = await done;
     await this.shutdown();
     return outcome;
+  }
+
+  private async start(): Promise<void> {
+    if (this.config.syncOnly) {
+      await this.initialMerge();
+      this.setState('stopped');
+      this.finish({ ok: true });
+      return;
+    }
+    await Promise.all([this.startFilter('left'), this.startFilter('right')]);
+    await Promise.all([this.startHelper('left'), this.startHelper('right')]);
+    if (this.stopping) return;
+    if (this.config.skipInitialSync) this.log.info('skipping the initial merge (-k)');
+    else await this.initialMerge();
+    if (this.stopping) return;
+    this.merged = true;
+    this.setState('watching');
+    this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
+    this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
+    void this.dispatchLoop();
   }
 
   /** Stop cleanly: let the running transfer finish (or abort it after a grace period). */
@@ -92,6 +115,7 @@ export class Brain {
     if (this.stopping) return;
     this.log.info('stopping');
     this.stopping = true;
+    this.setState('stopping');
     this.wake();
     this.finish({ ok: true });
   }
@@ -104,6 +128,8 @@ export class Brain {
   private fail(error: Error): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.lastError = error.message;
+    this.setState('failed');
     this.wake();
     this.finish({ ok: false, error });
   }
@@ -115,6 +141,8 @@ export class Brain {
     clearTimeout(grace);
     for (const filter of this.filters.values()) filter.close();
     for (const helper of this.helpers.values()) helper.close();
+    if (this.state === 'stopping') this.state = 'stopped';
+    await this.status.flush();
     const c = this.counters;
     this.log.info(
       `applied ${c.applied.leftToRight} left->right and ${c.applied.rightToLeft} right->left in ${c.rsyncRuns} rsync and ${c.helperRuns} helper runs; ` +
@@ -185,10 +213,12 @@ export class Brain {
     } catch (error) {
       if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
       this.counters.rejected[side] += 1;
+      this.status.touch();
       this.log.warn(`${side}: rejected a report: ${error.message}`);
       return;
     }
     this.counters.reported[side] += 1;
+    this.status.touch();
     if (this.ledger.isEcho(side, action, performance.now())) {
       this.counters.echoes[side] += 1;
       this.log.debug(`${side}: echo of our own change dropped: ${describe(action)}`);
@@ -228,6 +258,8 @@ export class Brain {
           // aborted on shutdown
         } else {
           this.counters.failures += 1;
+          this.lastError = (error as Error).message;
+          this.status.touch();
           this.log.error(`${batch.direction} ${batch.kind} of ${batch.actions.length} entries failed: ${(error as Error).message}`);
         }
       }
@@ -248,6 +280,7 @@ export class Brain {
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions);
     else await this.deleteBatch(batch.direction, batch.actions);
     this.counters.applied[batch.direction] += batch.actions.length;
+    this.status.touch();
   }
 
   private async rsyncBatch(direction: Direction, actions: readonly Action[], updateOnly: boolean, recursive = false): Promise<void> {
@@ -344,6 +377,7 @@ export class Brain {
   /** rsync --update both ways over the whole tree: the union of both trees, the newer file wins. */
   private async initialMerge(): Promise<void> {
     const started = performance.now();
+    this.setState('merging');
     this.log.info(`initial merge of ${this.endpoints.left.description} and ${this.endpoints.right.description}${this.config.dryRun ? ' (dry run)' : ''}`);
     for (const direction of ['leftToRight', 'rightToLeft'] as const) {
       const result = await this.runRsync(direction, { updateOnly: true, dryRun: this.config.dryRun });

@@ -25,6 +25,8 @@ export class ChildLink {
   private readonly writer = new FrameWriter();
   private readonly receiver = new FrameReceiver();
   private onFrame: (frame: Frame) => void = () => {};
+  /** Frames that arrived after HELLO but before `listen` (often in HELLO's own chunk). */
+  private early: Frame[] | undefined;
   private closed = false;
 
   private constructor(
@@ -59,6 +61,9 @@ export class ChildLink {
   /** Handle every later frame (after HELLO). */
   listen(onFrame: (frame: Frame) => void): void {
     this.onFrame = onFrame;
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const frame of early) onFrame(frame);
   }
 
   send(verb: string, args: readonly string[] = []): void {
@@ -86,6 +91,9 @@ export class ChildLink {
       };
       this.onFrame = (frame) => {
         if (frame.verb === 'HELLO' && frame.args[0] === String(PROTOCOL_VERSION) && frame.args[1] === this.role) {
+          const early: Frame[] = [];
+          this.early = early;
+          this.onFrame = (next) => early.push(next);
           settle();
         } else if (frame.verb === 'ERROR') {
           settle(new ProtocolError(`${this.name} on ${endpoint.description}: ${frame.args[0] ?? 'unknown error'}`));

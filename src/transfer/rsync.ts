@@ -1,0 +1,187 @@
+/**
+ * rsync: building its argv and running it.
+ *
+ * File names reach rsync only as NUL-separated bytes on stdin
+ * (`--files-from=- --from0`) and the two roots only as argv elements; with
+ * `--protect-args` rsync passes them to the remote rsync inside its own
+ * protocol, never through the remote shell.
+ */
+
+import { performance } from 'node:perf_hooks';
+import { execa } from 'execa';
+import { RsyncError } from '../core/errors.js';
+import { guardPath, pathToBytes } from '../core/paths.js';
+
+export interface RsyncArgvOptions {
+  /** Source root as rsync names it, with a trailing slash: "/srv/a/" or "host:/srv/a/". */
+  readonly source: string;
+  /** Target root, same form. */
+  readonly target: string;
+  /** How to reach a remote side (`-e ...`); empty when both are local. */
+  readonly transportArgs: readonly string[];
+  /** Skip files that are newer on the target (`--update`). */
+  readonly update?: boolean;
+  readonly dryRun?: boolean;
+  /** The user's extra rsync options, passed as they are. */
+  readonly extra: readonly string[];
+  /** `--exclude=...` arguments (see toRsyncFilterArgs). */
+  readonly excludes: readonly string[];
+  /** Transfer only the root-relative paths given on stdin (see runRsync's `files`). */
+  readonly filesFrom: boolean;
+  /**
+   * With `filesFrom`, also descend into listed directories (a directory moved
+   * in from outside the tree). Without `filesFrom` rsync always recurses.
+   */
+  readonly recursive?: boolean;
+}
+
+/**
+ * The argv for one rsync run (without the `rsync` itself).
+ *
+ * - `-a`: symlinks stay symlinks, permissions, times, group, owner (when
+ *   root), devices. With `--files-from` it does not imply `-r`, so a listed
+ *   directory is created with its attributes but its contents are their
+ *   own entries in the list.
+ * - `--numeric-ids`: ids are kept as numbers, as the two trees of one user
+ *   usually share them (GlusterFS geo-replication does the same).
+ * - `--files-from=- --from0` implies `--relative`; we KEEP implied
+ *   directories (no `--no-implied-dirs`): a listed file whose parent is
+ *   missing on the target gets it created instead of failing with exit 23,
+ *   and a parent that is a symlink on the target is replaced by a real
+ *   directory instead of being followed out of the tree. The cost: rsync
+ *   also sets the parents' mode and mtime to the source's, which the target's
+ *   filter may report as an echo of this transfer.
+ * - `--ignore-missing-args`: a listed path that vanished before rsync got to
+ *   it is not an error (its DELETE follows).
+ * - No `--inplace`, no `--partial-dir`: rsync writes `.name.XXXXXX` beside
+ *   the file and renames it into place, so the target never sees a half
+ *   file under the real name, and the filter treats the temp name as temp.
+ * - `--` before the roots, so a root can never be read as an option.
+ */
+export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
+  const listArgs = options.filesFrom
+    ? ['--files-from=-', '--from0', '--ignore-missing-args', ...(options.recursive === true ? ['--recursive'] : [])]
+    : [];
+  return [
+    '--archive',
+    '--protect-args',
+    '--numeric-ids',
+    ...listArgs,
+    ...(options.update === true ? ['--update'] : []),
+    ...(options.dryRun === true ? ['--dry-run'] : []),
+    ...options.transportArgs,
+    ...options.excludes,
+    ...options.extra,
+    '--',
+    options.source,
+    options.target,
+  ];
+}
+
+/** What rsync's exit statuses mean (rsync(1), EXIT VALUES). */
+export const RSYNC_EXIT_MEANINGS: Readonly<Record<number, string>> = {
+  0: 'success',
+  1: 'syntax or usage error',
+  2: 'protocol incompatibility',
+  3: 'errors selecting input/output files or directories',
+  4: 'requested action not supported',
+  5: 'error starting client-server protocol',
+  6: 'daemon unable to append to log file',
+  10: 'error in socket I/O',
+  11: 'error in file I/O',
+  12: 'error in rsync protocol data stream',
+  13: 'errors with program diagnostics',
+  14: 'error in IPC code',
+  20: 'received SIGUSR1 or SIGINT',
+  21: 'some error returned by waitpid()',
+  22: 'error allocating core memory buffers',
+  23: 'partial transfer due to error',
+  24: 'partial transfer due to vanished source files',
+  25: 'the --max-delete limit stopped deletions',
+  30: 'timeout in data send/receive',
+  35: 'timeout waiting for daemon connection',
+  255: 'the remote shell failed (ssh could not connect or authenticate)',
+};
+
+export const rsyncExitMeaning = (exitCode: number): string => RSYNC_EXIT_MEANINGS[exitCode] ?? 'unknown error';
+
+/** 23 and 24 are normal while the tree changes under rsync: the caller retries what is still there. */
+export const PARTIAL_EXIT_CODES: readonly number[] = [23, 24];
+
+/** Used when rsync could not be started at all (as a shell says "command not found"). */
+export const RSYNC_NOT_STARTED = 127;
+/** Used when rsync was killed by a signal or cancelled: rsync's own code for a signal. */
+export const RSYNC_SIGNALLED = 20;
+
+export interface RunRsyncOptions {
+  readonly argv: readonly string[];
+  /** Root-relative paths for `--files-from=- --from0`, written to stdin as NUL-separated bytes. */
+  readonly files?: readonly string[];
+  readonly signal?: AbortSignal;
+  /** Receives each line rsync wrote on stderr. */
+  readonly log?: (line: string) => void;
+  /** The rsync binary; "rsync" from PATH by default. */
+  readonly command?: string;
+}
+
+export interface RsyncResult {
+  /** 0, or one of PARTIAL_EXIT_CODES. */
+  readonly exitCode: number;
+  readonly status: 'ok' | 'partial';
+  readonly stderr: string;
+  readonly durationMs: number;
+}
+
+/** The file list as rsync's `--from0` reads it: each path's exact bytes, each followed by NUL. */
+export function encodeFileList(files: readonly string[]): Uint8Array {
+  const parts = files.map((file) => pathToBytes(guardPath(file)));
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length + 1, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length + 1; // the byte after each name stays 0: the separator
+  }
+  return out;
+}
+
+const lastLine = (text: string): string => text.trimEnd().split('\n').pop() ?? '';
+
+/**
+ * Run rsync once. Resolves for success and for a partial transfer (23, 24);
+ * throws RsyncError for any other outcome, with rsync's exit code (or
+ * RSYNC_NOT_STARTED / RSYNC_SIGNALLED) and the last line rsync wrote on stderr.
+ * Every path in `files` passes the path guard first (SafetyError otherwise).
+ */
+export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
+  const input = options.files === undefined ? undefined : encodeFileList(options.files);
+  const started = performance.now();
+  const result = await execa(options.command ?? 'rsync', [...options.argv], {
+    ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+    ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
+    stdout: 'ignore',
+    stderr: 'pipe',
+    reject: false,
+    stripFinalNewline: false,
+  });
+  const durationMs = performance.now() - started;
+  const stderr = typeof result.stderr === 'string' ? result.stderr : '';
+  for (const line of stderr.split('\n')) if (line !== '') options.log?.(line);
+  const cause = result instanceof Error ? { cause: result } : undefined;
+
+  if (result.isCanceled || result.signal !== undefined) {
+    const how = result.isCanceled ? 'was cancelled' : `was killed by ${result.signal}`;
+    throw new RsyncError(`rsync ${how}`, RSYNC_SIGNALLED, { cause: options.signal?.reason ?? result });
+  }
+  if (result.exitCode === undefined) {
+    throw new RsyncError(`could not start rsync: ${result.message}`, RSYNC_NOT_STARTED, cause);
+  }
+  const exitCode = result.exitCode;
+  if (exitCode === 0) return { exitCode, status: 'ok', stderr, durationMs };
+  if (PARTIAL_EXIT_CODES.includes(exitCode)) return { exitCode, status: 'partial', stderr, durationMs };
+  const detail = lastLine(stderr);
+  throw new RsyncError(
+    `rsync failed with exit code ${exitCode} (${rsyncExitMeaning(exitCode)})${detail === '' ? '' : `: ${detail}`}`,
+    exitCode,
+    cause,
+  );
+}

@@ -1,0 +1,496 @@
+import * as fsPromises from 'node:fs/promises';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { FrameReceiver, FrameWriter, type Frame } from '../../src/core/frame.js';
+import { pathToBytes } from '../../src/core/paths.js';
+import {
+  decodeHelperReply,
+  encodeHelperRequest,
+  encodeStat,
+  type HelperConfig,
+  type HelperReply,
+  type HelperRequest,
+} from '../../src/core/protocol.js';
+import type { Stat } from '../../src/core/types.js';
+import { toStat } from '../../src/fsStat.js';
+import { runHelper } from '../../helpers/helper.js';
+
+// Fault injection: a test can make one rename fail (errorfs style); by default rename is the real one.
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs/promises')>();
+  return { ...real, rename: vi.fn(real.rename) };
+});
+
+/** Drives runHelper in-process through two PassThrough pipes, as the brain would. */
+class Driver {
+  readonly input = new PassThrough();
+  readonly output = new PassThrough();
+  readonly logs: string[] = [];
+  readonly exit: Promise<number>;
+  private readonly writer = new FrameWriter();
+  private readonly receiver = new FrameReceiver();
+  private readonly frames: Frame[] = [];
+  private wake: (() => void) | undefined;
+  private nextId = 1;
+
+  constructor(config: HelperConfig) {
+    this.output.on('data', (chunk: Buffer) => {
+      for (const received of this.receiver.push(chunk.toString('latin1'))) {
+        if (!received.ok) throw received.error;
+        this.frames.push(received.frame);
+      }
+      this.wake?.();
+    });
+    this.exit = runHelper(this.input, this.output, { log: (line) => this.logs.push(line) });
+    this.send('CONFIG', [JSON.stringify(config)]);
+  }
+
+  send(verb: string, args: readonly string[]): void {
+    this.input.write(this.writer.encode(verb, args));
+  }
+
+  async next(): Promise<Frame> {
+    while (this.frames.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
+    return this.frames.shift()!;
+  }
+
+  async request(request: DistributiveOmit<HelperRequest, 'id'>): Promise<HelperReply> {
+    const { verb, args } = encodeHelperRequest({ ...request, id: this.nextId++ } as HelperRequest);
+    this.send(verb, args);
+    return decodeHelperReply(await this.next());
+  }
+
+  async close(): Promise<number> {
+    this.input.end();
+    return this.exit;
+  }
+}
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+let base: string;
+let root: string;
+const drivers: Driver[] = [];
+
+beforeEach(() => {
+  base = mkdtempSync(join(tmpdir(), 'psync-helper-'));
+  root = join(base, 'root');
+  mkdirSync(root);
+});
+
+afterEach(async () => {
+  for (const driver of drivers.splice(0)) expect(await driver.close()).toBe(0);
+  expect(scratchNames(root)).toEqual([]);
+  expect(existsSync(root)).toBe(true);
+  vi.mocked(fsPromises.rename).mockReset();
+  rmSync(base, { recursive: true, force: true });
+});
+
+async function startHelper(options: Partial<HelperConfig> = {}): Promise<Driver> {
+  const driver = new Driver({ root, force: false, dryRun: false, ...options });
+  drivers.push(driver);
+  const hello = await driver.next();
+  expect(hello.verb).toBe('HELLO');
+  return driver;
+}
+
+/** An absolute Buffer path for a root-relative psync path (so non-UTF-8 names work). */
+const at = (path: string): Buffer => Buffer.concat([Buffer.from(`${root}/`), pathToBytes(path)]);
+const statOf = (path: string): Stat => toStat(lstatSync(at(path)));
+const exists = (path: string): boolean => {
+  try {
+    lstatSync(at(path));
+    return true;
+  } catch {
+    return false;
+  }
+};
+function file(path: string, content = path): Stat {
+  mkdirSync(at(path).subarray(0, at(path).lastIndexOf('/')), { recursive: true });
+  writeFileSync(at(path), content);
+  return statOf(path);
+}
+function dir(path: string): Stat {
+  mkdirSync(at(path), { recursive: true });
+  return statOf(path);
+}
+
+/** Every name below `top` that holds `.psync.ignore`, read as bytes. */
+function scratchNames(top: string): string[] {
+  if (!existsSync(top)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(top, { encoding: 'buffer' })) {
+    const full = Buffer.concat([Buffer.from(`${top}/`), name]);
+    if (name.includes('.psync.ignore')) out.push(name.toString('latin1'));
+    if (lstatSync(full).isDirectory()) out.push(...scratchNames(full.toString('latin1')));
+  }
+  return out;
+}
+
+describe('handshake', () => {
+  test('answers CONFIG with HELLO <version> helper <pid>', async () => {
+    const driver = new Driver({ root, force: false, dryRun: false });
+    drivers.push(driver);
+    const hello = await driver.next();
+    expect(hello).toMatchObject({ seq: 1, verb: 'HELLO', args: ['1', 'helper', String(process.pid)] });
+  });
+
+  test('a missing root is an ERROR and exit code 2', async () => {
+    const driver = new Driver({ root: join(base, 'nope'), force: false, dryRun: false });
+    const error = await driver.next();
+    expect(error.verb).toBe('ERROR');
+    expect(error.args[0]).toContain('nope');
+    expect(await driver.exit).toBe(2);
+  });
+
+  test('a relative root is an ERROR', async () => {
+    const driver = new Driver({ root: 'relative/root', force: false, dryRun: false });
+    expect((await driver.next()).verb).toBe('ERROR');
+    expect(await driver.exit).toBe(2);
+  });
+});
+
+describe('MOVE', () => {
+  test('moves a file and keeps its inode', async () => {
+    const helper = await startHelper();
+    const stat = file('a.txt');
+    const reply = await helper.request({ kind: 'move', from: 'a.txt', to: 'b.txt', expect: stat });
+    expect(reply).toMatchObject({ ok: true, stat: { type: 'file', ino: stat.ino, size: stat.size } });
+    expect(exists('a.txt')).toBe(false);
+    expect(statOf('b.txt').ino).toBe(stat.ino);
+  });
+
+  test('moves a directory with its files, keeping every inode', async () => {
+    const helper = await startHelper();
+    const d = dir('d/sub');
+    const inner = file('d/sub/f');
+    const top = statOf('d');
+    const reply = await helper.request({ kind: 'move', from: 'd', to: 'e', expect: top });
+    expect(reply).toMatchObject({ ok: true, stat: { type: 'dir', ino: top.ino } });
+    expect(statOf('e/sub').ino).toBe(d.ino);
+    expect(statOf('e/sub/f').ino).toBe(inner.ino);
+    expect(exists('d')).toBe(false);
+  });
+
+  test('replaces an existing file at the destination', async () => {
+    const helper = await startHelper();
+    const stat = file('a', 'new');
+    file('b', 'old');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: true });
+    expect(readFileSync(at('b'), 'utf8')).toBe('new');
+  });
+
+  test('replaces an empty directory at the destination', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    dir('b');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: true, stat: { type: 'file' } });
+  });
+
+  test('refuses to move onto a non-empty directory without force', async () => {
+    const helper = await startHelper();
+    const stat = dir('a');
+    file('b/keep');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: false, code: 'notempty' });
+    expect(exists('a')).toBe(true);
+    expect(exists('b/keep')).toBe(true);
+  });
+
+  test('replaces a non-empty directory with force', async () => {
+    const helper = await startHelper({ force: true });
+    const stat = dir('a');
+    file('a/mine');
+    file('b/theirs');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: true });
+    expect(readdirSync(at('b'))).toEqual(['mine']);
+  });
+
+  test('refuses to move a directory onto a file', async () => {
+    const helper = await startHelper();
+    const stat = dir('a');
+    file('b');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: false, code: 'exists' });
+  });
+
+  test('refuses to move a directory into itself', async () => {
+    const helper = await startHelper({ force: true });
+    const stat = dir('a');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'a/b', expect: stat })).toMatchObject({ ok: false, code: 'unsafe' });
+  });
+
+  test('refuses to move an entry onto its own ancestor', async () => {
+    const helper = await startHelper({ force: true });
+    dir('a');
+    const stat = file('a/b');
+    expect(await helper.request({ kind: 'move', from: 'a/b', to: 'a', expect: stat })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(exists('a/b')).toBe(true);
+  });
+
+  test('creates missing parent directories of the destination', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'x/y/z', expect: stat })).toMatchObject({ ok: true });
+    expect(statOf('x/y').type).toBe('dir');
+    expect(statOf('x/y/z').ino).toBe(stat.ino);
+  });
+
+  test('a source that changed since is left alone', async () => {
+    const helper = await startHelper();
+    const stat = file('a', 'short');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: { ...stat, size: 99 } })).toMatchObject({
+      ok: false,
+      code: 'changed',
+    });
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: { ...stat, mtimeMs: stat.mtimeMs - 5000 } })).toMatchObject({
+      ok: false,
+      code: 'changed',
+    });
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: { ...stat, type: 'dir' } })).toMatchObject({ ok: false, code: 'changed' });
+    expect(exists('a')).toBe(true);
+    expect(exists('b')).toBe(false);
+  });
+
+  test('the inode is not compared (it differs across hosts)', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: { ...stat, ino: stat.ino + 1 } })).toMatchObject({ ok: true });
+  });
+
+  test('a missing source is reported as missing', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    rmSync(at('a'));
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: false, code: 'missing' });
+  });
+
+  test('refuses a destination below a file', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    file('f');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'f/b', expect: stat })).toMatchObject({ ok: false, code: 'exists' });
+    expect(exists('a')).toBe(true);
+  });
+
+  test('moves one hard link onto another of the same file', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    await fsPromises.link(at('a'), at('b'));
+    const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: statOf('a') });
+    expect(reply).toMatchObject({ ok: true, stat: { ino: stat.ino } });
+    expect(exists('a')).toBe(false);
+  });
+
+  test('an interrupted dance puts the entry back under its own name', async () => {
+    const helper = await startHelper();
+    const stat = file('a', 'precious');
+    const real = await vi.importActual<typeof import('node:fs/promises')>('node:fs/promises');
+    vi.mocked(fsPromises.rename).mockImplementation(async (from, to) => {
+      if (String(from).includes('.psync.ignore') && String(to).endsWith('/b')) {
+        throw Object.assign(new Error('EXDEV: cross-device link not permitted'), { code: 'EXDEV' });
+      }
+      return real.rename(from, to);
+    });
+    const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat });
+    expect(reply).toMatchObject({ ok: false, code: 'error' });
+    expect(readFileSync(at('a'), 'utf8')).toBe('precious');
+    expect(statOf('a').ino).toBe(stat.ino);
+    expect(exists('b')).toBe(false);
+  });
+
+  test('an interrupted dance restores a directory that was set aside at the destination', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    const target = dir('b');
+    const real = await vi.importActual<typeof import('node:fs/promises')>('node:fs/promises');
+    let calls = 0;
+    vi.mocked(fsPromises.rename).mockImplementation(async (from, to) => {
+      calls += 1;
+      if (calls === 3) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }); // scratch -> b
+      return real.rename(from, to);
+    });
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: false, code: 'error' });
+    expect(statOf('a').ino).toBe(stat.ino);
+    expect(statOf('b').ino).toBe(target.ino);
+  });
+});
+
+describe('DELETE', () => {
+  test('deletes a file', async () => {
+    const helper = await startHelper();
+    const stat = file('a');
+    expect(await helper.request({ kind: 'delete', path: 'a', expect: stat })).toMatchObject({ ok: true, stat: { type: 'file' } });
+    expect(exists('a')).toBe(false);
+  });
+
+  test('refuses a file whose size changed since', async () => {
+    const helper = await startHelper();
+    const stat = file('a', 'v1');
+    writeFileSync(at('a'), 'version 2, edited on the target');
+    expect(await helper.request({ kind: 'delete', path: 'a', expect: stat })).toMatchObject({ ok: false, code: 'changed' });
+    expect(readFileSync(at('a'), 'utf8')).toBe('version 2, edited on the target');
+  });
+
+  test('reports a missing entry as missing', async () => {
+    const helper = await startHelper();
+    expect(await helper.request({ kind: 'delete', path: 'nothing', expect: { type: 'file', ino: 1, size: 0, mtimeMs: 0, mode: 0o644 } })).toMatchObject({
+      ok: false,
+      code: 'missing',
+    });
+  });
+
+  test('reports an entry below what is now a file as missing', async () => {
+    const helper = await startHelper();
+    dir('d');
+    const stat = file('d/f');
+    rmSync(at('d'), { recursive: true });
+    file('d');
+    expect(await helper.request({ kind: 'delete', path: 'd/f', expect: stat })).toMatchObject({ ok: false, code: 'missing' });
+  });
+
+  test('deletes an empty directory', async () => {
+    const helper = await startHelper();
+    const stat = dir('d');
+    expect(await helper.request({ kind: 'delete', path: 'd', expect: stat })).toMatchObject({ ok: true });
+    expect(exists('d')).toBe(false);
+  });
+
+  test('refuses a non-empty directory without force', async () => {
+    const helper = await startHelper();
+    const stat = dir('d');
+    file('d/f');
+    expect(await helper.request({ kind: 'delete', path: 'd', expect: stat })).toMatchObject({ ok: false, code: 'notempty' });
+    expect(exists('d/f')).toBe(true);
+  });
+
+  test('deletes a non-empty directory with force', async () => {
+    const helper = await startHelper({ force: true });
+    file('d/e/f');
+    symlinkSync(base, at('d/link-out'));
+    expect(await helper.request({ kind: 'delete', path: 'd', expect: statOf('d') })).toMatchObject({ ok: true });
+    expect(exists('d')).toBe(false);
+    expect(existsSync(root)).toBe(true); // the link to the outside (root's parent) was unlinked, not followed
+  });
+
+  test('deletes a symlink, never what it points to', async () => {
+    const helper = await startHelper();
+    const outside = join(base, 'outside.txt');
+    writeFileSync(outside, 'outside');
+    symlinkSync(outside, at('link'));
+    expect(await helper.request({ kind: 'delete', path: 'link', expect: statOf('link') })).toMatchObject({ ok: true, stat: { type: 'symlink' } });
+    expect(readFileSync(outside, 'utf8')).toBe('outside');
+  });
+
+  test('a failed delete puts the entry back', async () => {
+    const helper = await startHelper();
+    const stat = dir('d');
+    const real = await vi.importActual<typeof import('node:fs/promises')>('node:fs/promises');
+    vi.mocked(fsPromises.rename).mockImplementation(async (from, to) => {
+      await real.rename(from, to);
+      if (String(to).includes('.psync.ignore')) writeFileSync(join(String(to), 'created-meanwhile'), 'x');
+    });
+    expect(await helper.request({ kind: 'delete', path: 'd', expect: stat })).toMatchObject({ ok: false, code: 'notempty' });
+    expect(readdirSync(at('d'))).toEqual(['created-meanwhile']);
+  });
+});
+
+describe('safety', () => {
+  const anyStat: Stat = { type: 'file', ino: 1, size: 0, mtimeMs: 0, mode: 0o644 };
+
+  test.each([
+    { description: 'a parent reference', path: '../outside' },
+    { description: 'a parent reference inside', path: 'a/../../outside' },
+    { description: 'an absolute path', path: '/etc/passwd' },
+    { description: 'the root itself', path: '' },
+    { description: 'a dot', path: '.' },
+  ])('refuses $description as unsafe, answering the id', async ({ path }) => {
+    const helper = await startHelper({ force: true });
+    helper.send('DELETE', ['41', path, ...encodeStat({ ...anyStat, type: 'dir' })]);
+    expect(decodeHelperReply(await helper.next())).toMatchObject({ id: 41, ok: false, code: 'unsafe' });
+    helper.send('MOVE', ['42', path, 'x', ...encodeStat(anyStat)]);
+    expect(decodeHelperReply(await helper.next())).toMatchObject({ id: 42, ok: false, code: 'unsafe' });
+    helper.send('MOVE', ['43', 'x', path, ...encodeStat(anyStat)]);
+    expect(decodeHelperReply(await helper.next())).toMatchObject({ id: 43, ok: false, code: 'unsafe' });
+  });
+
+  test('refuses psync’s own names', async () => {
+    const helper = await startHelper({ force: true });
+    const state = dir('.psync');
+    expect(await helper.request({ kind: 'delete', path: '.psync', expect: state })).toMatchObject({ ok: false, code: 'unsafe' });
+    const a = file('a');
+    expect(await helper.request({ kind: 'move', from: 'a', to: '.psync/a', expect: a })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'y.psync.ignore', expect: a })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(exists('.psync')).toBe(true);
+    expect(exists('a')).toBe(true);
+  });
+
+  test('refuses to act through a symlinked directory', async () => {
+    const helper = await startHelper({ force: true });
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'victim'), 'keep me');
+    symlinkSync(outside, at('link'));
+    const victim = toStat(lstatSync(join(outside, 'victim')));
+    expect(await helper.request({ kind: 'delete', path: 'link/victim', expect: victim })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(await helper.request({ kind: 'move', from: 'link/victim', to: 'stolen', expect: victim })).toMatchObject({ ok: false, code: 'unsafe' });
+    const a = file('a');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'link/planted', expect: a })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(readdirSync(outside)).toEqual(['victim']);
+    expect(exists('a')).toBe(true);
+  });
+
+  test('a malformed frame is skipped and the next request is still answered', async () => {
+    const helper = await startHelper();
+    helper.input.write('2 DELETE 1 a file 1 0 0 644 deadbeef\n');
+    helper.input.write('this is not a frame\n');
+    const stat = file('a');
+    expect(await helper.request({ kind: 'delete', path: 'a', expect: stat })).toMatchObject({ id: 1, ok: true });
+    expect(helper.logs.join('\n')).toMatch(/malformed/);
+  });
+
+  test('a request without a readable id is skipped, never acted on', async () => {
+    const helper = await startHelper({ force: true });
+    const stat = dir('d');
+    helper.send('DELETE', ['not-an-id', 'd', ...encodeStat(stat)]);
+    helper.send('RMRF', ['d']);
+    const a = file('a');
+    expect(await helper.request({ kind: 'delete', path: 'a', expect: a })).toMatchObject({ id: 1, ok: true });
+    expect(exists('d')).toBe(true);
+  });
+});
+
+describe('names', () => {
+  test.each([
+    { description: 'a newline', name: 'line\nbreak' },
+    { description: 'a colon', name: 'host:path' },
+    { description: 'a leading dash', name: '-rf' },
+    { description: 'spaces and a percent sign', name: ' 100% done ' },
+    { description: 'non-UTF-8 bytes', name: 'caf\udce9 \udcff' },
+    { description: 'a name at the length limit', name: 'n'.repeat(255) },
+  ])('moves and deletes a name with $description', async ({ name }) => {
+    const helper = await startHelper();
+    dir('in');
+    const stat = file(`in/${name}`, 'data');
+    const moved = await helper.request({ kind: 'move', from: `in/${name}`, to: `out/${name}`, expect: stat });
+    expect(moved).toMatchObject({ ok: true, stat: { ino: stat.ino } });
+    expect(readFileSync(at(`out/${name}`), 'utf8')).toBe('data');
+    expect(await helper.request({ kind: 'delete', path: `out/${name}`, expect: statOf(`out/${name}`) })).toMatchObject({ ok: true });
+    expect(readdirSync(at('out'))).toEqual([]);
+    expect(readdirSync(at('in'))).toEqual([]);
+  });
+});
+
+describe('dry run', () => {
+  test('checks but changes nothing', async () => {
+    const helper = await startHelper({ dryRun: true, force: true });
+    const a = file('a');
+    const d = dir('d');
+    file('d/f');
+    expect(await helper.request({ kind: 'move', from: 'a', to: 'new/b', expect: a })).toMatchObject({ ok: true, stat: { ino: a.ino } });
+    expect(await helper.request({ kind: 'delete', path: 'd', expect: d })).toMatchObject({ ok: true });
+    expect(await helper.request({ kind: 'delete', path: 'a', expect: { ...a, size: 1234 } })).toMatchObject({ ok: false, code: 'changed' });
+    expect(readdirSync(root).sort()).toEqual(['a', 'd']);
+    expect(readdirSync(at('d'))).toEqual(['f']);
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * Running the built psync CLI in end-to-end tests: start it, read its
+ * status file, wait for conditions with a deadline (never a fixed sleep),
+ * compare trees, stop it.
+ */
+
+import { lstat, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+
+export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+const POLL_MS = 20;
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, deadlineMs = 20_000): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+export interface Status {
+  state: string;
+  queued: number;
+  counters: {
+    reported: Record<'left' | 'right', number>;
+    echoes: Record<'left' | 'right', number>;
+    rejected: Record<'left' | 'right', number>;
+    applied: Record<'leftToRight' | 'rightToLeft', number>;
+    rsyncRuns: number;
+    helperRuns: number;
+    failures: number;
+  };
+  lastError?: string;
+}
+
+export class PsyncProcess {
+  readonly output: string[] = [];
+
+  private constructor(
+    readonly child: ResultPromise,
+    readonly statusFile: string,
+  ) {
+    child.stderr?.on('data', (chunk: Buffer) => this.output.push(chunk.toString()));
+  }
+
+  /** Start psync with `args` and wait until it watches (or until it exits). */
+  static async start(args: string[], options: { waitWatching?: boolean } = {}): Promise<PsyncProcess> {
+    const statusDir = await mkdtemp(join(tmpdir(), 'psync-status-'));
+    const statusFile = join(statusDir, 'status.json');
+    const child = execa(process.execPath, [CLI, '--status-file', statusFile, ...args], { reject: false, stdin: 'ignore', buffer: false });
+    const proc = new PsyncProcess(child, statusFile);
+    if (options.waitWatching !== false) {
+      await waitFor(
+        'psync to start watching',
+        async () => {
+          if (child.exitCode !== null) throw new Error(`psync exited early: ${proc.log()}`);
+          const status = await proc.status();
+          return status?.state === 'watching' ? status : undefined;
+        },
+        30_000,
+      );
+    }
+    return proc;
+  }
+
+  log(): string {
+    return this.output.join('');
+  }
+
+  async status(): Promise<Status | undefined> {
+    try {
+      return JSON.parse(await readFile(this.statusFile, 'utf8')) as Status;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** SIGTERM, then resolve with the exit code. */
+  async stop(): Promise<number | undefined> {
+    this.child.kill('SIGTERM');
+    const result = await this.child;
+    return result.exitCode;
+  }
+}
+
+export interface EntryInfo {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  mode: number;
+  mtimeMs?: number;
+  content?: string;
+}
+
+/** Everything that sync should make equal, keyed by relative path (ignoring `.psync`). */
+export async function snapshotTree(root: string): Promise<Map<string, EntryInfo>> {
+  const out = new Map<string, EntryInfo>();
+  const visit = async (dir: string, rel: string): Promise<void> => {
+    for (const name of await readdir(dir)) {
+      if (rel === '' && name === '.psync') continue;
+      const abs = join(dir, name);
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const info = await lstat(abs);
+      if (info.isDirectory()) {
+        out.set(path, { type: 'dir', mode: info.mode & 0o7777 });
+        await visit(abs, path);
+      } else if (info.isSymbolicLink()) {
+        out.set(path, { type: 'symlink', mode: 0, content: await readlink(abs) });
+      } else if (info.isFile()) {
+        const hash = createHash('sha1').update(await readFile(abs)).digest('hex');
+        out.set(path, { type: 'file', mode: info.mode & 0o7777, mtimeMs: Math.floor(info.mtimeMs), content: hash });
+      } else {
+        out.set(path, { type: 'other', mode: info.mode & 0o7777 });
+      }
+    }
+  };
+  await visit(root, '');
+  return out;
+}
+
+/** A readable list of differences between two trees; empty when identical. */
+export async function diffTrees(a: string, b: string): Promise<string[]> {
+  const [left, right] = await Promise.all([snapshotTree(a), snapshotTree(b)]);
+  const problems: string[] = [];
+  for (const [path, info] of left) {
+    const other = right.get(path);
+    if (other === undefined) problems.push(`only in ${a}: ${path}`);
+    else if (JSON.stringify(info) !== JSON.stringify(other)) problems.push(`differs: ${path} ${JSON.stringify(info)} vs ${JSON.stringify(other)}`);
+  }
+  for (const path of right.keys()) if (!left.has(path)) problems.push(`only in ${b}: ${path}`);
+  return problems;
+}
+
+/** Wait until both trees are identical. */
+export async function waitForSameTrees(a: string, b: string, deadlineMs = 20_000): Promise<void> {
+  let problems: string[] = [];
+  await waitFor(
+    'identical trees',
+    async () => {
+      problems = await diffTrees(a, b);
+      return problems.length === 0;
+    },
+    deadlineMs,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}\n${problems.slice(0, 20).join('\n')}`);
+  });
+}

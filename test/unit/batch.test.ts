@@ -1,0 +1,159 @@
+import { describe, expect, test } from 'vitest';
+import { ActionQueue, MAX_BATCH_ACTIONS, type Batch } from '../../src/core/batch.js';
+import type { Action, Side, Stat } from '../../src/core/types.js';
+
+/** Rows as [description, row], so that a test's name is its row's whole description. */
+const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
+  rows.map((row) => [row.description, row]);
+
+const stat = (mtimeMs: number, size = 1): Stat => ({ type: 'file', ino: 1, size, mtimeMs, mode: 0o644 });
+const rsync = (path: string, mtimeMs = 1_000, size = 1): Action => ({ kind: 'rsync', path, stat: stat(mtimeMs, size) });
+const move = (from: string, to: string): Action => ({ kind: 'move', from, to, stat: stat(1_000) });
+const del = (path: string): Action => ({ kind: 'delete', path, stat: stat(1_000) });
+
+interface Push {
+  from: Side;
+  action: Action;
+  updateOnly?: boolean;
+}
+const L = (action: Action, updateOnly?: boolean): Push => ({ from: 'left', action, ...(updateOnly === undefined ? {} : { updateOnly }) });
+const R = (action: Action, updateOnly?: boolean): Push => ({ from: 'right', action, ...(updateOnly === undefined ? {} : { updateOnly }) });
+
+/** A batch in one line: `leftToRight rsync [update] a b c`, with each rsync's mtime when it is not 1000. */
+const show = (batch: Batch): string =>
+  [
+    batch.direction,
+    batch.kind,
+    ...(batch.updateOnly ? ['update'] : []),
+    ...batch.actions.map((a) =>
+      a.kind === 'move' ? `${a.from}->${a.to}` : a.stat.mtimeMs === 1_000 ? a.path : `${a.path}@${a.stat.mtimeMs}`,
+    ),
+  ].join(' ');
+
+function drain(queue: ActionQueue, max?: number): string[] {
+  const out: string[] = [];
+  for (let batch = queue.takeBatch(max); batch !== undefined; batch = queue.takeBatch(max)) out.push(show(batch));
+  return out;
+}
+
+describe('ActionQueue', () => {
+  test.each(described<{ description: string; pushes: Push[]; max?: number; batches: string[] }>([
+    { description: 'an empty queue has no batch', pushes: [], batches: [] },
+    {
+      description: 'consecutive rsyncs in one direction form one batch',
+      pushes: [L(rsync('a')), L(rsync('b')), L(rsync('c'))],
+      batches: ['leftToRight rsync a b c'],
+    },
+    {
+      description: 'consecutive moves form one batch, in order',
+      pushes: [R(move('a', 'b')), R(move('c', 'd'))],
+      batches: ['rightToLeft move a->b c->d'],
+    },
+    {
+      description: 'a change of kind cuts the batch',
+      pushes: [L(rsync('a')), L(del('b')), L(del('c')), L(rsync('d'))],
+      batches: ['leftToRight rsync a', 'leftToRight delete b c', 'leftToRight rsync d'],
+    },
+    {
+      description: 'a change of direction cuts the batch',
+      pushes: [L(rsync('a')), R(rsync('b')), L(rsync('c'))],
+      batches: ['leftToRight rsync a', 'rightToLeft rsync b', 'leftToRight rsync c'],
+    },
+    {
+      description: 'a change of updateOnly cuts the batch',
+      pushes: [L(rsync('a'), true), L(rsync('b'), true), L(rsync('c')), L(rsync('d'), true)],
+      batches: ['leftToRight rsync update a b', 'leftToRight rsync c', 'leftToRight rsync update d'],
+    },
+    {
+      description: 'order is kept across kinds: a MOVE queued first runs before the RSYNC of its destination',
+      pushes: [L(move('a', 'b')), L(rsync('b'))],
+      batches: ['leftToRight move a->b', 'leftToRight rsync b'],
+    },
+    {
+      description: 'order is kept across kinds: an RSYNC queued first runs before a MOVE of it',
+      pushes: [L(rsync('a')), L(move('a', 'b')), L(del('c'))],
+      batches: ['leftToRight rsync a', 'leftToRight move a->b', 'leftToRight delete c'],
+    },
+    {
+      description: 'duplicate rsyncs of one path in a batch become one, with the last stat, at the first place',
+      pushes: [L(rsync('a', 1_001)), L(rsync('b')), L(rsync('a', 1_002)), L(rsync('c'))],
+      batches: ['leftToRight rsync a@1002 b c'],
+    },
+    {
+      description: 'duplicate rsyncs in different batches are not merged across a cut',
+      pushes: [L(rsync('a', 1_001)), L(del('x')), L(rsync('a', 1_002))],
+      batches: ['leftToRight rsync a@1001', 'leftToRight delete x', 'leftToRight rsync a@1002'],
+    },
+    {
+      description: 'a batch holds at most max actions',
+      pushes: [L(rsync('a')), L(rsync('b')), L(rsync('c')), L(rsync('d')), L(rsync('e'))],
+      max: 2,
+      batches: ['leftToRight rsync a b', 'leftToRight rsync c d', 'leftToRight rsync e'],
+    },
+    {
+      description: 'max applies to moves too',
+      pushes: [L(move('a', 'b')), L(move('c', 'd')), L(move('e', 'f'))],
+      max: 2,
+      batches: ['leftToRight move a->b c->d', 'leftToRight move e->f'],
+    },
+    {
+      description: 'conflict: both sides rsync one path, the newer mtime (incoming) is kept',
+      pushes: [L(rsync('a', 1_001)), R(rsync('a', 1_002))],
+      batches: ['rightToLeft rsync a@1002'],
+    },
+    {
+      description: 'conflict: both sides rsync one path, the newer mtime (queued) is kept',
+      pushes: [L(rsync('a', 1_002)), R(rsync('a', 1_001))],
+      batches: ['leftToRight rsync a@1002'],
+    },
+    {
+      description: 'conflict on one path leaves other paths alone',
+      pushes: [L(rsync('a', 1_001)), L(rsync('b')), R(rsync('a', 1_005)), R(rsync('c'))],
+      batches: ['leftToRight rsync b', 'rightToLeft rsync a@1005 c'],
+    },
+    {
+      description: 'two rsyncs of one path from the same side are not a conflict',
+      pushes: [L(rsync('a', 1_002)), L(rsync('a', 1_001))],
+      batches: ['leftToRight rsync a@1001'],
+    },
+    {
+      description: 'the same name in another kind is not an rsync conflict',
+      pushes: [L(del('a')), R(rsync('a', 1_001))],
+      batches: ['leftToRight delete a', 'rightToLeft rsync a@1001'],
+    },
+  ]))('%s', (_description, { pushes, max, batches }) => {
+    const queue = new ActionQueue();
+    for (const { from, action, updateOnly } of pushes) queue.enqueue(from, action, updateOnly);
+    expect(drain(queue, max)).toEqual(batches);
+    expect(queue.length).toBe(0);
+  });
+
+  test.each(described<{ description: string; first: Push; second: Push; dropped: 'first' | 'second' }>([
+    { description: 'the older queued change is reported dropped', first: L(rsync('a', 1_001)), second: R(rsync('a', 1_002)), dropped: 'first' },
+    { description: 'the older incoming change is reported dropped', first: L(rsync('a', 1_002)), second: R(rsync('a', 1_001)), dropped: 'second' },
+    { description: 'right first, left newer', first: R(rsync('a', 1_001)), second: L(rsync('a', 1_009)), dropped: 'first' },
+  ]))('conflict report: %s', (_description, { first, second, dropped }) => {
+    const queue = new ActionQueue();
+    expect(queue.enqueue(first.from, first.action)).toEqual({});
+    const result = queue.enqueue(second.from, second.action);
+    const loser = dropped === 'first' ? first : second;
+    expect(result.dropped?.action).toBe(loser.action);
+    expect(result.dropped?.direction).toBe(loser.from === 'left' ? 'leftToRight' : 'rightToLeft');
+    expect(queue.length).toBe(1);
+  });
+
+  test('a non-conflicting enqueue reports nothing dropped and grows the queue', () => {
+    const queue = new ActionQueue();
+    expect(queue.enqueue('left', rsync('a'))).toEqual({});
+    expect(queue.enqueue('right', rsync('b'))).toEqual({});
+    expect(queue.length).toBe(2);
+  });
+
+  test('the default max is MAX_BATCH_ACTIONS', () => {
+    const queue = new ActionQueue();
+    for (let i = 0; i <= MAX_BATCH_ACTIONS; i++) queue.enqueue('left', rsync(`f${i}`));
+    expect(queue.takeBatch()?.actions).toHaveLength(MAX_BATCH_ACTIONS);
+    expect(queue.takeBatch()?.actions).toHaveLength(1);
+    expect(queue.takeBatch()).toBeUndefined();
+  });
+});

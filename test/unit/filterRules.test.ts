@@ -1,0 +1,771 @@
+import { describe, expect, test } from 'vitest';
+import {
+  DANCE_TTL_MS,
+  FilterState,
+  TreeIndex,
+  dancedOriginal,
+  hasChanged,
+  noteDance,
+  reconcile,
+  type Decision,
+  type Observation,
+} from '../../src/core/filterRules.js';
+import { DEFAULT_TEMPFILES, compilePathClassifier } from '../../src/core/patterns.js';
+import { ancestorsOf, guardPath, isSameOrUnder, parentOf } from '../../src/core/paths.js';
+import type { TreeNode } from '../../src/core/tree.js';
+import type { Action, Stat } from '../../src/core/types.js';
+
+/** Rows as [description, row], so that a test's name is its row's whole description. */
+const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
+  rows.map((row) => [row.description, row]);
+
+const classify = compilePathClassifier({ excludes: ['*.skip', 'node_modules'], tempfiles: [...DEFAULT_TEMPFILES] });
+
+const file = (ino: number, more: Partial<Stat> = {}): Stat => ({ type: 'file', ino, size: 1, mtimeMs: 1000 + ino, mode: 0o644, ...more });
+const dir = (ino: number, more: Partial<Stat> = {}): Stat => ({ type: 'dir', ino, size: 4096, mtimeMs: 1000, mode: 0o755, ...more });
+
+/**
+ *   a.txt     file 10
+ *   d/        dir  20
+ *   d/x       file 21
+ *   d/sub/    dir  22
+ *   d/sub/y   file 23
+ *   e/        dir  30   (empty)
+ */
+const FIXTURE: ReadonlyArray<[string, Stat]> = [
+  ['a.txt', file(10)],
+  ['d', dir(20)],
+  ['d/x', file(21)],
+  ['d/sub', dir(22)],
+  ['d/sub/y', file(23)],
+  ['e', dir(30)],
+];
+
+function fixtureState(): FilterState {
+  const state = new FilterState(new TreeIndex(dir(1)));
+  for (const [path, stat] of FIXTURE) expect(state.index.set(path, stat)).toBeDefined();
+  return state;
+}
+
+// ---------------------------------------------------------------------------
+// A tiny model of a tree (path -> stat, the root left out), used both as the
+// source side the user changes and as the target the actions are applied to.
+
+type Fs = Map<string, Stat>;
+
+const mv = (fs: Fs, from: string, to: string): void => {
+  const moving = [...fs].filter(([p]) => isSameOrUnder(p, from));
+  for (const [p] of moving) fs.delete(p);
+  for (const p of [...fs.keys()]) if (isSameOrUnder(p, to)) fs.delete(p);
+  for (const [p, s] of moving) fs.set(p === from ? to : `${to}${p.slice(from.length)}`, s);
+};
+const rm = (fs: Fs, path: string): void => {
+  for (const p of [...fs.keys()]) if (isSameOrUnder(p, path)) fs.delete(p);
+};
+const put = (fs: Fs, path: string, stat: Stat): void => {
+  if (stat.type !== 'dir') rm(fs, path);
+  fs.set(path, stat);
+};
+
+const contentOf = (stat: Stat): string =>
+  stat.type === 'dir' ? `dir ${stat.mode.toString(8)}` : `${stat.type} ${stat.size} ${stat.mtimeMs} ${stat.mode.toString(8)}`;
+const hasChildren = (fs: Fs, path: string): boolean => [...fs.keys()].some((p) => p.startsWith(`${path}/`));
+/** The helper's check before it acts: type, and size and mtime for a file (inodes differ across sides). */
+const stillAsExpected = (actual: Stat | undefined, expected: Stat): boolean =>
+  actual !== undefined &&
+  actual.type === expected.type &&
+  (actual.type === 'dir' || (actual.size === expected.size && actual.mtimeMs === expected.mtimeMs));
+
+/**
+ * Apply actions to `target` the way the helper and rsync would: MOVE and
+ * DELETE refuse when the entry is not what the action expects, DELETE refuses
+ * a non-empty directory, MOVE creates missing parents and may replace a file
+ * or an empty directory, RSYNC copies what the source holds now and needs the
+ * parent to exist.
+ */
+function applyActions(target: Fs, source: Fs, actions: readonly Action[]): void {
+  for (const action of actions) {
+    const what = `${action.kind.toUpperCase()} ${action.kind === 'move' ? `${action.from} -> ${action.to}` : action.path}`;
+    switch (action.kind) {
+      case 'move': {
+        if (!stillAsExpected(target.get(action.from), action.stat)) throw new Error(`helper refuses ${what}: source changed or missing`);
+        const existing = target.get(action.to);
+        if (existing?.type === 'dir' && hasChildren(target, action.to)) throw new Error(`helper refuses ${what}: non-empty directory`);
+        if (existing !== undefined && existing.type !== 'dir' && action.stat.type === 'dir') throw new Error(`helper refuses ${what}: dir onto a file`);
+        for (const a of ancestorsOf(action.to).reverse()) if (!target.has(a)) target.set(a, dir(0));
+        mv(target, action.from, action.to);
+        break;
+      }
+      case 'delete':
+        if (!stillAsExpected(target.get(action.path), action.stat)) throw new Error(`helper refuses ${what}: changed or missing`);
+        if (hasChildren(target, action.path)) throw new Error(`helper refuses ${what}: non-empty directory`);
+        target.delete(action.path);
+        break;
+      case 'rsync': {
+        const parent = parentOf(action.path);
+        if (parent !== '' && target.get(parent)?.type !== 'dir') throw new Error(`rsync fails ${what}: no parent directory`);
+        const now = source.get(action.path);
+        if (now === undefined) break; // --ignore-missing-args
+        if (now.type !== 'dir' && hasChildren(target, action.path)) throw new Error(`rsync fails ${what}: non-empty directory in the way`);
+        if (now.type !== 'dir') rm(target, action.path);
+        target.set(action.path, now);
+        break;
+      }
+    }
+  }
+}
+
+/**
+ * After the actions the target holds what the source holds, except below a
+ * directory the shell is told to scan: its entries are reported later, so
+ * they may be missing on the target yet, but nothing stale may remain there.
+ */
+function expectConverged(target: Fs, source: Fs, scan: readonly string[]): void {
+  const synced = (fs: Fs): Map<string, string> =>
+    new Map([...fs].filter(([p]) => classify(p) === 'sync').map(([p, s]) => [p, contentOf(s)]));
+  const underScan = (p: string): boolean => scan.some((d) => p.startsWith(`${d}/`));
+  const want = synced(source);
+  const got = synced(target);
+  for (const [p, content] of got) {
+    if (underScan(p)) expect(want.has(p), `stale ${p} below a scanned directory on the target`).toBe(true);
+    else expect(content, `target ${p}`).toBe(want.get(p));
+  }
+  for (const [p, content] of want) if (!underScan(p)) expect(got.get(p), `target ${p}`).toBe(content);
+}
+
+const show = (action: Action): string =>
+  action.kind === 'move' ? `MOVE ${action.from} ${action.to}` : `${action.kind.toUpperCase()} ${action.path}`;
+
+/** Invariants from the module header, checked on every row. */
+function expectWellFormed(decision: Decision, index: TreeIndex): void {
+  const rank = { move: 0, delete: 1, rsync: 2 } as const;
+  decision.actions.forEach((action, i) => {
+    for (const path of action.kind === 'move' ? [action.from, action.to] : [action.path]) {
+      expect(guardPath(path)).toBe(path);
+      expect(classify(path, action.stat.type === 'dir'), path).toBe('sync');
+    }
+    const next = decision.actions[i + 1];
+    if (next !== undefined) expect(rank[action.kind] <= rank[next.kind], `${show(action)} before ${show(next)}`).toBe(true);
+    for (const later of decision.actions.slice(i + 1)) {
+      // children are deleted before their directory, parents are sent before their children
+      if (action.kind === 'delete' && later.kind === 'delete') expect(later.path.startsWith(`${action.path}/`), `${show(later)} after ${show(action)}`).toBe(false);
+      if (action.kind === 'rsync' && later.kind === 'rsync') expect(action.path.startsWith(`${later.path}/`), `${show(action)} before ${show(later)}`).toBe(false);
+    }
+  });
+  for (const node of index.walk(index.root)) {
+    const path = index.pathOf(node);
+    if (path !== '') expect(classify(path, node.stat.type === 'dir'), `indexed ${path}`).toBe('sync');
+  }
+}
+
+interface Row {
+  description: string;
+  /** What the user (or the helper) did to the source tree. */
+  ops?: (fs: Fs) => void;
+  /** Settled paths the shell lstat()s, in this order. */
+  observe: string[];
+  /** Before the observations (e.g. the shell saw a `.psync.ignore` name). */
+  before?: (state: FilterState) => void;
+  now?: number;
+  /** `KIND path [to]`; stats are checked against the source (RSYNC, MOVE) or the fixture (DELETE). */
+  actions?: string[];
+  anyOrder?: boolean;
+  scan?: string[];
+  /** Path -> inode in the index afterwards, or null for not indexed. */
+  index?: Record<string, number | null>;
+  /** [path before, path after]: the very same index node. */
+  kept?: Array<[string, string]>;
+  /** Fixture paths whose nodes must be reported as dropped. */
+  dropped?: string[];
+  /** Apply the actions to a copy of the fixture and compare with the source. */
+  simulate?: boolean;
+}
+
+function runRow(row: Row): void {
+  const state = fixtureState();
+  const beforeNodes = new Map<string, TreeNode>(FIXTURE.map(([p]) => [p, state.index.get(p)!]));
+  const original: Fs = new Map(FIXTURE);
+  const source: Fs = new Map(FIXTURE);
+  row.ops?.(source);
+  row.before?.(state);
+  const observations: Observation[] = row.observe.map((path) => ({ path, stat: source.get(path) ?? null }));
+  const decision = reconcile(state, observations, classify, row.now ?? 1_000);
+
+  expectWellFormed(decision, state.index);
+  // Data first: what the target ends up holding.
+  if (row.simulate) {
+    const target: Fs = new Map(original);
+    applyActions(target, source, decision.actions);
+    expectConverged(target, source, decision.scan);
+  }
+  if (row.actions !== undefined) {
+    const shown = decision.actions.map(show);
+    if (row.anyOrder) expect([...shown].sort()).toEqual([...row.actions].sort());
+    else expect(shown).toEqual(row.actions);
+  }
+  for (const action of decision.actions) {
+    if (action.kind === 'delete') expect(action.stat, show(action)).toEqual(original.get(action.path));
+    else expect(action.stat, show(action)).toEqual(source.get(action.kind === 'move' ? action.to : action.path));
+  }
+  if (row.scan !== undefined) expect(decision.scan).toEqual(row.scan);
+  for (const [path, ino] of Object.entries(row.index ?? {})) {
+    expect(state.index.get(path)?.stat.ino ?? null, `index ${path}`).toBe(ino);
+    if (ino !== null) expect(state.index.get(path)?.stat, `index ${path}`).toEqual(source.get(path));
+  }
+  for (const [from, to] of row.kept ?? []) expect(state.index.get(to), `node of ${from} now at ${to}`).toBe(beforeNodes.get(from));
+  for (const path of row.dropped ?? []) expect(decision.dropped, `dropped ${path}`).toContain(beforeNodes.get(path));
+}
+
+describe('reconcile', () => {
+  test.each(described<Row>([
+    // --- content
+    {
+      description: 'a new file is sent',
+      ops: (fs) => put(fs, 'c.txt', file(40)),
+      observe: ['c.txt'],
+      actions: ['RSYNC c.txt'],
+      scan: [],
+      index: { 'c.txt': 40 },
+      simulate: true,
+    },
+    {
+      description: 'a new file in a subdirectory is sent',
+      ops: (fs) => put(fs, 'd/sub/n', file(41)),
+      observe: ['d/sub/n'],
+      actions: ['RSYNC d/sub/n'],
+      index: { 'd/sub/n': 41 },
+      simulate: true,
+    },
+    {
+      description: 'a file whose size changed is sent',
+      ops: (fs) => put(fs, 'a.txt', file(10, { size: 5 })),
+      observe: ['a.txt'],
+      actions: ['RSYNC a.txt'],
+      index: { 'a.txt': 10 },
+      kept: [['a.txt', 'a.txt']],
+      simulate: true,
+    },
+    {
+      description: 'a file whose mtime changed is sent',
+      ops: (fs) => put(fs, 'a.txt', file(10, { mtimeMs: 5000.5 })),
+      observe: ['a.txt'],
+      actions: ['RSYNC a.txt'],
+      index: { 'a.txt': 10 },
+      simulate: true,
+    },
+    {
+      description: 'a file whose mode changed is sent',
+      ops: (fs) => put(fs, 'd/x', file(21, { mode: 0o600 })),
+      observe: ['d/x'],
+      actions: ['RSYNC d/x'],
+      index: { 'd/x': 21 },
+      simulate: true,
+    },
+    { description: 'an unchanged file is not sent', observe: ['a.txt', 'd/x'], actions: [], index: { 'a.txt': 10 } },
+    {
+      description: "a directory's mtime-only change is not sent",
+      ops: (fs) => put(fs, 'd', dir(20, { mtimeMs: 9999, size: 8192 })),
+      observe: ['d'],
+      actions: [],
+      index: { d: 20 },
+    },
+    {
+      description: "a directory's mode change is sent",
+      ops: (fs) => put(fs, 'd', dir(20, { mode: 0o700 })),
+      observe: ['d'],
+      actions: ['RSYNC d'],
+      scan: [],
+      kept: [['d', 'd'], ['d/sub/y', 'd/sub/y']],
+      simulate: true,
+    },
+    { description: 'the root itself is never an action', observe: [''], actions: [] },
+    { description: 'a gone path that was never indexed is nothing', observe: ['never/was'], actions: [] },
+    {
+      description: 'a new file whose parent is not indexed waits for the parent',
+      ops: (fs) => {
+        put(fs, 'n', dir(50));
+        put(fs, 'n/f', file(51));
+      },
+      observe: ['n/f'],
+      actions: [],
+      index: { 'n/f': null },
+    },
+
+    // --- moves
+    {
+      description: 'a file rename is a MOVE of the same node',
+      ops: (fs) => mv(fs, 'a.txt', 'c.txt'),
+      observe: ['a.txt', 'c.txt'],
+      actions: ['MOVE a.txt c.txt'],
+      index: { 'a.txt': null, 'c.txt': 10 },
+      kept: [['a.txt', 'c.txt']],
+      dropped: [],
+      simulate: true,
+    },
+    {
+      description: 'a file rename observed new name first',
+      ops: (fs) => mv(fs, 'a.txt', 'c.txt'),
+      observe: ['c.txt', 'a.txt'],
+      actions: ['MOVE a.txt c.txt'],
+      kept: [['a.txt', 'c.txt']],
+      simulate: true,
+    },
+    {
+      description: 'a file moved into another directory',
+      ops: (fs) => mv(fs, 'a.txt', 'd/sub/a.txt'),
+      observe: ['a.txt', 'd/sub/a.txt'],
+      actions: ['MOVE a.txt d/sub/a.txt'],
+      kept: [['a.txt', 'd/sub/a.txt']],
+      simulate: true,
+    },
+    {
+      description: 'a directory rename is one MOVE and every child keeps its node',
+      ops: (fs) => mv(fs, 'd', 'f'),
+      observe: ['d', 'f'],
+      actions: ['MOVE d f'],
+      scan: [],
+      index: { d: null, 'd/x': null, f: 20, 'f/x': 21, 'f/sub/y': 23 },
+      kept: [['d', 'f'], ['d/x', 'f/x'], ['d/sub', 'f/sub'], ['d/sub/y', 'f/sub/y']],
+      simulate: true,
+    },
+    {
+      description: 'a directory rename with its unchanged children observed too is still one MOVE',
+      ops: (fs) => mv(fs, 'd', 'f'),
+      observe: ['d', 'f', 'f/x', 'f/sub', 'f/sub/y'],
+      actions: ['MOVE d f'],
+      scan: [],
+      kept: [['d', 'f'], ['d/x', 'f/x'], ['d/sub', 'f/sub'], ['d/sub/y', 'f/sub/y']],
+      simulate: true,
+    },
+    {
+      description: 'a chained rename a -> m -> c is one MOVE a -> c',
+      ops: (fs) => {
+        mv(fs, 'a.txt', 'm.txt');
+        mv(fs, 'm.txt', 'c.txt');
+      },
+      observe: ['a.txt', 'm.txt', 'c.txt'],
+      actions: ['MOVE a.txt c.txt'],
+      index: { 'm.txt': null, 'c.txt': 10 },
+      kept: [['a.txt', 'c.txt']],
+      simulate: true,
+    },
+    {
+      description: 'a rename onto an existing file replaces it',
+      ops: (fs) => mv(fs, 'a.txt', 'd/x'),
+      observe: ['a.txt', 'd/x'],
+      actions: ['MOVE a.txt d/x'],
+      index: { 'a.txt': null, 'd/x': 10 },
+      kept: [['a.txt', 'd/x']],
+      simulate: true,
+    },
+    {
+      description: 'a directory renamed onto an empty directory: the replaced one is dropped',
+      ops: (fs) => mv(fs, 'd', 'e'),
+      observe: ['d', 'e'],
+      actions: ['MOVE d e'],
+      kept: [['d', 'e'], ['d/sub/y', 'e/sub/y']],
+      dropped: ['e'],
+      simulate: true,
+    },
+    {
+      description: 'a rename chain into an occupied name: d/x -> c.txt, then a.txt -> d/x',
+      ops: (fs) => {
+        mv(fs, 'd/x', 'c.txt');
+        mv(fs, 'a.txt', 'd/x');
+      },
+      observe: ['a.txt', 'd/x', 'c.txt'],
+      index: { 'a.txt': null, 'd/x': 10, 'c.txt': 21 },
+      simulate: true,
+    },
+    {
+      description: 'a swap of two files through a third name loses nothing',
+      ops: (fs) => {
+        mv(fs, 'a.txt', 't');
+        mv(fs, 'd/x', 'a.txt');
+        mv(fs, 't', 'd/x');
+      },
+      observe: ['a.txt', 'd/x', 't'],
+      index: { 'a.txt': 21, 'd/x': 10, t: null },
+      simulate: true,
+    },
+    {
+      description: 'a swap of two directories through a third name loses nothing',
+      ops: (fs) => {
+        mv(fs, 'd', 't');
+        mv(fs, 'e', 'd');
+        mv(fs, 't', 'e');
+      },
+      observe: ['d', 'e', 't'],
+      index: { d: 30, e: 20, t: null },
+      simulate: true,
+    },
+    {
+      description: 'a child moved out of a directory renamed in the same batch',
+      ops: (fs) => {
+        mv(fs, 'd/x', 'x2');
+        mv(fs, 'd', 'f');
+      },
+      observe: ['d', 'f', 'd/x', 'x2'],
+      actions: ['MOVE d/x x2', 'MOVE d f'],
+      kept: [['d/x', 'x2'], ['d', 'f'], ['d/sub/y', 'f/sub/y']],
+      simulate: true,
+    },
+    {
+      description: 'a child moved out of a directory renamed in the same batch, observed in another order',
+      ops: (fs) => {
+        mv(fs, 'd', 'f');
+        mv(fs, 'f/x', 'x2');
+      },
+      observe: ['x2', 'f', 'd', 'd/x'],
+      kept: [['d/x', 'x2'], ['d', 'f']],
+      simulate: true,
+    },
+    {
+      description: 'a child moved within a directory renamed in the same batch',
+      ops: (fs) => {
+        mv(fs, 'd', 'f');
+        mv(fs, 'f/sub/y', 'f/y');
+      },
+      observe: ['d', 'f', 'f/y', 'f/sub/y'],
+      kept: [['d', 'f'], ['d/sub/y', 'f/y']],
+      simulate: true,
+    },
+    {
+      description: 'a file moved into a directory renamed in the same batch (directory observed first)',
+      ops: (fs) => {
+        mv(fs, 'a.txt', 'd/a.txt');
+        mv(fs, 'd', 'f');
+      },
+      observe: ['d', 'f', 'a.txt', 'f/a.txt'],
+      kept: [['a.txt', 'f/a.txt'], ['d', 'f']],
+      simulate: true,
+    },
+    {
+      description: 'a file moved into a directory renamed in the same batch (file observed first)',
+      ops: (fs) => {
+        mv(fs, 'a.txt', 'd/a.txt');
+        mv(fs, 'd', 'f');
+      },
+      observe: ['f/a.txt', 'a.txt', 'd', 'f'],
+      kept: [['a.txt', 'f/a.txt'], ['d', 'f']],
+      simulate: true,
+    },
+    {
+      description: 'a file moved into a new directory in the same batch',
+      ops: (fs) => {
+        put(fs, 'n', dir(50));
+        mv(fs, 'a.txt', 'n/a.txt');
+      },
+      observe: ['n', 'a.txt', 'n/a.txt'],
+      index: { 'a.txt': null, n: 50 },
+      simulate: true,
+    },
+    {
+      description: 'a file renamed and changed in the same batch: the new content is sent',
+      ops: (fs) => {
+        mv(fs, 'a.txt', 'c.txt');
+        put(fs, 'c.txt', file(10, { size: 7, mtimeMs: 5000 }));
+      },
+      observe: ['a.txt', 'c.txt'],
+      index: { 'a.txt': null, 'c.txt': 10 },
+      simulate: true,
+    },
+
+    // --- deletes
+    {
+      description: 'a deleted file is a DELETE with the stat it had',
+      ops: (fs) => rm(fs, 'a.txt'),
+      observe: ['a.txt'],
+      actions: ['DELETE a.txt'],
+      index: { 'a.txt': null },
+      dropped: ['a.txt'],
+      simulate: true,
+    },
+    {
+      description: 'rm -rf of a directory deletes the children first, then the directory',
+      ops: (fs) => rm(fs, 'd'),
+      observe: ['d'],
+      actions: ['DELETE d/x', 'DELETE d/sub/y', 'DELETE d/sub', 'DELETE d'],
+      anyOrder: true,
+      index: { d: null, 'd/sub/y': null },
+      dropped: ['d'],
+      simulate: true,
+    },
+    {
+      description: 'rm -rf with every child observed gone deletes each once',
+      ops: (fs) => rm(fs, 'd'),
+      observe: ['d/sub/y', 'd/x', 'd', 'd/sub'],
+      actions: ['DELETE d/x', 'DELETE d/sub/y', 'DELETE d/sub', 'DELETE d'],
+      anyOrder: true,
+      simulate: true,
+    },
+    {
+      description: 'the directory is the last DELETE',
+      ops: (fs) => rm(fs, 'd'),
+      observe: ['d'],
+      actions: ['DELETE d/x', 'DELETE d/sub/y', 'DELETE d/sub', 'DELETE d'],
+    },
+
+    // --- new directories
+    {
+      description: 'a new directory is sent and scanned',
+      ops: (fs) => put(fs, 'n', dir(50)),
+      observe: ['n'],
+      actions: ['RSYNC n'],
+      scan: ['n'],
+      index: { n: 50 },
+      simulate: true,
+    },
+    {
+      description: 'a new tree observed deepest first is sent parents first',
+      ops: (fs) => {
+        put(fs, 'n', dir(50));
+        put(fs, 'n/m', dir(51));
+        put(fs, 'n/m/f', file(52));
+      },
+      observe: ['n/m/f', 'n/m', 'n'],
+      actions: ['RSYNC n', 'RSYNC n/m', 'RSYNC n/m/f'],
+      scan: ['n', 'n/m'],
+      index: { 'n/m/f': 52 },
+      simulate: true,
+    },
+
+    // --- temp files and replacements
+    {
+      description: 'a temp file is never indexed nor sent',
+      ops: (fs) => put(fs, '.a.txt.swp', file(60)),
+      observe: ['.a.txt.swp'],
+      actions: [],
+      index: { '.a.txt.swp': null },
+    },
+    {
+      description: 'a temp file renamed onto a new real name sends the real name',
+      ops: (fs) => {
+        put(fs, 'c.txt.tmp', file(61));
+        mv(fs, 'c.txt.tmp', 'c.txt');
+      },
+      observe: ['c.txt.tmp', 'c.txt'],
+      actions: ['RSYNC c.txt'],
+      index: { 'c.txt.tmp': null, 'c.txt': 61 },
+      simulate: true,
+    },
+    {
+      description: 'safe save: an rsync temp file renamed over a real file sends it, no DELETE',
+      ops: (fs) => {
+        put(fs, '.a.txt.Ab12Cd', file(62, { size: 3 }));
+        mv(fs, '.a.txt.Ab12Cd', 'a.txt');
+      },
+      observe: ['.a.txt.Ab12Cd', 'a.txt'],
+      actions: ['RSYNC a.txt'],
+      index: { 'a.txt': 62, '.a.txt.Ab12Cd': null },
+      simulate: true,
+    },
+    {
+      description: 'a file replaced by a new inode (cp over) is RSYNC only, no DELETE',
+      ops: (fs) => put(fs, 'a.txt', file(63, { size: 9 })),
+      observe: ['a.txt'],
+      actions: ['RSYNC a.txt'],
+      index: { 'a.txt': 63 },
+      simulate: true,
+    },
+    {
+      description: 'a file replaced by a directory sends the directory and scans it',
+      ops: (fs) => {
+        rm(fs, 'a.txt');
+        put(fs, 'a.txt', dir(64));
+      },
+      observe: ['a.txt'],
+      actions: ['RSYNC a.txt'],
+      scan: ['a.txt'],
+      index: { 'a.txt': 64 },
+      simulate: true,
+    },
+    {
+      description: 'a directory replaced by a file deletes the old subtree, then sends the file',
+      ops: (fs) => put(fs, 'd', file(65)),
+      observe: ['d'],
+      actions: ['DELETE d/x', 'DELETE d/sub/y', 'DELETE d/sub', 'DELETE d', 'RSYNC d'],
+      anyOrder: true,
+      scan: [],
+      index: { d: 65, 'd/x': null },
+      dropped: ['d'],
+      simulate: true,
+    },
+    {
+      description: 'a hard link to an indexed file that is still there is a new file',
+      ops: (fs) => put(fs, 'e/h', file(10)),
+      observe: ['e/h'],
+      actions: ['RSYNC e/h'],
+      index: { 'a.txt': 10, 'e/h': 10 },
+      simulate: true,
+    },
+
+    // --- excludes
+    {
+      description: 'a move into an excluded name is a DELETE',
+      ops: (fs) => mv(fs, 'a.txt', 'a.skip'),
+      observe: ['a.txt', 'a.skip'],
+      actions: ['DELETE a.txt'],
+      index: { 'a.txt': null, 'a.skip': null },
+      simulate: true,
+    },
+    {
+      description: 'a directory moved into an excluded name deletes its subtree',
+      ops: (fs) => mv(fs, 'd', 'node_modules'),
+      observe: ['d', 'node_modules'],
+      actions: ['DELETE d/x', 'DELETE d/sub/y', 'DELETE d/sub', 'DELETE d'],
+      anyOrder: true,
+      index: { node_modules: null },
+      simulate: true,
+    },
+    {
+      description: 'a move from an excluded name into the tree is an RSYNC',
+      ops: (fs) => {
+        put(fs, 'x.skip', file(70));
+        mv(fs, 'x.skip', 'c.txt');
+      },
+      observe: ['x.skip', 'c.txt'],
+      actions: ['RSYNC c.txt'],
+      index: { 'c.txt': 70 },
+      simulate: true,
+    },
+    {
+      description: 'a move inside excluded names is nothing',
+      ops: (fs) => {
+        put(fs, 'x.skip', file(71));
+        mv(fs, 'x.skip', 'y.skip');
+      },
+      observe: ['x.skip', 'y.skip'],
+      actions: [],
+    },
+
+    // --- the helper's rename dance
+    {
+      description: 'psync dance: a move the helper made is not reported back, the index follows',
+      before: (state) => noteDance(state, 'a.txt.123.psync.ignore', 900),
+      ops: (fs) => mv(fs, 'a.txt', 'c.txt'),
+      observe: ['a.txt.123.psync.ignore', 'a.txt', 'c.txt'],
+      actions: [],
+      index: { 'a.txt': null, 'c.txt': 10 },
+      kept: [['a.txt', 'c.txt']],
+    },
+    {
+      description: 'psync dance: a file the helper moved and the user then edited in the same batch: the edit is sent',
+      before: (state) => noteDance(state, 'a.txt.123.psync.ignore', 900),
+      ops: (fs) => {
+        mv(fs, 'a.txt', 'c.txt');
+        put(fs, 'c.txt', file(10, { size: 7, mtimeMs: 5000 }));
+      },
+      observe: ['a.txt', 'c.txt'],
+      actions: ['RSYNC c.txt'],
+      index: { 'a.txt': null, 'c.txt': 10 },
+      kept: [['a.txt', 'c.txt']],
+    },
+    {
+      description: 'psync dance: a directory move the helper made is not reported back',
+      before: (state) => noteDance(state, 'd.4711-1-abcdef.psync.ignore', 900),
+      ops: (fs) => mv(fs, 'd', 'e/d'),
+      observe: ['d', 'e/d'],
+      actions: [],
+      index: { 'e/d/sub/y': 23 },
+      kept: [['d', 'e/d'], ['d/sub/y', 'e/d/sub/y']],
+    },
+    {
+      description: 'psync dance: a delete the helper made is not reported back',
+      before: (state) => noteDance(state, 'a.txt.7.psync.ignore', 900),
+      ops: (fs) => rm(fs, 'a.txt'),
+      observe: ['a.txt'],
+      actions: [],
+      index: { 'a.txt': null },
+      dropped: ['a.txt'],
+    },
+    {
+      description: 'psync dance: a directory delete the helper made is not reported back, children neither',
+      before: (state) => noteDance(state, 'd.9.psync.ignore', 900),
+      ops: (fs) => rm(fs, 'd'),
+      observe: ['d'],
+      actions: [],
+      index: { d: null },
+    },
+    {
+      description: 'psync dance of another entry does not hide a user rename',
+      before: (state) => noteDance(state, 'd/x.1.psync.ignore', 900),
+      ops: (fs) => mv(fs, 'a.txt', 'c.txt'),
+      observe: ['a.txt', 'c.txt'],
+      actions: ['MOVE a.txt c.txt'],
+    },
+    {
+      description: 'psync dance noted longer ago than DANCE_TTL_MS does not hide a user rename',
+      before: (state) => noteDance(state, 'a.txt.123.psync.ignore', 0),
+      now: DANCE_TTL_MS + 1,
+      ops: (fs) => mv(fs, 'a.txt', 'c.txt'),
+      observe: ['a.txt', 'c.txt'],
+      actions: ['MOVE a.txt c.txt'],
+    },
+  ]))('%s', (_description, row) => runRow(row));
+
+  test('a dance is consumed by its move: a later user rename of the same file is reported', () => {
+    const state = fixtureState();
+    noteDance(state, 'a.txt.1.psync.ignore', 0);
+    expect(reconcile(state, [{ path: 'a.txt', stat: null }, { path: 'c.txt', stat: file(10) }], classify, 10).actions).toEqual([]);
+    expect(state.danced.size).toBe(0);
+    const second = reconcile(state, [{ path: 'c.txt', stat: null }, { path: 'g.txt', stat: file(10) }], classify, 20);
+    expect(second.actions).toEqual([{ kind: 'move', from: 'c.txt', to: 'g.txt', stat: file(10) }]);
+  });
+
+  test('noteDance forgets dances older than DANCE_TTL_MS', () => {
+    const state = fixtureState();
+    noteDance(state, 'a.txt.1.psync.ignore', 0);
+    noteDance(state, 'd/x.2.psync.ignore', DANCE_TTL_MS);
+    expect([...state.danced.keys()].sort()).toEqual([10, 21]);
+    noteDance(state, 'd/sub/y.3.psync.ignore', DANCE_TTL_MS + 1);
+    expect([...state.danced.keys()].sort()).toEqual([21, 23]);
+  });
+
+  test('noteDance of a name the index does not hold remembers nothing', () => {
+    const state = fixtureState();
+    noteDance(state, 'nope.1.psync.ignore', 0);
+    noteDance(state, '.psync/state.json', 0);
+    expect(state.danced.size).toBe(0);
+  });
+});
+
+describe('hasChanged', () => {
+  const f = file(10);
+  const d = dir(20);
+  test.each(described<{ description: string; before: Stat; after: Stat; expected: boolean }>([
+    { description: 'the same file', before: f, after: { ...f }, expected: false },
+    { description: 'a file with another inode but the same content metadata', before: f, after: { ...f, ino: 99 }, expected: false },
+    { description: 'file size', before: f, after: { ...f, size: 2 }, expected: true },
+    { description: 'file mtime', before: f, after: { ...f, mtimeMs: f.mtimeMs + 1 }, expected: true },
+    { description: 'file sub-millisecond mtime', before: f, after: { ...f, mtimeMs: f.mtimeMs + 0.001 }, expected: true },
+    { description: 'file mode', before: f, after: { ...f, mode: 0o755 }, expected: true },
+    { description: 'file to symlink', before: f, after: { ...f, type: 'symlink' }, expected: true },
+    { description: 'symlink mtime', before: { ...f, type: 'symlink' }, after: { ...f, type: 'symlink', mtimeMs: 1 }, expected: true },
+    { description: 'directory mtime is noise', before: d, after: { ...d, mtimeMs: 5 }, expected: false },
+    { description: 'directory size is noise', before: d, after: { ...d, size: 8192 }, expected: false },
+    { description: 'directory mode', before: d, after: { ...d, mode: 0o700 }, expected: true },
+    { description: 'directory to file', before: d, after: { ...d, type: 'file' }, expected: true },
+    { description: 'file to directory', before: f, after: { ...f, type: 'dir' }, expected: true },
+  ]))('%s', (_description, { before, after, expected }) => {
+    expect(hasChanged(before, after)).toBe(expected);
+  });
+});
+
+describe('dancedOriginal', () => {
+  test.each(described<{ description: string; path: string; expected: string | undefined }>([
+    { description: 'a top-level name', path: 'a.txt.123.psync.ignore', expected: 'a.txt' },
+    { description: "the helper's pid-counter-hex id", path: 'd/a.txt.4711-3-a1b2c3.psync.ignore', expected: 'd/a.txt' },
+    { description: 'a deep name', path: 'd/sub/y.1.psync.ignore', expected: 'd/sub/y' },
+    { description: 'a name with spaces', path: 'my file.1.psync.ignore', expected: 'my file' },
+    { description: 'a dot file', path: '.bashrc.1.psync.ignore', expected: '.bashrc' },
+    { description: 'a non-UTF-8 name', path: '\udcff.1.psync.ignore', expected: '\udcff' },
+    { description: 'no name before the id', path: '.123.psync.ignore', expected: undefined },
+    { description: 'an ordinary name', path: 'a.txt', expected: undefined },
+    { description: 'the mark not at the end', path: 'a.txt.1.psync.ignore.bak', expected: undefined },
+    { description: 'an entry below a scratch directory', path: 'd.1.psync.ignore/x', expected: undefined },
+    { description: 'an id with characters the helper never uses', path: 'a.txt.1 2.psync.ignore', expected: undefined },
+  ]))('%s', (_description, { path, expected }) => {
+    expect(dancedOriginal(path)).toBe(expected);
+  });
+});

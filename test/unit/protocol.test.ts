@@ -1,0 +1,166 @@
+import { describe, expect, test } from 'vitest';
+import { ProtocolError, SafetyError } from '../../src/core/errors.js';
+import { decodeFrame, encodeFrame, type Frame } from '../../src/core/frame.js';
+import {
+  decodeAction,
+  decodeHelperReply,
+  decodeHelperRequest,
+  decodeStat,
+  encodeAction,
+  encodeHelperReply,
+  encodeHelperRequest,
+  encodeStat,
+  isActionVerb,
+  type HelperReply,
+  type HelperRequest,
+} from '../../src/core/protocol.js';
+import type { Action, Stat } from '../../src/core/types.js';
+
+/** Rows as [description, row], so that a test's name is its row's whole description. */
+const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
+  rows.map((row) => [row.description, row]);
+
+const file: Stat = { type: 'file', ino: 1234, size: 42, mtimeMs: 1_700_000_000_123.25, mode: 0o644 };
+const dir: Stat = { type: 'dir', ino: 99, size: 4096, mtimeMs: 1_700_000_000_000, mode: 0o2775 };
+const link: Stat = { type: 'symlink', ino: 7, size: 11, mtimeMs: 0, mode: 0o777 };
+const statArgs = ['file', '1234', '42', '1700000000123.25', '644'];
+
+/** Through the whole wire: encode, frame, unframe, decode. */
+const overTheWire = ({ verb, args }: { verb: string; args: string[] }): Frame =>
+  decodeFrame(encodeFrame({ seq: 1, verb, args }).slice(0, -1));
+const frame = (verb: string, args: string[]): Frame => ({ seq: 1, verb, args });
+
+describe('actions round trip', () => {
+  test.each(described<{ description: string; action: Action; verb: string }>([
+    { description: 'RSYNC of a file', action: { kind: 'rsync', path: 'a/b.txt', stat: file }, verb: 'RSYNC' },
+    { description: 'RSYNC of a directory with setgid', action: { kind: 'rsync', path: 'd', stat: dir }, verb: 'RSYNC' },
+    { description: 'RSYNC of a symlink', action: { kind: 'rsync', path: 'l', stat: link }, verb: 'RSYNC' },
+    { description: 'RSYNC of a name with spaces and a newline', action: { kind: 'rsync', path: 'a b/c\nd', stat: file }, verb: 'RSYNC' },
+    { description: 'RSYNC of a non-UTF-8 name', action: { kind: 'rsync', path: 'x/\udcff\udcfe', stat: file }, verb: 'RSYNC' },
+    { description: 'RSYNC of a name with a leading dash', action: { kind: 'rsync', path: '-rf', stat: file }, verb: 'RSYNC' },
+    { description: 'MOVE', action: { kind: 'move', from: 'a', to: 'd/b', stat: file }, verb: 'MOVE' },
+    { description: 'MOVE of a directory to a name with %', action: { kind: 'move', from: 'd', to: '100%', stat: dir }, verb: 'MOVE' },
+    { description: 'RSYNC keeps every digit of a sub-millisecond mtime', action: { kind: 'rsync', path: 'm', stat: { ...file, mtimeMs: 1_700_000_000_123.4567 } }, verb: 'RSYNC' },
+    { description: 'DELETE', action: { kind: 'delete', path: 'a/b.txt', stat: file }, verb: 'DELETE' },
+    { description: 'DELETE with a zero stat', action: { kind: 'delete', path: 'z', stat: { type: 'other', ino: 0, size: 0, mtimeMs: 0, mode: 0 } }, verb: 'DELETE' },
+  ]))('%s', (_description, { action, verb }) => {
+    const encoded = encodeAction(action);
+    expect(encoded.verb).toBe(verb);
+    expect(isActionVerb(encoded.verb)).toBe(true);
+    expect(decodeAction(overTheWire(encoded))).toEqual(action);
+  });
+
+  test('the stat is five arguments with the mode in octal', () => {
+    expect(encodeStat(file)).toEqual(statArgs);
+    expect(encodeStat(dir)).toEqual(['dir', '99', '4096', '1700000000000', '2775']);
+    expect(decodeStat(['x', ...statArgs], 1)).toEqual(file);
+  });
+
+  test.each(described<{ description: string; verb: string; expected: boolean }>([
+    { description: 'RSYNC is an action', verb: 'RSYNC', expected: true },
+    { description: 'HEARTBEAT is not', verb: 'HEARTBEAT', expected: false },
+    { description: 'lower-case is not', verb: 'move', expected: false },
+  ]))('isActionVerb: %s', (_description, { verb, expected }) => {
+    expect(isActionVerb(verb)).toBe(expected);
+  });
+});
+
+describe('decodeAction rejects', () => {
+  const withStat = (type: string, ino: string, size: string, mtime: string, mode: string): string[] => [type, ino, size, mtime, mode];
+
+  test.each(described<{ description: string; verb: string; args: string[]; error: typeof ProtocolError | typeof SafetyError }>([
+    { description: 'RSYNC with too few arguments', verb: 'RSYNC', args: ['a', ...statArgs.slice(0, 4)], error: ProtocolError },
+    { description: 'RSYNC with too many arguments', verb: 'RSYNC', args: ['a', ...statArgs, 'x'], error: ProtocolError },
+    { description: 'RSYNC of a name with a raw space (split in two)', verb: 'RSYNC', args: ['my', 'file', ...statArgs], error: ProtocolError },
+    { description: 'RSYNC without arguments', verb: 'RSYNC', args: [], error: ProtocolError },
+    { description: 'MOVE with one path', verb: 'MOVE', args: ['a', ...statArgs], error: ProtocolError },
+    { description: 'DELETE with two paths', verb: 'DELETE', args: ['a', 'b', ...statArgs], error: ProtocolError },
+    { description: 'an unknown entry type', verb: 'RSYNC', args: ['a', ...withStat('fifo', '1', '2', '3', '644')], error: ProtocolError },
+    { description: 'an upper-case entry type', verb: 'RSYNC', args: ['a', ...withStat('FILE', '1', '2', '3', '644')], error: ProtocolError },
+    { description: 'a negative inode', verb: 'RSYNC', args: ['a', ...withStat('file', '-1', '2', '3', '644')], error: ProtocolError },
+    { description: 'a non-numeric inode', verb: 'RSYNC', args: ['a', ...withStat('file', 'abc', '2', '3', '644')], error: ProtocolError },
+    { description: 'an empty size', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '', '3', '644')], error: ProtocolError },
+    { description: 'a negative size', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '-5', '3', '644')], error: ProtocolError },
+    { description: 'an infinite mtime', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', 'Infinity', '644')], error: ProtocolError },
+    { description: 'a NaN mtime', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', 'NaN', '644')], error: ProtocolError },
+    { description: 'a mode with the digit 8', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', '3', '648')], error: ProtocolError },
+    { description: 'an empty mode', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', '3', '')], error: ProtocolError },
+    { description: 'a mode with a 0o prefix', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', '3', '0o644')], error: ProtocolError },
+    { description: 'a negative mode', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', '3', '-644')], error: ProtocolError },
+    { description: 'a mode of seven digits', verb: 'RSYNC', args: ['a', ...withStat('file', '1', '2', '3', '1000644')], error: ProtocolError },
+    { description: 'an unknown verb', verb: 'COPY', args: ['a', ...statArgs], error: ProtocolError },
+    { description: 'a non-action verb', verb: 'HEARTBEAT', args: ['1'], error: ProtocolError },
+    { description: 'a lower-case verb', verb: 'rsync', args: ['a', ...statArgs], error: ProtocolError },
+    { description: 'RSYNC of ../x', verb: 'RSYNC', args: ['../x', ...statArgs], error: SafetyError },
+    { description: 'RSYNC of /etc/passwd', verb: 'RSYNC', args: ['/etc/passwd', ...statArgs], error: SafetyError },
+    { description: 'RSYNC of a/../../b', verb: 'RSYNC', args: ['a/../../b', ...statArgs], error: SafetyError },
+    { description: 'RSYNC of the root', verb: 'RSYNC', args: ['', ...statArgs], error: SafetyError },
+    { description: 'RSYNC of a path with NUL', verb: 'RSYNC', args: ['a\0b', ...statArgs], error: SafetyError },
+    { description: 'DELETE of ..', verb: 'DELETE', args: ['..', ...statArgs], error: SafetyError },
+    { description: 'DELETE of the root', verb: 'DELETE', args: ['', ...statArgs], error: SafetyError },
+    { description: 'DELETE of ./a', verb: 'DELETE', args: ['./a', ...statArgs], error: SafetyError },
+    { description: 'MOVE from outside', verb: 'MOVE', args: ['../x', 'a', ...statArgs], error: SafetyError },
+    { description: 'MOVE to outside', verb: 'MOVE', args: ['a', '/etc/passwd', ...statArgs], error: SafetyError },
+    { description: 'MOVE to a/../../b', verb: 'MOVE', args: ['a', 'a/../../b', ...statArgs], error: SafetyError },
+    { description: 'MOVE to the root', verb: 'MOVE', args: ['a', '', ...statArgs], error: SafetyError },
+    { description: 'MOVE onto itself', verb: 'MOVE', args: ['a/b', 'a/b', ...statArgs], error: ProtocolError },
+  ]))('%s', (_description, { verb, args, error }) => {
+    expect(() => decodeAction(frame(verb, args))).toThrow(error);
+  });
+});
+
+describe('helper requests', () => {
+  test.each(described<{ description: string; request: HelperRequest }>([
+    { description: 'MOVE', request: { id: 1, kind: 'move', from: 'a b', to: 'd/\udcff', expect: file } },
+    { description: 'MOVE of a directory', request: { id: 0, kind: 'move', from: 'd', to: 'e/f', expect: dir } },
+    { description: 'DELETE', request: { id: 123_456_789_012_345, kind: 'delete', path: 'x\ny', expect: file } },
+  ]))('round trip: %s', (_description, { request }) => {
+    const encoded = encodeHelperRequest(request);
+    expect(encoded.verb).toBe(request.kind.toUpperCase());
+    expect(decodeHelperRequest(overTheWire(encoded))).toEqual(request);
+  });
+
+  test.each(described<{ description: string; verb: string; args: string[]; error: typeof ProtocolError | typeof SafetyError }>([
+    { description: 'a negative id', verb: 'DELETE', args: ['-1', 'a', ...statArgs], error: ProtocolError },
+    { description: 'a non-numeric id', verb: 'DELETE', args: ['x', 'a', ...statArgs], error: ProtocolError },
+    { description: 'an empty id', verb: 'DELETE', args: ['', 'a', ...statArgs], error: ProtocolError },
+    { description: 'an id of 16 digits', verb: 'DELETE', args: ['1234567890123456', 'a', ...statArgs], error: ProtocolError },
+    { description: 'MOVE without its id', verb: 'MOVE', args: ['a', 'b', ...statArgs], error: ProtocolError },
+    { description: 'DELETE with an extra argument', verb: 'DELETE', args: ['1', 'a', ...statArgs, 'x'], error: ProtocolError },
+    { description: 'a bad stat', verb: 'DELETE', args: ['1', 'a', 'file', '1', '2', '3', '9'], error: ProtocolError },
+    { description: 'an action verb helpers do not take', verb: 'RSYNC', args: ['1', 'a', ...statArgs], error: ProtocolError },
+    { description: 'DELETE of /etc', verb: 'DELETE', args: ['1', '/etc', ...statArgs], error: SafetyError },
+    { description: 'DELETE of the root', verb: 'DELETE', args: ['1', '', ...statArgs], error: SafetyError },
+    { description: 'MOVE from ..', verb: 'MOVE', args: ['1', '..', 'a', ...statArgs], error: SafetyError },
+    { description: 'MOVE to a/../../b', verb: 'MOVE', args: ['1', 'a', 'a/../../b', ...statArgs], error: SafetyError },
+  ]))('rejects %s', (_description, { verb, args, error }) => {
+    expect(() => decodeHelperRequest(frame(verb, args))).toThrow(error);
+  });
+});
+
+describe('helper replies', () => {
+  test.each(described<{ description: string; reply: HelperReply; verb: string }>([
+    { description: 'DONE', reply: { id: 5, ok: true, stat: file }, verb: 'DONE' },
+    { description: 'FAIL changed', reply: { id: 6, ok: false, code: 'changed', message: 'a b changed since' }, verb: 'FAIL' },
+    { description: 'FAIL with a multi-line message', reply: { id: 7, ok: false, code: 'error', message: 'EIO\nat line 2' }, verb: 'FAIL' },
+    { description: 'FAIL with an empty message', reply: { id: 8, ok: false, code: 'notempty', message: '' }, verb: 'FAIL' },
+    { description: 'FAIL unsafe', reply: { id: 9, ok: false, code: 'unsafe', message: '"../x"' }, verb: 'FAIL' },
+  ]))('round trip: %s', (_description, { reply, verb }) => {
+    const encoded = encodeHelperReply(reply);
+    expect(encoded.verb).toBe(verb);
+    expect(decodeHelperReply(overTheWire(encoded))).toEqual(reply);
+  });
+
+  test.each(described<{ description: string; verb: string; args: string[] }>([
+    { description: 'an unknown failure code', verb: 'FAIL', args: ['1', 'oops', 'message'] },
+    { description: 'an upper-case failure code', verb: 'FAIL', args: ['1', 'CHANGED', 'message'] },
+    { description: 'FAIL without a message', verb: 'FAIL', args: ['1', 'changed'] },
+    { description: 'FAIL with a bad id', verb: 'FAIL', args: ['one', 'changed', 'm'] },
+    { description: 'DONE without a stat', verb: 'DONE', args: ['1'] },
+    { description: 'DONE with a bad stat', verb: 'DONE', args: ['1', 'file', 'x', '2', '3', '644'] },
+    { description: 'DONE with a bad id', verb: 'DONE', args: ['-1', ...statArgs] },
+    { description: 'an unknown verb', verb: 'OK', args: ['1', ...statArgs] },
+  ]))('rejects %s', (_description, { verb, args }) => {
+    expect(() => decodeHelperReply(frame(verb, args))).toThrow(ProtocolError);
+  });
+});
