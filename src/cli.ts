@@ -208,9 +208,14 @@ function report(error: unknown, log: Logger | undefined): number {
   return code;
 }
 
-main(hideBin(process.argv)).then(
+const argv = hideBin(process.argv);
+const isChild = argv[0] === ROLE_COMMAND.filter || argv[0] === ROLE_COMMAND.helper;
+main(argv).then(
   (code) => {
     process.exitCode = code;
+    // A child is done once its input ended: exit even if a watch or a timer lingers,
+    // after what it wrote has reached the pipe.
+    if (isChild) process.stdout.write('', () => process.exit(code));
   },
   (error: unknown) => {
     process.stderr.write(`psync: internal error: ${String(error)}\n`);

@@ -79,7 +79,7 @@ export class EchoLedger {
       case 'move': {
         const arrived = matches(
           action.to,
-          (e) => (e.kind === 'movedIn' && e.from === action.from) || (e.kind !== 'removed' && sameAsWritten(e.stat, action.stat)),
+          (e) => e.kind !== 'removed' && sameAsWritten(e.stat, action.stat) && (e.kind !== 'movedIn' || e.from === action.from),
         );
         const left = matches(action.from, (e) => e.kind === 'removed');
         return arrived && left;

@@ -19,7 +19,7 @@
  */
 
 import type { PathClass } from './patterns.js';
-import { ancestorsOf, baseName, depthOf, joinPath, parentOf } from './paths.js';
+import { ancestorsOf, baseName, depthOf, isSameOrUnder, joinPath, parentOf, rebase } from './paths.js';
 import { TreeIndex, type TreeNode } from './tree.js';
 import type { Action, Stat } from './types.js';
 
@@ -45,6 +45,12 @@ export const DANCE_TTL_MS = 10_000;
 export class FilterState {
   /** inode -> when the helper was seen moving it out through a `.psync.ignore` name. */
   readonly danced = new Map<number, number>();
+  /**
+   * Danced entries whose old name is gone but whose new name has not been
+   * seen yet (the helper's second rename can land in a later settle round):
+   * kept detached so that reappearing re-attaches them silently.
+   */
+  readonly parked = new Map<number, { readonly node: TreeNode; readonly at: number }>();
 
   constructor(readonly index: TreeIndex) {}
 }
@@ -76,13 +82,16 @@ export function hasChanged(before: Stat, after: Stat): boolean {
 
 interface Move {
   readonly node: TreeNode;
-  readonly from: string;
   readonly to: string;
+  /** The entry as it is now; `node.stat` is what it was (what the other side still has). */
   readonly stat: Stat;
+  /** The helper's own move (rename dance): update the index, report nothing but a content change. */
+  readonly silent: boolean;
 }
 
 export function reconcile(state: FilterState, observations: readonly Observation[], classify: Classify, now: number): Decision {
   const index = state.index;
+  const dropped: TreeNode[] = expireDances(state, now);
   const gone = new Set<string>();
   const present: Observation[] = [];
   for (const observation of observations) {
@@ -94,13 +103,12 @@ export function reconcile(state: FilterState, observations: readonly Observation
   const isGone = (path: string): boolean => gone.has(path) || ancestorsOf(path).some((a) => gone.has(a));
 
   const moves: Move[] = [];
-  const rsyncs: Observation[] = [];
+  const rsyncs: { path: string; stat: Stat }[] = [];
   const replaced: TreeNode[] = [];
-  for (const observation of present) {
-    const stat = observation.stat!;
-    const current = index.get(observation.path);
+  for (const { path, stat } of present as { path: string; stat: Stat }[]) {
+    const current = index.get(path);
     if (current !== undefined && current.stat.ino === stat.ino && current.stat.type === stat.type) {
-      if (hasChanged(current.stat, stat)) rsyncs.push(observation);
+      if (hasChanged(current.stat, stat)) rsyncs.push({ path, stat });
       current.stat = stat;
       continue;
     }
@@ -108,47 +116,41 @@ export function reconcile(state: FilterState, observations: readonly Observation
       .nodesWithInode(stat.ino)
       .find((n) => n.stat.type === stat.type && n !== current && index.isAttached(n) && isGone(index.pathOf(n)));
     if (origin !== undefined) {
-      moves.push({ node: origin, from: index.pathOf(origin), to: observation.path, stat });
+      moves.push({ node: origin, to: path, stat, silent: isDanced(state, origin.stat.ino) });
+      continue;
+    }
+    const parked = state.parked.get(stat.ino);
+    if (parked !== undefined && parked.node.stat.type === stat.type) {
+      state.parked.delete(stat.ino);
+      moves.push({ node: parked.node, to: path, stat, silent: true });
       continue;
     }
     if (current !== undefined) replaced.push(current);
-    rsyncs.push(observation);
+    rsyncs.push({ path, stat });
   }
 
   const actions: Action[] = [];
-  const dropped: TreeNode[] = [];
-  const silentMoves = new Set<Move>(moves.filter((m) => state.danced.has(m.stat.ino)));
-  for (const move of orderMoves(index, moves)) {
-    if (move === 'cycle') continue;
-    const from = index.pathOf(move.node);
-    index.detach(from);
-    if (!index.attachAt(move.to, move.node)) {
-      // The destination's parent is not indexed (yet): send it as new content instead.
+  for (const move of applyMoves(state, withoutImpliedMoves(index, moves), dropped)) {
+    if (move.applied === false) {
+      // Its destination's parent is new in this round: delete the old name, send the new one.
+      actions.push(...deletesFor(move.node, move.from));
       index.forget(move.node);
       dropped.push(move.node);
-      if (!silentMoves.has(move)) rsyncs.push({ path: move.to, stat: move.stat });
-      gone.add(from);
+      rsyncs.push({ path: move.to, stat: move.stat });
       continue;
     }
+    if (!move.silent) actions.push({ kind: 'move', from: move.from, to: move.to, stat: move.node.stat });
+    if (hasChanged(move.node.stat, move.stat)) rsyncs.push({ path: move.to, stat: move.stat });
     move.node.stat = move.stat;
-    state.danced.delete(move.stat.ino);
-    if (!silentMoves.has(move)) actions.push({ kind: 'move', from, to: move.to, stat: move.stat });
-  }
-  for (const move of moves) {
-    // A move that could not be ordered (a cycle such as a swap) has been left in place: re-send it.
-    if (index.pathOf(move.node) !== move.to && index.isAttached(move.node)) {
-      rsyncs.push({ path: move.to, stat: move.stat });
-    }
   }
 
-  const deletes = collectDeletes(state, gone, replaced, dropped);
-  actions.push(...deletes);
+  actions.push(...collectDeletes(state, gone, replaced, dropped, now));
 
   const scan: string[] = [];
   rsyncs.sort((a, b) => depthOf(a.path) - depthOf(b.path));
   const sent = new Set<string>();
   for (const { path, stat } of rsyncs) {
-    if (stat === null || sent.has(path)) continue;
+    if (sent.has(path)) continue;
     const existing = index.get(path);
     const isNewDir = stat.type === 'dir' && (existing === undefined || existing.stat.ino !== stat.ino);
     const node = index.set(path, stat);
@@ -157,46 +159,97 @@ export function reconcile(state: FilterState, observations: readonly Observation
     actions.push({ kind: 'rsync', path, stat });
     if (isNewDir) scan.push(path);
   }
-  expireDances(state, now);
   return { actions, scan, dropped };
 }
 
+const isDanced = (state: FilterState, ino: number): boolean => state.danced.has(ino);
+
 /**
- * Orders moves so that each one's destination is free (or held by an entry
- * that is not itself moving) when it runs. Moves of deeper entries go first,
- * so a child moved out of a directory that is itself renamed is taken from
- * the old place. A move whose destination is held by a move that cannot go
- * first (a cycle) is skipped; the caller re-sends it.
+ * A child seen under its renamed parent's new name (`d/x` -> `e/x` with
+ * `d` -> `e`) moves with its parent: its own move is made silent, so one
+ * MOVE covers the whole directory. A change of its content is still sent.
  */
-function orderMoves(index: TreeIndex, moves: readonly Move[]): (Move | 'cycle')[] {
-  const pending = [...moves].sort((a, b) => depthOf(b.from) - depthOf(a.from));
-  const ordered: (Move | 'cycle')[] = [];
-  const movingOut = new Set(pending.map((m) => m.node));
-  let progress = true;
-  while (pending.length > 0 && progress) {
-    progress = false;
-    for (let i = 0; i < pending.length; i++) {
-      const move = pending[i]!;
-      const occupant = index.get(move.to);
-      if (occupant !== undefined && movingOut.has(occupant) && occupant !== move.node) continue;
-      ordered.push(move);
-      movingOut.delete(move.node);
-      pending.splice(i, 1);
-      i -= 1;
-      progress = true;
-    }
-  }
-  if (pending.length > 0) {
-    // Break the first cycle by dropping one move; the rest can then go.
-    const [broken, ...rest] = pending;
-    movingOut.delete(broken!.node);
-    ordered.push('cycle', ...orderMoves(index, rest));
-  }
-  return ordered;
+function withoutImpliedMoves(index: TreeIndex, moves: readonly Move[]): Move[] {
+  const from = new Map(moves.map((m) => [m, index.pathOf(m.node)]));
+  const isImplied = (move: Move): boolean => {
+    const path = from.get(move)!;
+    return moves.some((parent) => {
+      const parentFrom = from.get(parent)!;
+      return parent !== move && path !== parentFrom && isSameOrUnder(path, parentFrom) && move.to === rebase(path, parentFrom, parent.to);
+    });
+  };
+  return moves.map((move) => (isImplied(move) ? { ...move, silent: true } : move));
 }
 
-/** DELETEs for everything indexed at or below a gone path, children first; drops them from the index. */
-function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNode[], dropped: TreeNode[]): Action[] {
+type AppliedMove =
+  | (Move & { readonly applied: true; readonly from: string })
+  | (Move & { readonly applied: false; readonly from: string });
+
+/**
+ * Apply moves to the index in an order the other side can follow one by
+ * one, and return them with the `from` each had when it ran. A move waits
+ * while its destination is held by an entry that is itself moving away, or
+ * while its destination's parent does not exist yet (another move creates
+ * it). A cycle (a swap) is broken by moving one member aside first to its own
+ * name: it is then re-sent. A move whose parent never appears is returned
+ * with `applied: false`.
+ */
+function applyMoves(state: FilterState, moves: readonly Move[], dropped: TreeNode[]): AppliedMove[] {
+  const index = state.index;
+  const pending = [...moves];
+  const out: AppliedMove[] = [];
+  const movingOut = new Set(pending.map((m) => m.node));
+  while (pending.length > 0) {
+    const readyAt = pending.findIndex((move) => {
+      const occupant = index.get(move.to);
+      if (occupant !== undefined && occupant !== move.node && movingOut.has(occupant)) return false;
+      return index.get(parentOf(move.to))?.stat.type === 'dir';
+    });
+    if (readyAt >= 0) {
+      const move = pending.splice(readyAt, 1)[0]!;
+      const from = index.pathOf(move.node);
+      index.detach(from);
+      const occupant = index.get(move.to);
+      if (occupant !== undefined && occupant !== move.node) {
+        index.remove(move.to);
+        dropped.push(occupant);
+      }
+      index.attachAt(move.to, move.node);
+      movingOut.delete(move.node);
+      state.danced.delete(move.node.stat.ino);
+      out.push({ ...move, from, applied: true });
+      continue;
+    }
+    // Nothing is ready. A move blocked only by an occupant that moves away is part of a cycle:
+    // send its content instead, which frees its source name for the rest of the cycle.
+    const cyclic = pending.findIndex((move) => index.get(parentOf(move.to))?.stat.type === 'dir');
+    const move = pending.splice(cyclic >= 0 ? cyclic : 0, 1)[0]!;
+    movingOut.delete(move.node);
+    const from = index.pathOf(move.node);
+    index.detach(from);
+    out.push({ ...move, from, applied: false });
+  }
+  return out;
+}
+
+/** DELETEs for a detached subtree that was at `path`: children first, each with its last stat. */
+function deletesFor(node: TreeNode, path: string): Action[] {
+  const out: Action[] = [];
+  const visit = (n: TreeNode, at: string): void => {
+    for (const child of n.children.values()) visit(child, joinPath(at, child.name));
+    out.push({ kind: 'delete', path: at, stat: n.stat });
+  };
+  visit(node, path);
+  return out;
+}
+
+/**
+ * DELETEs for everything indexed at or below a gone path, children first;
+ * drops them from the index. The helper's own deletes (danced) are silent,
+ * and a danced entry is parked rather than forgotten: its new name may
+ * appear in a later round.
+ */
+function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNode[], dropped: TreeNode[], now: number): Action[] {
   const index = state.index;
   const roots: TreeNode[] = [];
   for (const path of gone) {
@@ -208,24 +261,32 @@ function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNod
     if (!index.isAttached(node)) continue;
     const path = index.pathOf(node);
     const isReplaced = replaced.includes(node);
-    const silent = state.danced.has(node.stat.ino) && !isReplaced;
-    if (!silent) {
-      for (const child of index.descendantPathsDeepestFirst(path)) {
-        actions.push({ kind: 'delete', path: child, stat: index.get(child)!.stat });
-      }
-      // A replaced file needs no delete (rsync replaces it whole); a replaced directory's children do.
-      const keepsName = isReplaced && node.stat.type !== 'dir';
-      if (!isReplaced || !keepsName) actions.push({ kind: 'delete', path, stat: node.stat });
+    if (!isReplaced && isDanced(state, node.stat.ino)) {
+      index.detach(path);
+      state.parked.set(node.stat.ino, { node, at: now });
+      continue;
     }
-    state.danced.delete(node.stat.ino);
+    const all = deletesFor(node, path);
+    // A file replaced under the same name needs no DELETE (rsync replaces it whole); a directory's children do.
+    actions.push(...(isReplaced && node.stat.type !== 'dir' ? all.slice(0, -1) : all));
     index.remove(path);
     dropped.push(node);
   }
   return actions;
 }
 
-function expireDances(state: FilterState, now: number): void {
+/** Forget dance marks and parked entries older than DANCE_TTL_MS; returns the parked subtrees forgotten. */
+
+function expireDances(state: FilterState, now: number): TreeNode[] {
   for (const [ino, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(ino);
+  const forgotten: TreeNode[] = [];
+  for (const [ino, { node, at }] of state.parked) {
+    if (now - at <= DANCE_TTL_MS) continue;
+    state.parked.delete(ino);
+    state.index.forget(node);
+    forgotten.push(node);
+  }
+  return forgotten;
 }
 
 export { TreeIndex };

@@ -61,6 +61,7 @@ export function encodeArg(value: string): string {
 
 export function decodeArg(text: string): string {
   if (text === '%') return '';
+  if (text === '') throw new ProtocolError('empty frame argument (an empty value is written %)');
   const bytes: number[] = [];
   for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;

@@ -118,7 +118,7 @@ export const isSameOrUnder = (path: string, dir: string): boolean =>
 
 /** Rewrite `path` from below `from` to below `to` (it must be `from` or under it). */
 export const rebase = (path: string, from: string, to: string): string =>
-  path === from ? to : joinPath(to, path.slice(from.length + 1));
+  path === from ? to : joinPath(to, from === '' ? path : path.slice(from.length + 1));
 
 /** Ancestors of a path, nearest first, not including the root: "a/b/c" -> ["a/b", "a"]. */
 export function ancestorsOf(path: string): string[] {

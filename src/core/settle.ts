@@ -13,9 +13,15 @@ interface Pending {
 export class Settler {
   private readonly pending = new Map<string, Pending>();
 
+  /**
+   * `groupMs`: paths falling due within this much of each other are taken
+   * together, so the two halves of one rename (reported microseconds apart)
+   * are decided in the same round and paired as a move.
+   */
   constructor(
     readonly settleMs: number,
     readonly maxDelayMs: number,
+    readonly groupMs = 0,
   ) {}
 
   get size(): number {
@@ -33,11 +39,13 @@ export class Settler {
     return Math.min(entry.lastMs + this.settleMs, entry.firstMs + this.maxDelayMs);
   }
 
-  /** Take the paths that are due at `now`, in the order they were first touched. */
+  /** Take the paths that are due at `now` (or within `groupMs` of it), in the order they were first touched. */
   takeDue(now: number): string[] {
     const due: string[] = [];
+    const next = this.nextDueAt();
+    if (next === undefined || next > now) return due;
     for (const [path, entry] of this.pending) {
-      if (this.dueAt(entry) <= now) {
+      if (this.dueAt(entry) <= now + this.groupMs) {
         due.push(path);
         this.pending.delete(path);
       }

@@ -26,6 +26,9 @@ import type { Stat } from '../core/types.js';
 import { toStat } from '../fsStat.js';
 import { readConfigFrame } from '../childConfig.js';
 
+/** Events this close together are decided in one round (both halves of a rename). */
+const GROUP_MS = 20;
+
 /** Exit codes of the filter process. */
 export const FILTER_EXIT = { ok: 0, badConfig: 2, rootLost: 3, watchFailed: 4 } as const;
 
@@ -61,6 +64,13 @@ class TreeWatcher {
   private readonly classify;
   private readonly settler;
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * Where each pending path came from: the directory node whose watch saw
+   * it and the name. A directory renamed before the round that pairs its
+   * rename still reports under its old path; after the round the path is
+   * resolved again through the node.
+   */
+  private readonly origins = new Map<string, { node: TreeNode; name: string }>();
   private heartbeat: NodeJS.Timeout | undefined;
   private beats = 0;
   private finish: (code: number) => void = () => {};
@@ -71,7 +81,7 @@ class TreeWatcher {
     private readonly send: (verb: string, args?: string[]) => void,
   ) {
     this.classify = compilePathClassifier({ excludes: config.excludes, tempfiles: config.tempfiles });
-    this.settler = new Settler(config.settleMs, config.maxDelayMs);
+    this.settler = new Settler(config.settleMs, config.maxDelayMs, Math.min(GROUP_MS, config.settleMs / 2));
   }
 
   private get index(): TreeIndex {
@@ -192,7 +202,14 @@ class TreeWatcher {
   private onEvent(node: TreeNode, name: Buffer | null): void {
     if (!this.index.isAttached(node)) return; // a stale watch of a directory that left the tree
     const dir = this.index.pathOf(node);
-    this.touch(name === null ? dir : joinPath(dir, bytesToPath(name)), performance.now());
+    if (name === null) {
+      this.touch(dir, performance.now());
+      return;
+    }
+    const base = bytesToPath(name);
+    const path = joinPath(dir, base);
+    if (node !== this.index.root) this.origins.set(path, { node, name: base });
+    this.touch(path, performance.now());
   }
 
   private touch(path: string, now: number): void {
@@ -244,6 +261,7 @@ class TreeWatcher {
       const { verb, args } = encodeAction(action);
       this.send(verb, args);
     }
+    this.followRenamedParents(due, now);
     for (const dir of decision.scan) {
       try {
         this.scanTree(dir, 'dirty');
@@ -251,6 +269,18 @@ class TreeWatcher {
         this.fail(error);
         return;
       }
+    }
+  }
+
+  /** Paths reported through a directory that has been renamed meanwhile: look again under the new name. */
+  private followRenamedParents(due: readonly string[], now: number): void {
+    for (const path of due) {
+      const origin = this.origins.get(path);
+      if (origin === undefined) continue;
+      this.origins.delete(path);
+      if (!this.index.isAttached(origin.node)) continue;
+      const current = joinPath(this.index.pathOf(origin.node), origin.name);
+      if (current !== path) this.touch(current, now - this.config.settleMs);
     }
   }
 
