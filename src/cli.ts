@@ -5,6 +5,7 @@
  * (never typed by a person). Only this module turns errors into exit codes.
  */
 
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -34,7 +35,8 @@ export const EXIT = {
   safety: 7,
 } as const;
 
-const VERSION = '0.1.0';
+/** The version of this install, from its package.json. */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === ROLE_COMMAND.filter) return runFilter(process.stdin, process.stdout);
@@ -42,7 +44,9 @@ async function main(argv: string[]): Promise<number> {
 
   let config: Config;
   try {
-    config = await validateConfig(await parseArgs(argv));
+    const parsed = await parseArgs(argv);
+    if (parsed === 'answered') return EXIT.ok;
+    config = await validateConfig(parsed);
   } catch (error) {
     return report(error, undefined);
   }
@@ -54,11 +58,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function parseArgs(argv: string[]): Promise<Config> {
+/** The parsed settings, or 'answered' when --help or --version already printed what was asked. */
+async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
   const parsed = await yargs(argv)
     .scriptName('psync')
     .usage('$0 [options] SRCROOT DSTROOT\n\nKeeps SRCROOT (local, the left side) and DSTROOT (on --remote-host, or local) identical in near real time, both ways.')
-    .command('$0 <srcroot> <dstroot>', false)
+    .command('$0 [srcroot] [dstroot]', false)
     .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
     .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
     .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
@@ -83,6 +88,15 @@ async function parseArgs(argv: string[]): Promise<Config> {
     .version(VERSION)
     .help()
     .alias('help', 'h')
+    .epilogue(
+      [
+        'Without -r both roots are local: psync /tmp/a /tmp/b tries it out on one machine.',
+        'Exit codes: 0 done (or stopped by SIGINT/SIGTERM), 1 internal error, 2 bad usage or settings,',
+        '3 cannot reach or lost the remote host (refused host key included), 4 rsync failed,',
+        '5 a filter or helper failed (a root vanished, a protocol error), 6 --banned program running,',
+        '7 refused as unsafe.',
+      ].join('\n'),
+    )
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((message, error) => {
@@ -90,6 +104,7 @@ async function parseArgs(argv: string[]): Promise<Config> {
     })
     .parseAsync();
 
+  if (parsed.help === true || parsed.version === true) return 'answered';
   if (parsed.translate !== undefined) {
     throw new ConfigError('-T/--translate is not supported: psync syncs roots with different paths directly (psync SRCROOT DSTROOT)');
   }
@@ -98,8 +113,8 @@ async function parseArgs(argv: string[]): Promise<Config> {
   const config: Config = {
     ...DEFAULTS,
     ...file,
-    srcRoot: String(parsed.srcroot),
-    dstRoot: String(parsed.dstroot),
+    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT'),
+    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT'),
     debug: given(parsed.debug, file.debug ?? DEFAULTS.debug),
     tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...(parsed.tempfiles ?? [])],
     excludes: [...(file.excludes ?? []), ...(parsed.excludes ?? [])],
@@ -123,6 +138,11 @@ async function parseArgs(argv: string[]): Promise<Config> {
   const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
   if (remotePsync !== undefined) config.remotePsync = remotePsync;
   return config;
+}
+
+function required(value: string | undefined, name: string): string {
+  if (value === undefined) throw new ConfigError(`${name} is missing: psync [options] SRCROOT DSTROOT (see --help)`);
+  return value;
 }
 
 async function loadConfigFile(path: string): Promise<Partial<Config>> {

@@ -1,0 +1,61 @@
+/**
+ * Every psync setting, with its default. Copy it to `psync.config.mjs` (drop
+ * the type annotation) or `psync.config.json` and pass `--config FILE`;
+ * options given on the command line win over the file.
+ *
+ * This file is type-checked against the exported `Config` type, so it cannot
+ * drift from what psync accepts.
+ */
+
+import type { Config } from './src/config.js';
+
+const config: Config = {
+  /** The left root, on this machine (the first positional argument). */
+  srcRoot: '/srv/share',
+  /** The right root: on `remoteHost` when set, else on this machine too. */
+  dstRoot: '/srv/share',
+  /** Host or ~/.ssh/config alias of the right side (-r). Leave it out for two local roots. */
+  remoteHost: 'replica.example.org',
+  /** -d: 0 warnings only, 1 what psync does, 2 every event, 3 everything. */
+  debug: 1,
+  /**
+   * -t: temp-file globs, never synced under their own name. The built-in list
+   * covers vim, emacs, gedit/GIO, MS Office, LibreOffice and rsync's own temp
+   * names; what you give is added to it.
+   */
+  tempfiles: ['.*.swp', '.*.swo', '.*.swx', '*~', '.#*', '#*#', '4913', '*.tmp', '~$*', '.~lock.*#', '.goutputstream-*', '.*.??????'],
+  /**
+   * -e: excluded globs, never synced in either direction. Without a slash a
+   * pattern matches the base name at any depth (`*.o` excludes `a/b/c.o`);
+   * with a slash it matches the path from the root (`/build`, `docs/*.pdf`);
+   * a trailing slash matches directories only (`cache/`). Everything below an
+   * excluded directory is excluded too.
+   */
+  excludes: ['node_modules', '*.o', '/build/'],
+  /** --rsync-excludes: extra `--exclude` patterns for every rsync run (rsync's syntax). */
+  rsyncExcludes: [],
+  /** -x: extra rsync options, one per element. */
+  rsyncExtra: ['--bwlimit=10000'],
+  /** -b: refuse to start, and stop, while a program of this name runs on this machine. */
+  banned: 'backup-job',
+  /** -n: log what would be done, change nothing. */
+  dryRun: false,
+  /** -s: run the initial merge (union of both trees, newer file wins), then exit. */
+  syncOnly: false,
+  /** -k: start watching without the initial merge (the trees are known to be identical). */
+  skipInitialSync: false,
+  /** -f: let the helper delete non-empty directories and move onto them. */
+  force: false,
+  /** -i: settle delay in seconds: a path must be quiet this long before it is sent. */
+  intervalSeconds: 0.1,
+  /** --max-delay: a path that never goes quiet (a growing log) is sent at least this often. */
+  maxDelaySeconds: 5,
+  /** --ssh-config: ssh client config file instead of ~/.ssh/config. */
+  sshConfig: '/etc/psync/ssh_config',
+  /** --remote-psync: the command that starts psync on the remote host. */
+  remotePsync: '/usr/bin/node /opt/psync/dist/src/cli.js',
+  /** --status-file: keep a JSON status (state, counters, last error) here. */
+  statusFile: '/run/psync/share.json',
+};
+
+export default config;
