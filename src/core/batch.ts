@@ -39,41 +39,57 @@ export interface EnqueueResult {
 
 export class ActionQueue {
   private items: Queued[] = [];
+  /** The pending RSYNC of each path, to find a rival from the other side in O(1). */
+  private readonly pendingRsync = new Map<string, Queued>();
+  /** Queued items that lost a conflict: skipped when taken. */
+  private readonly cancelled = new Set<Queued>();
 
   get length(): number {
-    return this.items.length;
+    return this.items.length - this.cancelled.size;
   }
 
   enqueue(from: Side, action: Action, updateOnly = false): EnqueueResult {
     const incoming: Queued = { direction: directionFrom(from), action, updateOnly };
-    if (action.kind === 'rsync') {
-      const rival = this.items.findIndex(
-        (q) => q.action.kind === 'rsync' && q.action.path === action.path && sourceOf(q.direction) !== from,
-      );
-      if (rival >= 0) {
-        const other = this.items[rival]!;
-        if (other.action.stat.mtimeMs > action.stat.mtimeMs) return { dropped: incoming };
-        this.items.splice(rival, 1);
-        this.items.push(incoming);
-        return { dropped: other };
-      }
+    if (action.kind !== 'rsync') {
+      this.items.push(incoming);
+      return {};
     }
-    this.items.push(incoming);
+    const rival = this.pendingRsync.get(action.path);
+    if (rival !== undefined && sourceOf(rival.direction) !== from) {
+      if (rival.action.stat.mtimeMs > action.stat.mtimeMs) return { dropped: incoming };
+      this.cancelled.add(rival);
+      this.push(incoming);
+      return { dropped: rival };
+    }
+    this.push(incoming);
     return {};
+  }
+
+  private push(item: Queued): void {
+    this.items.push(item);
+    if (item.action.kind === 'rsync') this.pendingRsync.set(item.action.path, item);
   }
 
   /** Take the next batch off the front of the queue, or undefined when it is empty. */
   takeBatch(max = MAX_BATCH_ACTIONS): Batch | undefined {
+    while (this.items.length > 0 && this.cancelled.delete(this.items[0]!)) this.items.shift();
     const first = this.items[0];
     if (first === undefined) return undefined;
     const kind = first.action.kind;
-    let end = 1;
-    while (end < this.items.length && end < max) {
+    const taken: Action[] = [];
+    let end = 0;
+    while (end < this.items.length && taken.length < max) {
       const next = this.items[end]!;
+      if (this.cancelled.delete(next)) {
+        end += 1;
+        continue;
+      }
       if (next.direction !== first.direction || next.action.kind !== kind || next.updateOnly !== first.updateOnly) break;
+      taken.push(next.action);
+      if (next.action.kind === 'rsync' && this.pendingRsync.get(next.action.path) === next) this.pendingRsync.delete(next.action.path);
       end += 1;
     }
-    const taken = this.items.splice(0, end).map((q) => q.action);
+    this.items.splice(0, end);
     return { direction: first.direction, kind, updateOnly: first.updateOnly, actions: kind === 'rsync' ? dedupeRsyncs(taken) : taken };
   }
 }

@@ -11,9 +11,13 @@
 import { baseName, joinPath, parentOf } from './paths.js';
 import type { Stat } from './types.js';
 
+const NO_CHILDREN: ReadonlyMap<string, TreeNode> = new Map();
+
+/** One entry. Kept small: a tree of a million entries holds a million of these. */
 export class TreeNode {
   parent: TreeNode | undefined;
-  readonly children = new Map<string, TreeNode>();
+  /** Created with the first child: most entries are files and never need one. */
+  private kids: Map<string, TreeNode> | undefined;
   /** Opaque slot for the shell (the directory's watch handle). */
   watch: unknown;
 
@@ -21,11 +25,25 @@ export class TreeNode {
     public name: string,
     public stat: Stat,
   ) {}
+
+  get children(): ReadonlyMap<string, TreeNode> {
+    return this.kids ?? NO_CHILDREN;
+  }
+
+  setChild(child: TreeNode): void {
+    (this.kids ??= new Map()).set(child.name, child);
+  }
+
+  deleteChild(name: string): void {
+    this.kids?.delete(name);
+    if (this.kids?.size === 0) this.kids = undefined;
+  }
 }
 
 export class TreeIndex {
   readonly root: TreeNode;
-  private readonly byInode = new Map<number, Set<TreeNode>>();
+  /** inode -> its node, or its nodes when hard links share it (rare: no array per entry). */
+  private readonly byInode = new Map<number, TreeNode | TreeNode[]>();
   private count = 0;
 
   constructor(rootStat: Stat) {
@@ -61,7 +79,8 @@ export class TreeIndex {
 
   /** Nodes currently holding this inode (more than one only for hard links). */
   nodesWithInode(ino: number): TreeNode[] {
-    return [...(this.byInode.get(ino) ?? [])];
+    const found = this.byInode.get(ino);
+    return found === undefined ? [] : Array.isArray(found) ? [...found] : [found];
   }
 
   /**
@@ -91,7 +110,7 @@ export class TreeIndex {
   detach(path: string): TreeNode | undefined {
     const node = path === '' ? undefined : this.get(path);
     if (node === undefined || node.parent === undefined) return undefined;
-    node.parent.children.delete(node.name);
+    node.parent.deleteChild(node.name);
     node.parent = undefined;
     return node;
   }
@@ -111,7 +130,7 @@ export class TreeIndex {
     if (replaced !== undefined && replaced !== node) this.remove(path);
     node.name = baseName(path);
     node.parent = parent;
-    parent.children.set(node.name, node);
+    parent.setChild(node);
     return true;
   }
 
@@ -151,7 +170,7 @@ export class TreeIndex {
 
   private attach(parent: TreeNode, node: TreeNode): void {
     node.parent = parent;
-    parent.children.set(node.name, node);
+    parent.setChild(node);
     for (const n of this.walk(node)) {
       this.linkInode(n);
       this.count += 1;
@@ -163,14 +182,18 @@ export class TreeIndex {
   }
 
   private linkInode(node: TreeNode): void {
-    let set = this.byInode.get(node.stat.ino);
-    if (set === undefined) this.byInode.set(node.stat.ino, (set = new Set()));
-    set.add(node);
+    const found = this.byInode.get(node.stat.ino);
+    if (found === undefined) this.byInode.set(node.stat.ino, node);
+    else if (Array.isArray(found)) found.includes(node) || found.push(node);
+    else if (found !== node) this.byInode.set(node.stat.ino, [found, node]);
   }
 
   private unlinkInode(node: TreeNode): void {
-    const set = this.byInode.get(node.stat.ino);
-    set?.delete(node);
-    if (set?.size === 0) this.byInode.delete(node.stat.ino);
+    const found = this.byInode.get(node.stat.ino);
+    if (found === node) this.byInode.delete(node.stat.ino);
+    else if (Array.isArray(found)) {
+      const rest = found.filter((n) => n !== node);
+      this.byInode.set(node.stat.ino, rest.length === 1 ? rest[0]! : rest);
+    }
   }
 }

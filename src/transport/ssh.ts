@@ -478,7 +478,6 @@ async function startMaster(options: SshConnectOptions, target: SshTarget, contro
     [
       ...configArgs(options.sshConfigFile),
       '-M',
-      '-N',
       '-o',
       `ControlPath=${controlPath}`,
       '-o',
@@ -491,8 +490,12 @@ async function startMaster(options: SshConnectOptions, target: SshTarget, contro
       `ServerAliveInterval=${KEEPALIVE_INTERVAL_MS / 1000}`,
       '--',
       options.host,
+      // Not -N: the master's own session reads our pipe, so when psync dies (even
+      // killed with SIGKILL) the pipe closes, the session ends and the master exits
+      // instead of holding the connection open forever.
+      'exec cat >/dev/null',
     ],
-    { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false, reject: false },
+    { stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', buffer: false, reject: false },
   );
   let stderr = '';
   master.stderr.setEncoding('utf8');
