@@ -39,6 +39,7 @@ import type { Stats } from 'node:fs';
 import { lstat, mkdir, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError } from '../src/core/errors.js';
+import { resolve } from 'node:path';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
 import { isPsyncInternal, IGNORE_MARK } from '../src/core/patterns.js';
 import { ancestorsOf, baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
@@ -165,9 +166,11 @@ function parseConfig(frame: Frame): HelperConfig {
   }
   if (typeof value !== 'object' || value === null) throw new ConfigError('CONFIG is not an object');
   const { root, force, dryRun } = value as Record<string, unknown>;
-  if (typeof root !== 'string' || !root.startsWith('/')) throw new ConfigError(`CONFIG root must be an absolute path, got ${JSON.stringify(root)}`);
+  if (typeof root !== 'string' || root === '') throw new ConfigError(`CONFIG root must be a path, got ${JSON.stringify(root)}`);
   if (typeof force !== 'boolean' || typeof dryRun !== 'boolean') throw new ConfigError('CONFIG force and dryRun must be booleans');
-  return { root, force, dryRun };
+  // A relative root is relative to where the helper starts: the remote user's home over SSH,
+  // the same place rsync and the filter resolve it from.
+  return { root: resolve(root), force, dryRun };
 }
 
 class Session {

@@ -13,7 +13,8 @@
  * so nothing created in between is missed.
  */
 
-import { lstatSync, readdirSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, watch, type FSWatcher } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { FilterState, noteDance, reconcile, type Observation } from '../core/filterRules.js';
 import { FrameReceiver, FrameWriter } from '../core/frame.js';
@@ -49,6 +50,9 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
 
   let rootStat: Stat;
   try {
+    // A root given through a symlink (/data -> /mnt/data) is watched where it really is;
+    // a relative root is relative to where the filter starts (the remote home over SSH).
+    config = { ...config, root: realpathSync(resolve(config.root)) };
     rootStat = toStat(lstatSync(config.root));
     if (rootStat.type !== 'dir') throw new Error('not a directory');
   } catch (error) {

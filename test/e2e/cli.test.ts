@@ -1,0 +1,452 @@
+/**
+ * The psync command line, run as a user runs it (the built dist/src/cli.js):
+ * exit codes, the one `psync: ` line on stderr that says what went wrong,
+ * and that a refused or failed run syncs nothing and deletes nothing.
+ *
+ * Exit codes (src/cli.ts EXIT): 0 ok, 1 internal, 2 usage/config,
+ * 3 connection, 4 rsync, 5 protocol/child failure, 6 banned, 7 safety.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type Result } from 'execa';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CLI, diffTrees, PsyncProcess, snapshotTree, waitFor } from '../support/psync.js';
+import { startSshd, writeCorrectKnownHosts, writeEmptyKnownHosts, writeWrongKnownHosts, type SshdFixture } from '../support/sshd.js';
+
+/** Rows as [description, row], so that a test's name is its row's whole description. */
+const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
+  rows.map((row) => [row.description, row]);
+
+const EXIT = { ok: 0, usage: 2, connection: 3, protocol: 5, banned: 6 } as const;
+
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'psync-cli-'));
+});
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+let pairs = 0;
+/** A fresh pair of empty roots (the right one's name has a space). */
+async function freshPair(): Promise<{ left: string; right: string }> {
+  pairs += 1;
+  const left = join(work, `pair-${pairs}`, 'left');
+  const right = join(work, `pair-${pairs}`, 'right side');
+  await mkdir(left, { recursive: true });
+  await mkdir(right, { recursive: true });
+  return { left, right };
+}
+
+/** Run the CLI to its end. */
+function psync(args: readonly string[], timeout = 60_000): Promise<Result<{ reject: false; stdin: 'ignore'; timeout: number }>> {
+  return execa(process.execPath, [CLI, ...args], { reject: false, stdin: 'ignore', timeout });
+}
+
+/**
+ * The error report: exactly one stderr line starting `psync: `, and it is
+ * the last line. Returns the message after the prefix (empty when there is
+ * none, so that the caller's content checks fail too). The format checks
+ * are soft, so one run reports the code, the format and the content at once.
+ */
+function errorMessage(result: { stderr: unknown }): string {
+  const stderr = String(result.stderr);
+  const lines = stderr.split('\n').filter((line) => line.trim() !== '');
+  const reports = lines.filter((line) => line.startsWith('psync: '));
+  expect.soft(reports, `one "psync: " line expected on stderr:\n${stderr}`).toHaveLength(1);
+  expect.soft(lines.at(-1) ?? '', `the last stderr line should be the "psync: " report:\n${stderr}`).toMatch(/^psync: \S/);
+  const report = reports.at(-1) ?? lines.find((line) => line.includes('psync: ')) ?? '';
+  return report.slice(report.indexOf('psync: ') + 'psync: '.length);
+}
+
+const names = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
+
+describe('usage and config errors exit 2 with one clear line', () => {
+  let left: string;
+  let right: string;
+  beforeAll(async () => {
+    ({ left, right } = await freshPair());
+    await mkdir(join(left, 'inner'));
+  });
+
+  test.each(described<{ description: string; args: () => string[]; message: RegExp }>([
+    { description: 'missing SRCROOT (no roots at all)', args: () => [], message: /argument|SRCROOT|srcroot/i },
+    { description: 'missing DSTROOT (local mode)', args: () => [left], message: /argument|DSTROOT|dstroot/i },
+    { description: 'SRCROOT /', args: () => ['/', right], message: /refusing \/ as SRCROOT/ },
+    { description: 'both roots the same directory', args: () => [left, `${left}/`], message: /same directory/ },
+    { description: 'DSTROOT inside SRCROOT', args: () => [left, join(left, 'inner')], message: /inside/ },
+    { description: 'SRCROOT inside DSTROOT', args: () => [join(left, 'inner'), left], message: /inside/ },
+    { description: '-T a:b', args: () => ['-T', 'a:b', left, right], message: /translate/ },
+    { description: '-d 7', args: () => ['-d', '7', left, right], message: /--debug.*7/ },
+    // The message must name the option the user got wrong, wherever it stands.
+    { description: 'an unknown option before the roots', args: () => ['--bogus-option', left, right], message: /bogus-option/ },
+    { description: 'an unknown option after the roots', args: () => [left, right, '--bogus-option'], message: /bogus-option/ },
+  ]))('%s', async (_description, { args, message }) => {
+    const result = await psync(args());
+    expect(result.exitCode, String(result.stderr)).toBe(EXIT.usage);
+    expect(errorMessage(result)).toMatch(message);
+    expect(await names(right)).toEqual([]);
+  });
+});
+
+describe('--help and --version', () => {
+  const OPTIONS = [
+    '--remote-host',
+    '--debug',
+    '--tempfiles',
+    '--excludes',
+    '--rsync-excludes',
+    '--extra',
+    '--banned',
+    '--translate',
+    '--dry-run',
+    '--sync-only',
+    '--skip-initial-sync',
+    '--force',
+    '--interval',
+    '--max-delay',
+    '--ssh-config',
+    '--remote-psync',
+    '--status-file',
+    '--config',
+    '--version',
+  ];
+
+  test('--help exits 0 and lists every option, and no error', async () => {
+    const result = await psync(['--help']);
+    const help = `${String(result.stdout)}${String(result.stderr)}`;
+    for (const option of OPTIONS) expect(help, `--help should list ${option}`).toContain(option);
+    expect(String(result.stderr), 'no error after the help').not.toMatch(/psync: /);
+    expect(result.exitCode).toBe(EXIT.ok);
+  });
+
+  test('-h is --help', async () => {
+    const result = await psync(['-h']);
+    expect(String(result.stdout)).toContain('--remote-host');
+    expect(String(result.stderr)).not.toMatch(/psync: /);
+    expect(result.exitCode).toBe(EXIT.ok);
+  });
+
+  test('--version exits 0 and prints the version only', async () => {
+    const result = await psync(['--version']);
+    expect(String(result.stdout).trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(String(result.stderr), 'no error after the version').toBe('');
+    expect(result.exitCode).toBe(EXIT.ok);
+  });
+});
+
+describe('--banned', () => {
+  let program: string;
+  let path: string;
+  beforeAll(async () => {
+    // A private copy of sleep under a unique name (within comm's 15 characters).
+    program = `psb${randomBytes(5).toString('hex')}`;
+    const dir = await mkdtemp(join(work, 'banned-'));
+    path = join(dir, program);
+    await copyFile('/bin/sleep', path);
+    await chmod(path, 0o755);
+  });
+
+  /** Start the banned program and wait until /proc shows it under its name. */
+  async function startBanned(): Promise<ReturnType<typeof execa>> {
+    const sleeper = execa(path, ['600'], { reject: false, stdin: 'ignore' });
+    await waitFor('the banned program to run', async () => (await readFile(`/proc/${sleeper.pid}/comm`, 'utf8')).trim() === program);
+    return sleeper;
+  }
+
+  test('refuses to start while the program runs (exit 6) and syncs nothing', async () => {
+    const { left, right } = await freshPair();
+    await writeFile(join(left, 'must-not-sync.txt'), 'x');
+    const sleeper = await startBanned();
+    try {
+      const result = await psync(['-b', program, left, right]);
+      expect(result.exitCode, String(result.stderr)).toBe(EXIT.banned);
+      expect(errorMessage(result)).toContain(program);
+      expect(await names(right)).toEqual([]);
+    } finally {
+      sleeper.kill('SIGKILL');
+      await sleeper;
+    }
+  });
+
+  test('stops (exit 6) when the program starts while psync watches', async () => {
+    const { left, right } = await freshPair();
+    const proc = await PsyncProcess.start(['-b', program, left, right]);
+    const sleeper = await startBanned();
+    try {
+      const code = await waitFor('psync to stop', () => (proc.child.exitCode === null ? undefined : proc.child.exitCode), 20_000);
+      expect(code, proc.log()).toBe(EXIT.banned);
+      expect(errorMessage({ stderr: proc.log() })).toContain(program);
+    } finally {
+      sleeper.kill('SIGKILL');
+      await sleeper;
+      if (proc.child.exitCode === null) await proc.stop();
+    }
+  });
+});
+
+describe('over SSH (private sshd)', () => {
+  let sshd: SshdFixture;
+  beforeAll(async () => {
+    sshd = await startSshd();
+  });
+  afterAll(async () => {
+    await sshd?.stop();
+  });
+
+  const remote = (...args: string[]): string[] => ['-r', sshd.host, '--ssh-config', sshd.configFile, ...args];
+
+  test('a wrong host key in known_hosts: exit 3, the message says so, nothing synced', async () => {
+    const { left, right } = await freshPair();
+    await writeFile(join(left, 'must-not-sync.txt'), 'x');
+    await writeWrongKnownHosts(sshd);
+    try {
+      const result = await psync(remote(left, right));
+      expect(result.exitCode, String(result.stderr)).toBe(EXIT.connection);
+      expect(errorMessage(result)).toMatch(/host key/i);
+      expect(await names(right)).toEqual([]);
+    } finally {
+      await writeCorrectKnownHosts(sshd);
+    }
+  });
+
+  test('an unknown host (empty known_hosts): exit 3, nothing synced', async () => {
+    const { left, right } = await freshPair();
+    await writeFile(join(left, 'must-not-sync.txt'), 'x');
+    await writeEmptyKnownHosts(sshd);
+    try {
+      const result = await psync(remote(left, right));
+      expect(result.exitCode, String(result.stderr)).toBe(EXIT.connection);
+      expect(errorMessage(result)).toMatch(/host key|known_hosts/i);
+      expect(await names(right)).toEqual([]);
+    } finally {
+      await writeCorrectKnownHosts(sshd);
+    }
+  });
+
+  test('a closed port: exit 3, nothing synced', async () => {
+    const { left, right } = await freshPair();
+    await writeFile(join(left, 'must-not-sync.txt'), 'x');
+    const port = await closedPort();
+    const config = join(work, `ssh_config-closed-${port}`);
+    await writeFile(config, (await readFile(sshd.configFile, 'utf8')).replace(/^(\s*Port\s+)\d+$/m, `$1${port}`));
+    const result = await psync(['-r', sshd.host, '--ssh-config', config, left, right]);
+    expect(result.exitCode, String(result.stderr)).toBe(EXIT.connection);
+    expect(errorMessage(result)).toMatch(new RegExp(`refused|${port}`));
+    expect(await names(right)).toEqual([]);
+  });
+
+  test('a DSTROOT missing on the remote side: non-zero, the message names the root', async () => {
+    const { left, right } = await freshPair();
+    await writeFile(join(left, 'must-stay.txt'), 'x');
+    const missing = join(right, 'does-not-exist');
+    const result = await psync(remote(left, missing));
+    expect(result.exitCode, String(result.stderr)).not.toBe(EXIT.ok);
+    expect(errorMessage(result)).toContain(missing);
+    expect(await names(right)).toEqual([]);
+    expect(await names(left)).toEqual(['must-stay.txt']);
+  });
+
+  describe('--sync-only merges two different trees: the union, the newer file wins', () => {
+    test.each([
+      { description: 'over SSH (-r)', remote: true },
+      { description: 'local', remote: false },
+    ])('$description', async ({ remote: overSsh }) => {
+      const { left, right } = await freshPair();
+      const expected = await fillConflictingTrees(left, right);
+      const args = ['-s', left, right];
+      const result = await psync(overSsh ? remote(...args) : args);
+      expect(result.exitCode, String(result.stderr)).toBe(EXIT.ok);
+      expect(await diffTrees(left, right)).toEqual([]);
+      for (const [path, content] of Object.entries(expected)) {
+        expect(await readFile(join(left, path), 'utf8'), path).toBe(content);
+        expect(await readFile(join(right, path), 'utf8'), path).toBe(content);
+      }
+    });
+
+    test('-s -n (dry run) changes nothing on either side', async () => {
+      const { left, right } = await freshPair();
+      await fillConflictingTrees(left, right);
+      const before = [await snapshotTree(left), await snapshotTree(right)];
+      const result = await psync(remote('-s', '-n', left, right));
+      expect(result.exitCode, String(result.stderr)).toBe(EXIT.ok);
+      expect([await snapshotTree(left), await snapshotTree(right)]).toEqual(before);
+    });
+  });
+});
+
+/**
+ * Two different trees: files only on each side, nested directories on both,
+ * and two paths on both sides with different content, one newer on each
+ * side. Returns what each conflicting path must hold after the merge.
+ */
+async function fillConflictingTrees(left: string, right: string): Promise<Record<string, string>> {
+  const older = new Date('2020-01-02T03:04:05Z');
+  const newer = new Date('2022-06-07T08:09:10Z');
+  await mkdir(join(left, 'nested', 'a', 'b'), { recursive: true });
+  await mkdir(join(right, 'nested', 'a', 'c'), { recursive: true });
+  await mkdir(join(right, 'right-only-dir', 'deeper'), { recursive: true });
+  await writeFile(join(left, 'only-left.txt'), 'left only\n');
+  await writeFile(join(right, 'only-right.txt'), 'right only\n');
+  await writeFile(join(left, 'nested', 'a', 'b', 'deep-left.txt'), 'deep left\n');
+  await writeFile(join(right, 'nested', 'a', 'c', 'deep-right.txt'), 'deep right\n');
+  await writeFile(join(right, 'right-only-dir', 'deeper', 'r.txt'), 'r\n');
+  const conflicts = {
+    'newer-on-left.txt': { left: ['left wins, longer content\n', newer], right: ['right loses\n', older] },
+    'newer-on-right.txt': { left: ['left loses\n', older], right: ['right wins, longer content\n', newer] },
+    'nested/a/newer-on-right.txt': { left: ['nested left loses\n', older], right: ['nested right wins\n', newer] },
+  } as const;
+  const expected: Record<string, string> = {};
+  for (const [path, sides] of Object.entries(conflicts)) {
+    for (const [root, [content, mtime]] of [[left, sides.left], [right, sides.right]] as const) {
+      await writeFile(join(root, path), content);
+      await utimes(join(root, path), mtime, mtime);
+    }
+    expected[path] = sides.left[1] === newer ? sides.left[0] : sides.right[0];
+  }
+  return expected;
+}
+
+/** A port on 127.0.0.1 that nobody listens on (bound, then released). */
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address !== null && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+describe('a running psync', () => {
+  test('--dry-run: a file created on the left is reported but never reaches the right', async () => {
+    const { left, right } = await freshPair();
+    const proc = await PsyncProcess.start(['-n', left, right]);
+    try {
+      const before = (await proc.status())!;
+      await writeFile(join(left, 'dry.txt'), 'dry run\n');
+      // The report was received and taken off the queue (dispatched as a dry run).
+      const after = await waitFor('the report to be received and dispatched', async () => {
+        const s = await proc.status();
+        return s !== undefined && s.counters.reported.left > before.counters.reported.left && s.queued === 0 ? s : undefined;
+      });
+      expect(await names(right)).toEqual([]);
+      expect(after.counters.rsyncRuns, proc.log()).toBe(before.counters.rsyncRuns);
+      expect(after.counters.applied).toEqual({ leftToRight: 0, rightToLeft: 0 });
+    } finally {
+      expect(await proc.stop()).toBe(EXIT.ok);
+    }
+    expect(await names(right)).toEqual([]);
+    expect(await names(left)).toEqual(['dry.txt']);
+  });
+
+  test.each(['SIGTERM', 'SIGINT'] as const)('%s while watching: exit 0', async (signal) => {
+    const { left, right } = await freshPair();
+    const proc = await PsyncProcess.start([left, right]);
+    proc.child.kill(signal);
+    const result = await proc.child;
+    expect(result.exitCode, proc.log()).toBe(EXIT.ok);
+    expect(proc.log()).not.toMatch(/psync: /);
+    expect((await proc.status())?.state).toBe('stopped');
+  });
+
+  test('a dropped SSH connection: exits 3 or 5 within 30 s with a clear message, and the left keeps everything', async () => {
+    const sshd = await startSshd();
+    const { left, right } = await freshPair();
+    await mkdir(join(left, 'dir', 'sub'), { recursive: true });
+    for (let i = 0; i < 20; i++) await writeFile(join(left, 'dir', 'sub', `f${i}.txt`), `file ${i}\n`);
+    await writeFile(join(left, 'top.txt'), 'top\n');
+    let proc: PsyncProcess | undefined;
+    let sessions: number[] = [];
+    try {
+      proc = await PsyncProcess.start(['-r', sshd.host, '--ssh-config', sshd.configFile, left, right]);
+      expect(await diffTrees(left, right)).toEqual([]);
+      const before = await snapshotTree(left);
+
+      // Everything sshd forked for us: the per-connection sshd processes and the remote psync children.
+      const sshdPid = Number((await readFile(join(sshd.dir, 'sshd.pid'), 'utf8')).trim());
+      const tree = await descendantsOf(sshdPid);
+      sessions = tree.filter((p) => /^sshd/.test(p.comm)).map((p) => p.pid);
+      expect(sessions.length, `sshd's sessions: ${JSON.stringify(tree)}`).toBeGreaterThan(0);
+      await sshd.stop(); // the listener only: established sessions live on without it
+      for (const pid of sessions) killQuietly(pid, 'SIGKILL'); // now every TCP connection to it dies
+
+      const started = Date.now();
+      const running = proc;
+      const code = await waitFor('psync to exit', () => (running.child.exitCode === null ? undefined : running.child.exitCode), 30_000);
+      expect([EXIT.connection, EXIT.protocol], running.log()).toContain(code);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(errorMessage({ stderr: running.log() })).toMatch(/connection|lost|stopped|closed/i);
+      expect(await snapshotTree(left)).toEqual(before);
+      // The remote children end once their stdin is gone.
+      await waitFor('the remote psync children to end', async () => {
+        for (const p of tree) if (p.comm !== 'sshd' && (await isAlive(p.pid))) return false;
+        return true;
+      });
+    } finally {
+      if (proc !== undefined && proc.child.exitCode === null) await proc.stop();
+      await sshd.stop();
+    }
+  });
+});
+
+interface ProcInfo {
+  pid: number;
+  ppid: number;
+  comm: string;
+}
+
+/** Every live process below `root` (from /proc/<pid>/stat), found before anything is reparented. */
+async function descendantsOf(root: number): Promise<ProcInfo[]> {
+  const all: ProcInfo[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = await readFile(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split at the last ')'.
+      const close = text.lastIndexOf(')');
+      const comm = text.slice(text.indexOf('(') + 1, close);
+      const ppid = Number(text.slice(close + 2).split(' ')[1]);
+      all.push({ pid: Number(entry), ppid, comm });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: ProcInfo[] = [];
+  const parents = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (parents.has(p.ppid) && !parents.has(p.pid)) {
+        parents.add(p.pid);
+        out.push(p);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+const isAlive = async (pid: number): Promise<boolean> => {
+  try {
+    const state = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+};

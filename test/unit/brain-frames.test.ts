@@ -1,0 +1,299 @@
+/**
+ * The brain's frame handling, with fake endpoints: the test plays both
+ * filters and both helpers over PassThrough pipes (no process, no sshd).
+ *
+ * Whatever a filter sends that cannot be trusted (stray shell output, a
+ * corrupted frame, a path that leaves the root, a frame of the wrong shape,
+ * a verb the brain does not know) is counted and never acted on: no rsync
+ * runs and no helper receives a request. Each row is followed by a valid
+ * DELETE of `x` from the left filter as a barrier: frames are handled in
+ * order, so once the right helper has that DELETE, anything the bad input
+ * could have caused would already have happened.
+ */
+
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
+import winston from 'winston';
+import { describe, expect, test, vi } from 'vitest';
+import { Brain } from '../../src/brain/brain.js';
+import { DEFAULTS, type Config } from '../../src/config.js';
+import { encodeFrame, FrameReceiver, type Frame } from '../../src/core/frame.js';
+import {
+  decodeHelperRequest,
+  encodeHelperReply,
+  encodeStat,
+  PROTOCOL_VERSION,
+  type HelperRequest,
+  type Role,
+} from '../../src/core/protocol.js';
+import type { Side, Stat } from '../../src/core/types.js';
+import type { Channel, Endpoint } from '../../src/transport/endpoint.js';
+
+/** Rows as [description, row], so that a test's name is its row's whole description. */
+const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
+  rows.map((row) => [row.description, row]);
+
+const FILE_STAT: Stat = { type: 'file', ino: 42, size: 3, mtimeMs: 1_600_000_000_000, mode: 0o644 };
+
+/** One child as the brain sees it; the test speaks the child's side of the pipes. */
+class FakeChild implements Channel {
+  /** What the brain writes (CONFIG, helper requests). */
+  readonly stdin = new PassThrough();
+  /** What the test writes as the child (frames, garbage). */
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  readonly exited: Promise<number | null>;
+  /** Every well-formed frame the brain sent, CONFIG included. */
+  readonly received: Frame[] = [];
+  private readonly receiver = new FrameReceiver();
+  private seq = 0;
+  private exit: (code: number | null) => void = () => {};
+
+  constructor(
+    readonly role: Role,
+    onFrame: (child: FakeChild, frame: Frame) => void,
+  ) {
+    this.exited = new Promise((resolve) => (this.exit = resolve));
+    this.stdin.on('data', (chunk: Buffer) => {
+      for (const received of this.receiver.push(chunk.toString('latin1'))) {
+        if (!received.ok) throw received.error;
+        this.received.push(received.frame);
+        // A real child answers in a later tick, never inside the brain's write.
+        setImmediate(() => onFrame(this, received.frame));
+      }
+    });
+  }
+
+  /** A well-formed frame with the next sequence number. */
+  send(verb: string, args: readonly string[] = []): void {
+    this.seq += 1;
+    this.stdout.write(encodeFrame({ seq: this.seq, verb, args }));
+  }
+
+  /** The line the next send() would write, without using up its sequence number. */
+  peekLine(verb: string, args: readonly string[] = []): string {
+    return encodeFrame({ seq: this.seq + 1, verb, args });
+  }
+
+  /** Bytes as they are: stray output, corrupted frames. */
+  raw(text: string): void {
+    this.stdout.write(text);
+  }
+
+  /** Requests (after CONFIG) the brain sent this child. */
+  requests(): Frame[] {
+    return this.received.filter((frame) => frame.verb !== 'CONFIG');
+  }
+
+  kill(): void {
+    this.stdin.end();
+    this.stdout.end();
+    this.stderr.end();
+    this.exit(null);
+  }
+}
+
+class FakeEndpoint implements Endpoint {
+  readonly children: Partial<Record<Role, FakeChild>> = {};
+
+  constructor(
+    readonly side: Side,
+    readonly root: string,
+  ) {}
+
+  get description(): string {
+    return `fake:${this.root}`;
+  }
+
+  get filter(): FakeChild {
+    const child = this.children.filter;
+    if (child === undefined) throw new Error(`the ${this.side} filter was not started`);
+    return child;
+  }
+
+  get helper(): FakeChild {
+    const child = this.children.helper;
+    if (child === undefined) throw new Error(`the ${this.side} helper was not started`);
+    return child;
+  }
+
+  async start(role: Role): Promise<Channel> {
+    const child = new FakeChild(role, role === 'filter' ? playFilter : playHelper);
+    this.children[role] = child;
+    return child;
+  }
+
+  rsyncLocation(): string {
+    return `${this.root}/`;
+  }
+
+  rsyncArgs(): string[] {
+    return [];
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A filter answers CONFIG with HELLO and READY, and beats once. */
+function playFilter(child: FakeChild, frame: Frame): void {
+  if (frame.verb !== 'CONFIG') return;
+  child.send('HELLO', [String(PROTOCOL_VERSION), 'filter', '1']);
+  child.send('READY', ['0']);
+  child.send('HEARTBEAT', ['1']);
+}
+
+/** A helper answers CONFIG with HELLO and every request with DONE. */
+function playHelper(child: FakeChild, frame: Frame): void {
+  if (frame.verb === 'CONFIG') {
+    child.send('HELLO', [String(PROTOCOL_VERSION), 'helper', '1']);
+    return;
+  }
+  const request: HelperRequest = decodeHelperRequest(frame);
+  const { verb, args } = encodeHelperReply({ id: request.id, ok: true, stat: request.expect });
+  child.send(verb, args);
+}
+
+interface Harness {
+  readonly brain: Brain;
+  readonly left: FakeEndpoint;
+  readonly right: FakeEndpoint;
+  readonly logs: string[];
+  readonly outcome: ReturnType<Brain['run']>;
+}
+
+/** A brain on two fake endpoints, watching (-k: no initial merge, so no rsync of its own). */
+async function startBrain(): Promise<Harness> {
+  const base = await mkdtemp(join(tmpdir(), 'psync-brain-frames-'));
+  const statusFile = join(base, 'status.json');
+  const config: Config = { ...DEFAULTS, srcRoot: join(base, 'left'), dstRoot: join(base, 'right'), skipInitialSync: true, statusFile };
+  const logs: string[] = [];
+  const memory = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(chunk.toString());
+      callback();
+    },
+  });
+  const logger = winston.createLogger({
+    level: 'silly',
+    format: winston.format.printf(({ level, message }) => `${level} ${String(message)}`),
+    transports: [new winston.transports.Stream({ stream: memory })],
+  });
+  const left = new FakeEndpoint('left', config.srcRoot);
+  const right = new FakeEndpoint('right', config.dstRoot);
+  const brain = new Brain(config, { left, right }, logger);
+  const outcome = brain.run();
+  await vi.waitFor(
+    async () => {
+      const status = JSON.parse(await readFile(statusFile, 'utf8')) as { state: string };
+      expect(status.state).toBe('watching');
+    },
+    { timeout: 5_000, interval: 10 },
+  );
+  return { brain, left, right, logs, outcome };
+}
+
+/** The barrier: a valid DELETE of `x` from the left filter, seen by the right helper. */
+async function sendBarrier(h: Harness): Promise<void> {
+  h.left.filter.send('DELETE', ['x', ...encodeStat(FILE_STAT)]);
+  await vi.waitFor(() => expect(h.brain.counters.applied.leftToRight).toBe(1), { timeout: 5_000, interval: 5 });
+}
+
+async function stopBrain(h: Harness): Promise<void> {
+  h.brain.stop();
+  expect(await h.outcome).toEqual({ ok: true });
+}
+
+const rsyncArgs = (path: string): string[] => [path, ...encodeStat(FILE_STAT)];
+const linkRejections = (logs: readonly string[]): number => logs.filter((line) => /left filter: rejected a frame/.test(line)).length;
+
+describe('a filter frame that cannot be trusted is counted and never acted on', () => {
+  test.each(described<{
+    description: string;
+    send: (filter: FakeChild) => void;
+    /** Counted by the brain (decoded, then refused). */
+    brainRejected: number;
+    /** Refused by the link before decoding (logged as "rejected a frame"). */
+    linkRejected: number;
+  }>([
+    { description: 'stray shell output (hello from bashrc)', send: (f) => f.raw('hello from bashrc\n'), brainRejected: 0, linkRejected: 1 },
+    {
+      description: 'a frame with a bad checksum',
+      send: (f) => {
+        const line = f.peekLine('RSYNC', rsyncArgs('good.txt'));
+        const crc = line.slice(-9, -1);
+        const wrong = crc.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+        f.raw(`${line.slice(0, -9)}${wrong}\n`);
+      },
+      brainRejected: 0,
+      linkRejected: 1,
+    },
+    { description: 'RSYNC of ../etc/passwd', send: (f) => f.send('RSYNC', rsyncArgs('../etc/passwd')), brainRejected: 1, linkRejected: 0 },
+    { description: 'RSYNC of /etc/passwd', send: (f) => f.send('RSYNC', rsyncArgs('/etc/passwd')), brainRejected: 1, linkRejected: 0 },
+    { description: 'RSYNC of a/../../b', send: (f) => f.send('RSYNC', rsyncArgs('a/../../b')), brainRejected: 1, linkRejected: 0 },
+    { description: 'RSYNC with a wrong argument count', send: (f) => f.send('RSYNC', ['good.txt', 'file']), brainRejected: 1, linkRejected: 0 },
+    { description: 'an unknown verb', send: (f) => f.send('FROB', ['good.txt']), brainRejected: 1, linkRejected: 0 },
+    {
+      description: 'all of the above in one stream',
+      send: (f) => {
+        f.raw('hello from bashrc\n');
+        const line = f.peekLine('RSYNC', rsyncArgs('good.txt'));
+        f.raw(`${line.slice(0, -9)}${line.slice(-9, -1) === '00000000' ? '11111111' : '00000000'}\n`);
+        f.send('RSYNC', rsyncArgs('../etc/passwd'));
+        f.send('RSYNC', rsyncArgs('/etc/passwd'));
+        f.send('RSYNC', rsyncArgs('a/../../b'));
+        f.send('RSYNC', ['good.txt', 'file']);
+        f.send('FROB', ['good.txt']);
+      },
+      brainRejected: 5,
+      linkRejected: 2,
+    },
+  ]))('%s', async (_description, row) => {
+    const h = await startBrain();
+    try {
+      row.send(h.left.filter);
+      await vi.waitFor(
+        () => {
+          expect(h.brain.counters.rejected.left).toBe(row.brainRejected);
+          expect(linkRejections(h.logs)).toBe(row.linkRejected);
+        },
+        { timeout: 5_000, interval: 5 },
+      );
+      expect(h.brain.counters.reported.left).toBe(0);
+      expect(h.brain.counters.rsyncRuns).toBe(0);
+      expect(h.brain.counters.applied).toEqual({ leftToRight: 0, rightToLeft: 0 });
+      expect(h.right.helper.requests()).toEqual([]);
+
+      await sendBarrier(h);
+      // Exactly the barrier reached the right helper; nothing else was done anywhere.
+      expect(h.right.helper.requests().map((f) => [f.verb, f.args[1]])).toEqual([['DELETE', 'x']]);
+      expect(h.left.helper.requests()).toEqual([]);
+      expect(h.brain.counters.rsyncRuns, h.logs.join('')).toBe(0);
+      expect(h.brain.counters.rejected).toEqual({ left: row.brainRejected, right: 0 });
+      expect(h.brain.counters.reported.left).toBe(1);
+      expect(h.brain.counters.applied).toEqual({ leftToRight: 1, rightToLeft: 0 });
+      expect(linkRejections(h.logs)).toBe(row.linkRejected);
+      // No frame was lost or replayed: a malformed line does not use up a sequence number.
+      expect(h.logs.filter((line) => /lost before|replayed/.test(line))).toEqual([]);
+    } finally {
+      await stopBrain(h);
+    }
+  });
+});
+
+test('a valid DELETE from the left filter becomes exactly one DELETE request to the right helper', async () => {
+  const h = await startBrain();
+  try {
+    await sendBarrier(h);
+    const requests = h.right.helper.requests();
+    expect(requests).toHaveLength(1);
+    const request = decodeHelperRequest(requests[0]!);
+    expect(request).toMatchObject({ kind: 'delete', path: 'x', expect: FILE_STAT });
+    expect(h.left.helper.requests()).toEqual([]);
+    expect(h.brain.counters.helperRuns).toBe(1);
+    expect(h.brain.counters.rejected).toEqual({ left: 0, right: 0 });
+  } finally {
+    await stopBrain(h);
+  }
+});
