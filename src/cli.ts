@@ -158,8 +158,7 @@ async function loadConfigFile(path: string): Promise<Partial<Config>> {
 
 async function runPsync(config: Config, log: Logger): Promise<number> {
   if (config.banned !== undefined && (await findBanned(config.banned))) {
-    log.error(`${config.banned} is running: psync will not start (--banned)`);
-    return EXIT.banned;
+    return report(new BannedError(`${config.banned} is running: psync will not start (--banned)`), log);
   }
   const left = new LocalEndpoint('left', config.srcRoot);
   let right: Endpoint;
@@ -221,10 +220,9 @@ function report(error: unknown, log: Logger | undefined): number {
               : err instanceof SafetyError
                 ? EXIT.safety
                 : EXIT.internal;
-  const line = `psync: ${err.message}`;
-  if (log === undefined) process.stderr.write(`${line}\n`);
-  else log.error(line);
-  if (code === EXIT.internal && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+  // Always one plain line, whatever the log level and format, so scripts and people can rely on it.
+  if (code === EXIT.internal && err.stack !== undefined) log?.error(err.stack);
+  process.stderr.write(`psync: ${err.message.split('\n')[0]}\n`);
   return code;
 }
 
