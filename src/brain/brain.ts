@@ -34,6 +34,11 @@ export interface BrainCounters {
 export type BrainOutcome = { ok: true } | { ok: false; error: Error };
 
 const WATCHDOG_INTERVAL_MS = 1_000;
+/** A failing batch is tried this many times in all before psync gives up on it. */
+const MAX_ATTEMPTS = 3;
+const RETRY_DELAY_MS = 1_000;
+/** On stop, a running transfer may finish for this long before it is aborted. */
+const STOP_GRACE_MS = 10_000;
 
 export class Brain {
   readonly counters: BrainCounters = {
@@ -136,7 +141,8 @@ export class Brain {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.watchdog);
-    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), 10_000);
+    // The initial merge can take hours: abort it at once. A realtime batch gets a grace period.
+    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.merged ? STOP_GRACE_MS : 0);
     await this.idle;
     clearTimeout(grace);
     for (const filter of this.filters.values()) filter.close();
@@ -249,21 +255,39 @@ export class Brain {
         continue;
       }
       this.idle = new Promise<void>((resolve) => (markIdle = resolve));
+      await this.applyWithRetries(batch);
+      markIdle();
+    }
+  }
+
+  /**
+   * Apply a batch; a failure other than a lost connection is retried after
+   * RETRY_DELAY_MS, at most MAX_ATTEMPTS times in all, then reported and
+   * counted: psync goes on with the next batch rather than spin.
+   */
+  private async applyWithRetries(batch: Batch): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
       try {
         await this.apply(batch);
+        return;
       } catch (error) {
+        if (this.stopping) return; // aborted on shutdown
         if (error instanceof RsyncError && error.exitCode === 255) {
           this.fail(new ConnectionError(`lost the SSH connection: ${error.message}`, { cause: error }));
-        } else if (error instanceof RsyncError && this.stopping) {
-          // aborted on shutdown
-        } else {
-          this.counters.failures += 1;
-          this.lastError = (error as Error).message;
-          this.status.touch();
-          this.log.error(`${batch.direction} ${batch.kind} of ${batch.actions.length} entries failed: ${(error as Error).message}`);
+          return;
         }
+        const what = `${batch.direction} ${batch.kind} of ${batch.actions.length} entries`;
+        if (attempt < MAX_ATTEMPTS) {
+          this.log.warn(`${what} failed (attempt ${attempt} of ${MAX_ATTEMPTS}), retrying: ${(error as Error).message}`);
+          await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+          continue;
+        }
+        this.counters.failures += 1;
+        this.lastError = (error as Error).message;
+        this.status.touch();
+        this.log.error(`${what} failed ${MAX_ATTEMPTS} times, giving up on it: ${(error as Error).message}`);
+        return;
       }
-      markIdle();
     }
   }
 
@@ -338,17 +362,20 @@ export class Brain {
     const replies = await this.helpers.get(target)!.request(
       moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat })),
     );
+    const resend: Action[] = [];
+    const stale: Action[] = [];
     for (const [i, reply] of replies.entries()) {
       const move = moves[i]!;
       if (reply.ok) continue;
       this.ledger.cancel(target, move.to);
       this.ledger.cancel(target, move.from);
       this.log.warn(`move ${JSON.stringify(move.from)} -> ${JSON.stringify(move.to)} on ${target} not done (${reply.code}: ${reply.message}); sending ${JSON.stringify(move.to)} instead`);
-      await this.rsyncBatch(direction, [{ kind: 'rsync', path: move.to, stat: move.stat }], false, move.stat.type === 'dir');
-      if (reply.code !== 'missing' && reply.code !== 'changed') {
-        await this.deleteBatch(direction, [{ kind: 'delete', path: move.from, stat: move.stat }]);
-      }
+      resend.push({ kind: 'rsync', path: move.to, stat: move.stat });
+      // An old copy the target still holds under the old name goes, unless it was edited there.
+      if (reply.code !== 'missing' && reply.code !== 'changed') stale.push({ kind: 'delete', path: move.from, stat: move.stat });
     }
+    if (resend.length > 0) await this.rsyncBatch(direction, resend, false, resend.some((a) => a.stat.type === 'dir'));
+    if (stale.length > 0) await this.deleteBatch(direction, stale);
   }
 
   private async deleteBatch(direction: Direction, actions: readonly Action[]): Promise<void> {

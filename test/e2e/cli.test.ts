@@ -51,8 +51,8 @@ function psync(args: readonly string[], timeout = 60_000): Promise<Result<{ reje
 
 /**
  * The error report: exactly one stderr line starting `psync: `, and it is
- * the last line. Returns the message after the prefix (empty when there is
- * none, so that the caller's content checks fail too). The format checks
+ * the last line. Returns the message after the prefix (or the last line
+ * when there is no such line, so that the content checks still run). The format checks
  * are soft, so one run reports the code, the format and the content at once.
  */
 function errorMessage(result: { stderr: unknown }): string {
@@ -61,8 +61,10 @@ function errorMessage(result: { stderr: unknown }): string {
   const reports = lines.filter((line) => line.startsWith('psync: '));
   expect.soft(reports, `one "psync: " line expected on stderr:\n${stderr}`).toHaveLength(1);
   expect.soft(lines.at(-1) ?? '', `the last stderr line should be the "psync: " report:\n${stderr}`).toMatch(/^psync: \S/);
-  const report = reports.at(-1) ?? lines.find((line) => line.includes('psync: ')) ?? '';
-  return report.slice(report.indexOf('psync: ') + 'psync: '.length);
+  // Whatever its format, the report is expected last: the caller checks what it says.
+  const report = reports.at(-1) ?? lines.at(-1) ?? '';
+  const prefix = report.indexOf('psync: ');
+  return prefix < 0 ? report : report.slice(prefix + 'psync: '.length);
 }
 
 const names = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
@@ -153,17 +155,21 @@ describe('--banned', () => {
     await chmod(path, 0o755);
   });
 
-  /** Start the banned program and wait until /proc shows it under its name. */
-  async function startBanned(): Promise<ReturnType<typeof execa>> {
+  /**
+   * Start the banned program and wait until /proc shows it under its name.
+   * Wrapped in an object: an async function returning the subprocess (a
+   * thenable) would wait for it to end.
+   */
+  async function startBanned(): Promise<{ sleeper: ReturnType<typeof execa> }> {
     const sleeper = execa(path, ['600'], { reject: false, stdin: 'ignore' });
     await waitFor('the banned program to run', async () => (await readFile(`/proc/${sleeper.pid}/comm`, 'utf8')).trim() === program);
-    return sleeper;
+    return { sleeper };
   }
 
   test('refuses to start while the program runs (exit 6) and syncs nothing', async () => {
     const { left, right } = await freshPair();
     await writeFile(join(left, 'must-not-sync.txt'), 'x');
-    const sleeper = await startBanned();
+    const { sleeper } = await startBanned();
     try {
       const result = await psync(['-b', program, left, right]);
       expect(result.exitCode, String(result.stderr)).toBe(EXIT.banned);
@@ -178,7 +184,7 @@ describe('--banned', () => {
   test('stops (exit 6) when the program starts while psync watches', async () => {
     const { left, right } = await freshPair();
     const proc = await PsyncProcess.start(['-b', program, left, right]);
-    const sleeper = await startBanned();
+    const { sleeper } = await startBanned();
     try {
       const code = await waitFor('psync to stop', () => (proc.child.exitCode === null ? undefined : proc.child.exitCode), 20_000);
       expect(code, proc.log()).toBe(EXIT.banned);
@@ -375,8 +381,11 @@ describe('a running psync', () => {
       const tree = await descendantsOf(sshdPid);
       sessions = tree.filter((p) => /^sshd/.test(p.comm)).map((p) => p.pid);
       expect(sessions.length, `sshd's sessions: ${JSON.stringify(tree)}`).toBeGreaterThan(0);
-      await sshd.stop(); // the listener only: established sessions live on without it
-      for (const pid of sessions) killQuietly(pid, 'SIGKILL'); // now every TCP connection to it dies
+      // The fixture's stop() SIGTERMs the listener only, and then waits for sshd's stderr,
+      // which the established sessions hold open: it would wait for as long as psync stays
+      // connected. So: stop the listener, then kill the sessions, and every TCP connection dies.
+      killQuietly(sshdPid, 'SIGTERM');
+      for (const pid of sessions) killQuietly(pid, 'SIGKILL');
 
       const started = Date.now();
       const running = proc;
