@@ -18,11 +18,14 @@ export function entryTypeOf(stats: Stats | BigIntStats): EntryType {
  */
 export function toStat(stats: Stats | BigIntStats): Stat {
   const mtimeMs = 'mtimeNs' in stats ? Number(stats.mtimeNs) / 1e6 : stats.mtimeMs;
+  const birthMs = Number(stats.birthtimeMs);
   return {
     type: entryTypeOf(stats),
     ino: Number(stats.ino),
     size: Number(stats.size),
     mtimeMs,
     mode: Number(stats.mode) & 0o7777,
+    // 0 where the file system keeps no birth time.
+    ...(birthMs > 0 ? { birthMs } : {}),
   };
 }

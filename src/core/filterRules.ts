@@ -43,8 +43,12 @@ export const DANCE_TTL_MS = 10_000;
 
 /** The filter's whole state: the index plus what the rename dance told it. */
 export class FilterState {
-  /** inode -> when the helper was seen moving it out through a `.psync.ignore` name. */
-  readonly danced = new Map<number, number>();
+  /**
+   * Entries the helper was seen moving out through a `.psync.ignore` name,
+   * and when. Keyed by node, not inode: a new entry that reuses the inode
+   * number later is not the helper's.
+   */
+  readonly danced = new Map<TreeNode, number>();
   /**
    * Danced entries whose old name is gone but whose new name has not been
    * seen yet (the helper's second rename can land in a later settle round):
@@ -69,8 +73,18 @@ export function dancedOriginal(path: string): string | undefined {
 export function noteDance(state: FilterState, internalPath: string, now: number): void {
   const original = dancedOriginal(internalPath);
   const node = original === undefined ? undefined : state.index.get(original);
-  if (node !== undefined && node !== state.index.root) state.danced.set(node.stat.ino, now);
-  for (const [ino, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(ino);
+  if (node !== undefined && node !== state.index.root) state.danced.set(node, now);
+  for (const [danced, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(danced);
+}
+
+/**
+ * Could `after` be the entry `before` was, under another name? Same inode and
+ * type, and the same birth time where both are known: a new file that
+ * reuses a just-freed inode number is not a rename.
+ */
+export function isSameEntry(before: Stat, after: Stat): boolean {
+  if (before.ino !== after.ino || before.type !== after.type) return false;
+  return before.birthMs === undefined || after.birthMs === undefined || before.birthMs === after.birthMs;
 }
 
 /** Content and metadata a receiver would see differ. Directory mtimes are noise (children change them). */
@@ -107,20 +121,20 @@ export function reconcile(state: FilterState, observations: readonly Observation
   const replaced: TreeNode[] = [];
   for (const { path, stat } of present as { path: string; stat: Stat }[]) {
     const current = index.get(path);
-    if (current !== undefined && current.stat.ino === stat.ino && current.stat.type === stat.type) {
+    if (current !== undefined && isSameEntry(current.stat, stat)) {
       if (hasChanged(current.stat, stat)) rsyncs.push({ path, stat });
       current.stat = stat;
       continue;
     }
     const origin = index
       .nodesWithInode(stat.ino)
-      .find((n) => n.stat.type === stat.type && n !== current && index.isAttached(n) && isGone(index.pathOf(n)));
+      .find((n) => isSameEntry(n.stat, stat) && n !== current && index.isAttached(n) && isGone(index.pathOf(n)));
     if (origin !== undefined) {
-      moves.push({ node: origin, to: path, stat, silent: isDanced(state, origin.stat.ino) });
+      moves.push({ node: origin, to: path, stat, silent: isDanced(state, origin) });
       continue;
     }
     const parked = state.parked.get(stat.ino);
-    if (parked !== undefined && parked.node.stat.type === stat.type) {
+    if (parked !== undefined && isSameEntry(parked.node.stat, stat)) {
       state.parked.delete(stat.ino);
       moves.push({ node: parked.node, to: path, stat, silent: true });
       continue;
@@ -152,7 +166,7 @@ export function reconcile(state: FilterState, observations: readonly Observation
   for (const { path, stat } of rsyncs) {
     if (sent.has(path)) continue;
     const existing = index.get(path);
-    const isNewDir = stat.type === 'dir' && (existing === undefined || existing.stat.ino !== stat.ino);
+    const isNewDir = stat.type === 'dir' && (existing === undefined || !isSameEntry(existing.stat, stat));
     const node = index.set(path, stat);
     if (node === undefined) continue; // parent vanished meanwhile: the parent's own event covers it
     sent.add(path);
@@ -162,7 +176,7 @@ export function reconcile(state: FilterState, observations: readonly Observation
   return { actions, scan, dropped };
 }
 
-const isDanced = (state: FilterState, ino: number): boolean => state.danced.has(ino);
+const isDanced = (state: FilterState, node: TreeNode): boolean => state.danced.has(node);
 
 /**
  * A child seen under its renamed parent's new name (`d/x` -> `e/x` with
@@ -216,7 +230,7 @@ function applyMoves(state: FilterState, moves: readonly Move[], dropped: TreeNod
       }
       index.attachAt(move.to, move.node);
       movingOut.delete(move.node);
-      state.danced.delete(move.node.stat.ino);
+      state.danced.delete(move.node);
       out.push({ ...move, from, applied: true });
       continue;
     }
@@ -261,7 +275,7 @@ function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNod
     if (!index.isAttached(node)) continue;
     const path = index.pathOf(node);
     const isReplaced = replaced.includes(node);
-    if (!isReplaced && isDanced(state, node.stat.ino)) {
+    if (!isReplaced && isDanced(state, node)) {
       index.detach(path);
       state.parked.set(node.stat.ino, { node, at: now });
       continue;
@@ -278,7 +292,7 @@ function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNod
 /** Forget dance marks and parked entries older than DANCE_TTL_MS; returns the parked subtrees forgotten. */
 
 function expireDances(state: FilterState, now: number): TreeNode[] {
-  for (const [ino, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(ino);
+  for (const [node, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(node);
   const forgotten: TreeNode[] = [];
   for (const [ino, { node, at }] of state.parked) {
     if (now - at <= DANCE_TTL_MS) continue;

@@ -26,6 +26,12 @@ export interface Stat {
   readonly mtimeMs: number;
   /** Permission bits only (mode & 0o7777). */
   readonly mode: number;
+  /**
+   * Birth time where the file system records it; known to the filter only,
+   * never sent. An inode number can be reused at once after a delete (ext4
+   * does), so a rename is paired by inode AND birth time.
+   */
+  readonly birthMs?: number;
 }
 
 /**

@@ -8,13 +8,13 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa, type Result } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CLI, diffTrees, PsyncProcess, snapshotTree, waitFor } from '../support/psync.js';
+import { CLI, diffTrees, PsyncProcess, snapshotTree, waitFor, waitForSameTrees } from '../support/psync.js';
 import { startSshd, writeCorrectKnownHosts, writeEmptyKnownHosts, writeWrongKnownHosts, type SshdFixture } from '../support/sshd.js';
 
 /** Rows as [description, row], so that a test's name is its row's whole description. */
@@ -45,15 +45,16 @@ async function freshPair(): Promise<{ left: string; right: string }> {
 }
 
 /** Run the CLI to its end. */
-function psync(args: readonly string[], timeout = 60_000): Promise<Result<{ reject: false; stdin: 'ignore'; timeout: number }>> {
+function psync(args: readonly string[], timeout = 60_000) {
   return execa(process.execPath, [CLI, ...args], { reject: false, stdin: 'ignore', timeout });
 }
 
 /**
  * The error report: exactly one stderr line starting `psync: `, and it is
  * the last line. Returns the message after the prefix (or the last line
- * when there is no such line, so that the content checks still run). The format checks
- * are soft, so one run reports the code, the format and the content at once.
+ * when there is no such line, so that the content checks still run). The
+ * format checks are soft: one run reports the code, the format and the
+ * content at once.
  */
 function errorMessage(result: { stderr: unknown }): string {
   const stderr = String(result.stderr);
@@ -160,7 +161,7 @@ describe('--banned', () => {
    * Wrapped in an object: an async function returning the subprocess (a
    * thenable) would wait for it to end.
    */
-  async function startBanned(): Promise<{ sleeper: ReturnType<typeof execa> }> {
+  async function startBanned() {
     const sleeper = execa(path, ['600'], { reject: false, stdin: 'ignore' });
     await waitFor('the banned program to run', async () => (await readFile(`/proc/${sleeper.pid}/comm`, 'utf8')).trim() === program);
     return { sleeper };
@@ -361,6 +362,63 @@ describe('a running psync', () => {
     expect(result.exitCode, proc.log()).toBe(EXIT.ok);
     expect(proc.log()).not.toMatch(/psync: /);
     expect((await proc.status())?.state).toBe('stopped');
+  });
+
+  test("the initial merge's own writes are not sent back (only the barrier travels right to left)", async () => {
+    const { left, right } = await freshPair();
+    await mkdir(join(left, 'dir', 'sub'), { recursive: true });
+    for (let i = 0; i < 10; i++) await writeFile(join(left, 'dir', 'sub', `f${i}.txt`), `file ${i}\n`);
+    await writeFile(join(left, 'top.txt'), 'top\n');
+    const proc = await PsyncProcess.start([left, right]);
+    try {
+      // A barrier from the right: the right filter reports in order, so anything it reported
+      // about the merge's writes is queued before it.
+      await writeFile(join(right, 'barrier'), 'b');
+      await waitFor('the barrier to arrive', () => lstat(join(left, 'barrier')).then(() => true));
+      const after = await waitFor('the barrier to be counted', async () => {
+        const s = await proc.status();
+        return s !== undefined && s.counters.applied.rightToLeft > 0 ? s : undefined;
+      });
+      expect(after.counters.applied.rightToLeft, proc.log()).toBe(1);
+      await waitForSameTrees(left, right);
+    } finally {
+      expect(await proc.stop()).toBe(EXIT.ok);
+    }
+  });
+
+  test('an entry made on the right that reuses the inode of one psync just deleted there is still sent', async (ctx) => {
+    const { left, right } = await freshPair();
+    const proc = await PsyncProcess.start([left, right]);
+    const exists = (path: string): Promise<boolean> => lstat(path).then(() => true, () => false);
+    try {
+      // The file system decides whether a new directory reuses a freed inode: try until it does.
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const deleted = join(right, `deleted-${attempt}`);
+        await mkdir(join(left, `deleted-${attempt}`));
+        await waitFor('the directory to arrive', () => exists(deleted));
+        const inode = (await lstat(deleted)).ino;
+        await rm(join(left, `deleted-${attempt}`), { recursive: true });
+        await waitFor('psync to delete it on the right', async () => !(await exists(deleted)));
+        const fresh = `fresh-${attempt}`;
+        await mkdir(join(right, fresh));
+        const reused = (await lstat(join(right, fresh))).ino === inode;
+        await waitFor(
+          `${fresh} to arrive on the left${reused ? ` (it reuses inode ${inode} of the directory psync just deleted)` : ''}`,
+          () => exists(join(left, fresh)),
+          10_000,
+        ).catch((error: Error) => {
+          throw new Error(`${error.message}\n${proc.log().slice(-3000)}`);
+        });
+        if (!reused) continue;
+        await writeFile(join(right, fresh, 'inside.txt'), 'inside\n');
+        await waitFor('a file inside it to arrive too', () => exists(join(left, fresh, 'inside.txt')), 10_000);
+        await waitForSameTrees(left, right);
+        return;
+      }
+      ctx.skip('the file system never reused an inode here');
+    } finally {
+      expect(await proc.stop()).toBe(EXIT.ok);
+    }
   });
 
   test('a dropped SSH connection: exits 3 or 5 within 30 s with a clear message, and the left keeps everything', async () => {

@@ -74,25 +74,27 @@ async function snapshotBytes(root: Buffer): Promise<Map<string, string>> {
   return out;
 }
 
-async function diffBytes(a: string, b: string): Promise<string[]> {
-  const [x, y] = await Promise.all([snapshotBytes(Buffer.from(a)), snapshotBytes(Buffer.from(b))]);
+async function diffBytes(a: Buffer, b: Buffer): Promise<string[]> {
+  const [x, y] = await Promise.all([snapshotBytes(a), snapshotBytes(b)]);
   const path = (hex: string): string => show(Buffer.from(hex, 'hex'));
   const problems: string[] = [];
   for (const [key, info] of x) {
     const other = y.get(key);
-    if (other === undefined) problems.push(`only in ${a}: ${path(key)}`);
+    if (other === undefined) problems.push(`only in ${show(a)}: ${path(key)}`);
     else if (other !== info) problems.push(`differs: ${path(key)} ${info} vs ${other}`);
   }
-  for (const key of y.keys()) if (!x.has(key)) problems.push(`only in ${b}: ${path(key)}`);
+  for (const key of y.keys()) if (!x.has(key)) problems.push(`only in ${show(b)}: ${path(key)}`);
   return problems;
 }
 
-async function waitForSameBytes(deadlineMs = 20_000): Promise<void> {
+/** Wait until `sub` (a directory below both roots, or both roots themselves) is byte-identical on both sides. */
+async function waitForSameBytes(sub?: string, deadlineMs = 20_000): Promise<void> {
+  const [a, b] = sub === undefined ? [Buffer.from(left), Buffer.from(right)] : [bytesJoin(left, sub), bytesJoin(right, sub)];
   let problems: string[] = [];
   await waitFor(
-    'byte-identical trees',
+    `byte-identical trees${sub === undefined ? '' : ` below ${sub}`}`,
     async () => {
-      problems = await diffBytes(left, right);
+      problems = await diffBytes(a, b);
       return problems.length === 0;
     },
     deadlineMs,
@@ -149,7 +151,9 @@ describe.each(['leftToRight', 'rightToLeft'] as const)('%s', (direction) => {
     const srcDir = bytesJoin(src(), dir);
     const dstDir = bytesJoin(dst(), dir);
     await mkdir(srcDir);
-    await waitFor(`${dir} to arrive`, () => lstat(dstDir).then((s) => s.isDirectory()));
+    await waitFor(`${dir} to arrive`, () => lstat(dstDir).then((s) => s.isDirectory())).catch((error: Error) => {
+      throw new Error(`${error.message}\n${psync.log().slice(-4000)}`);
+    });
 
     // Create: each name arrives under its exact bytes, with its content.
     for (const [i, name] of names.entries()) await writeFile(bytesJoin(srcDir, name), `content ${i} of ${show(name)}\n`);
@@ -157,7 +161,7 @@ describe.each(['leftToRight', 'rightToLeft'] as const)('%s', (direction) => {
     for (const name of names) {
       expect((await readFile(bytesJoin(dstDir, name))).equals(await readFile(bytesJoin(srcDir, name))), show(name)).toBe(true);
     }
-    await waitForSameBytes();
+    await waitForSameBytes(dir);
 
     // Rename: the target holds the new names (moved, same inode), none of the old.
     const inodes = await Promise.all(names.map(async (name) => (await lstat(bytesJoin(dstDir, name))).ino));
@@ -165,18 +169,19 @@ describe.each(['leftToRight', 'rightToLeft'] as const)('%s', (direction) => {
     await waitForNames(dstDir, names.map(renamed), `the renamed names in ${dir}`);
     const after = await Promise.all(names.map(async (name) => (await lstat(bytesJoin(dstDir, renamed(name)))).ino));
     expect(after, 'renamed on the target, not copied').toEqual(inodes);
-    await waitForSameBytes();
+    await waitForSameBytes(dir);
 
     // Delete: nothing left on either side.
     for (const name of names) await rm(bytesJoin(srcDir, renamed(name)));
     await waitForNames(dstDir, [], `the names to be deleted in ${dir}`);
     await rm(srcDir, { recursive: true });
     await waitFor(`${dir} to be deleted`, () => lstat(dstDir).then(() => false, () => true));
-    await waitForSameBytes();
     expect((await psync.status())?.counters.failures, psync.log().slice(-4000)).toBe(0);
   });
 });
 
+// Each row compares its own directory, so that one row's failure does not fail the next rows;
+// this one compares the whole trees.
 test('everything at once, both sides, then the trees end identical', async () => {
   const all = ROWS.flatMap(([, row]) => row.names);
   await mkdir(join(left, 'all-left'));

@@ -718,9 +718,10 @@ describe('reconcile', () => {
     const state = fixtureState();
     noteDance(state, 'a.txt.1.psync.ignore', 0);
     noteDance(state, 'd/x.2.psync.ignore', DANCE_TTL_MS);
-    expect([...state.danced.keys()].sort()).toEqual([10, 21]);
+    const inodes = (): number[] => [...state.danced.keys()].map((node) => node.stat.ino).sort();
+    expect(inodes()).toEqual([10, 21]);
     noteDance(state, 'd/sub/y.3.psync.ignore', DANCE_TTL_MS + 1);
-    expect([...state.danced.keys()].sort()).toEqual([21, 23]);
+    expect(inodes()).toEqual([21, 23]);
   });
 
   test('noteDance of a name the index does not hold remembers nothing', () => {
@@ -769,4 +770,84 @@ describe('dancedOriginal', () => {
   ]))('%s', (_description, { path, expected }) => {
     expect(dancedOriginal(path)).toBe(expected);
   });
+});
+
+describe('inode reuse: a new entry that gets a just-freed inode number is not a rename', () => {
+  const born = (stat: Stat, birthMs: number): Stat => ({ ...stat, birthMs });
+  const build = (): FilterState => {
+    const state = new FilterState(new TreeIndex(dir(1)));
+    state.index.set('d', born(dir(20), 500));
+    state.index.set('d/x', born(file(21), 500));
+    return state;
+  };
+  const shown = (decision: Decision): string[] =>
+    decision.actions.map((a) => (a.kind === 'move' ? `MOVE ${a.from} ${a.to}` : `${a.kind.toUpperCase()} ${a.path}`));
+
+  test.each(
+    described([
+      {
+        description: 'same inode, same birth: a rename',
+        birth: 500,
+        actions: ['MOVE d n'],
+      },
+      {
+        description: 'same inode, another birth: the old one was deleted and a new one made',
+        birth: 900,
+        actions: ['DELETE d/x', 'DELETE d', 'RSYNC n'],
+      },
+      {
+        description: 'same inode, no birth time known on one side: taken as a rename',
+        birth: undefined,
+        actions: ['MOVE d n'],
+      },
+    ]),
+  )('%s', (_, row) => {
+    const state = build();
+    const stat = row.birth === undefined ? dir(20) : born(dir(20), row.birth);
+    const decision = reconcile(state, [{ path: 'd', stat: null }, { path: 'd/x', stat: null }, { path: 'n', stat }], classify, 1000);
+    expect(shown(decision)).toEqual(row.actions);
+  });
+
+  test('an entry the helper deleted (parked) is not revived by a new entry reusing its inode', () => {
+    const state = build();
+    noteDance(state, 'd.7.psync.ignore', 900);
+    expect(shown(reconcile(state, [{ path: 'd', stat: null }], classify, 1000))).toEqual([]);
+    const decision = reconcile(state, [{ path: 'n', stat: born(dir(20), 1200) }], classify, 1200);
+    expect(shown(decision)).toEqual(['RSYNC n']);
+    expect(decision.scan).toEqual(['n']);
+    expect(state.index.get('n')?.children.size).toBe(0);
+  });
+
+  test('an entry the helper moved whose new name shows up in a later round is re-attached silently', () => {
+    const state = build();
+    noteDance(state, 'd.7.psync.ignore', 900);
+    expect(shown(reconcile(state, [{ path: 'd', stat: null }], classify, 1000))).toEqual([]);
+    const node = state.parked.get(20)?.node;
+    const decision = reconcile(state, [{ path: 'n', stat: born(dir(20), 500) }], classify, 1100);
+    expect(shown(decision)).toEqual([]);
+    expect(state.index.get('n')).toBe(node);
+    expect(state.index.get('n/x')?.stat.ino).toBe(21);
+  });
+
+  test('a parked entry nobody claims is forgotten after DANCE_TTL_MS and its watches dropped', () => {
+    const state = build();
+    noteDance(state, 'd.7.psync.ignore', 900);
+    reconcile(state, [{ path: 'd', stat: null }], classify, 1000);
+    const node = state.parked.get(20)?.node;
+    const later = reconcile(state, [], classify, 1000 + DANCE_TTL_MS + 1);
+    expect(later.dropped).toContain(node);
+    expect(state.parked.size).toBe(0);
+  });
+});
+
+test('a dance mark belongs to the entry, not to its inode number: a later entry reusing the number is reported', () => {
+  const state = new FilterState(new TreeIndex(dir(1)));
+  state.index.set('old', { ...dir(20), birthMs: 500 });
+  noteDance(state, 'old.7.psync.ignore', 900);
+  reconcile(state, [{ path: 'old', stat: null }], classify, 1000);
+  // A new directory gets the freed inode number, then the user deletes it: that delete is real.
+  const created = reconcile(state, [{ path: 'new', stat: { ...dir(20), birthMs: 1100 } }], classify, 1100);
+  expect(created.actions.map((a) => a.kind)).toEqual(['rsync']);
+  const deleted = reconcile(state, [{ path: 'new', stat: null }], classify, 1200);
+  expect(deleted.actions).toEqual([{ kind: 'delete', path: 'new', stat: { ...dir(20), birthMs: 1100 } }]);
 });
