@@ -7,13 +7,13 @@
 
 import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, type FilterConfig } from '../core/protocol.js';
 import { ActionQueue, type Batch } from '../core/batch.js';
-import { EchoLedger } from '../core/echo.js';
+import { EchoLedger, sameAsMerged } from '../core/echo.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
 import { toRsyncFilterArgs } from '../core/patterns.js';
 import { sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { buildRsyncArgv, runRsync } from '../transfer/rsync.js';
+import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { ChildLink } from './childLink.js';
 import { HelperClient } from './helperClient.js';
@@ -322,7 +322,10 @@ export class Brain {
     }
   }
 
-  private runRsync(direction: Direction, options: { files?: string[]; updateOnly: boolean; recursive?: boolean; dryRun?: boolean }) {
+  private runRsync(
+    direction: Direction,
+    options: { files?: string[]; updateOnly: boolean; recursive?: boolean; dryRun?: boolean; onTransferred?: (entry: TransferredEntry) => void },
+  ) {
     const source = this.endpoints[sourceOf(direction)];
     const target = this.endpoints[targetOf(direction)];
     const excludes = [
@@ -335,7 +338,7 @@ export class Brain {
       transportArgs: [...source.rsyncArgs(), ...target.rsyncArgs()],
       update: options.updateOnly,
       dryRun: options.dryRun === true,
-      extra: this.config.rsyncExtra,
+      extra: [...(options.onTransferred === undefined ? [] : TRANSFER_LIST_ARGS), ...this.config.rsyncExtra],
       excludes,
       filesFrom: options.files !== undefined,
       recursive: options.recursive === true,
@@ -347,6 +350,7 @@ export class Brain {
       ...(options.files === undefined ? {} : { files: options.files }),
       signal: this.abort.signal,
       log: (line) => this.log.warn(`rsync: ${line}`),
+      ...(options.onTransferred === undefined ? {} : { onTransferred: options.onTransferred }),
     });
   }
 
@@ -401,16 +405,40 @@ export class Brain {
     }
   }
 
-  /** rsync --update both ways over the whole tree: the union of both trees, the newer file wins. */
+  /**
+   * rsync --update both ways over the whole tree: the union of both trees,
+   * the newer file wins. The filters already watch, so both report what the
+   * merge writes: rsync lists every entry it wrote (size, mtime seconds) and
+   * those reports are dropped as echoes, in the queue and when they come
+   * late. Sending them back would be wasted work, and worse, could bring back
+   * a file deleted on its side while the merge ran.
+   */
   private async initialMerge(): Promise<void> {
     const started = performance.now();
     this.setState('merging');
     this.log.info(`initial merge of ${this.endpoints.left.description} and ${this.endpoints.right.description}${this.config.dryRun ? ' (dry run)' : ''}`);
+    const written: Record<Side, Map<string, TransferredEntry>> = { left: new Map(), right: new Map() };
     for (const direction of ['leftToRight', 'rightToLeft'] as const) {
-      const result = await this.runRsync(direction, { updateOnly: true, dryRun: this.config.dryRun });
+      const target = written[targetOf(direction)];
+      const result = await this.runRsync(direction, {
+        updateOnly: true,
+        dryRun: this.config.dryRun,
+        onTransferred: (entry) => target.set(entry.path, entry),
+      });
       if (result.status === 'partial') this.log.warn(`initial merge ${direction}: some files vanished during the transfer (exit ${result.exitCode})`);
     }
-    this.log.info(`initial merge done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    const now = performance.now();
+    for (const side of ['left', 'right'] as const) {
+      this.counters.echoes[side] += this.queue.dropWhere((item) => {
+        if (item.action.kind !== 'rsync' || sourceOf(item.direction) !== side) return false;
+        const entry = written[side].get(item.action.path);
+        return entry !== undefined && sameAsMerged({ kind: 'merged', ...entry }, item.action.stat);
+      });
+      for (const entry of written[side].values()) this.ledger.expect(side, { kind: 'merged', ...entry }, now);
+    }
+    this.log.info(
+      `initial merge done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${written.right.size} entries written on the right, ${written.left.size} on the left`,
+    );
   }
 }
 

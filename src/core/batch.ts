@@ -65,6 +65,18 @@ export class ActionQueue {
     return {};
   }
 
+  /** Drop every queued item `unwanted` picks (the initial merge's own echoes); returns how many. */
+  dropWhere(unwanted: (item: Queued) => boolean): number {
+    let dropped = 0;
+    for (const item of this.items) {
+      if (this.cancelled.has(item) || !unwanted(item)) continue;
+      this.cancelled.add(item);
+      if (item.action.kind === 'rsync' && this.pendingRsync.get(item.action.path) === item) this.pendingRsync.delete(item.action.path);
+      dropped += 1;
+    }
+    return dropped;
+  }
+
   private push(item: Queued): void {
     this.items.push(item);
     if (item.action.kind === 'rsync') this.pendingRsync.set(item.action.path, item);

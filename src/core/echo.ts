@@ -21,7 +21,12 @@ export type Expectation =
   /** The helper moved `from` to `path`: RSYNC or MOVE reports of `path` with this content are echoes. */
   | { readonly kind: 'movedIn'; readonly path: string; readonly from: string; readonly stat: Stat }
   /** The helper removed `path` (deleted it or moved it away): a DELETE of it is an echo. */
-  | { readonly kind: 'removed'; readonly path: string };
+  | { readonly kind: 'removed'; readonly path: string }
+  /**
+   * The initial merge wrote `path`. rsync lists what it wrote with the size
+   * and the mtime in whole seconds only, so that is what must match.
+   */
+  | { readonly kind: 'merged'; readonly path: string; readonly isDir: boolean; readonly size: number; readonly mtimeSeconds: number };
 
 interface Entry {
   readonly expectation: Expectation;
@@ -34,6 +39,12 @@ export function sameAsWritten(expected: Stat, actual: Stat): boolean {
   if (expected.type === 'dir') return expected.mode === actual.mode;
   if (expected.type !== 'symlink' && expected.mode !== actual.mode) return false;
   return expected.size === actual.size && Math.abs(expected.mtimeMs - actual.mtimeMs) < 1;
+}
+
+/** Is `actual` what the initial merge wrote, as far as rsync's transfer list tells? */
+export function sameAsMerged(expected: Extract<Expectation, { kind: 'merged' }>, actual: Stat): boolean {
+  if (expected.isDir || actual.type === 'dir') return expected.isDir && actual.type === 'dir';
+  return expected.size === actual.size && Math.floor(actual.mtimeMs / 1000) === expected.mtimeSeconds;
 }
 
 export class EchoLedger {
@@ -73,13 +84,18 @@ export class EchoLedger {
     };
     switch (action.kind) {
       case 'rsync':
-        return matches(action.path, (e) => e.kind !== 'removed' && sameAsWritten(e.stat, action.stat));
+        return matches(action.path, (e) =>
+          e.kind === 'merged' ? sameAsMerged(e, action.stat) : e.kind !== 'removed' && sameAsWritten(e.stat, action.stat),
+        );
       case 'delete':
         return matches(action.path, (e) => e.kind === 'removed');
       case 'move': {
         const arrived = matches(
           action.to,
-          (e) => e.kind !== 'removed' && sameAsWritten(e.stat, action.stat) && (e.kind !== 'movedIn' || e.from === action.from),
+          (e) =>
+            (e.kind === 'written' || e.kind === 'movedIn') &&
+            sameAsWritten(e.stat, action.stat) &&
+            (e.kind !== 'movedIn' || e.from === action.from),
         );
         const left = matches(action.from, (e) => e.kind === 'removed');
         return arrived && left;

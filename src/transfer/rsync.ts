@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { RsyncError } from '../core/errors.js';
-import { guardPath, pathToBytes } from '../core/paths.js';
+import { bytesToPath, guardPath, pathToBytes } from '../core/paths.js';
 
 export interface RsyncArgvOptions {
   /** Source root as rsync names it, with a trailing slash: "/srv/a/" or "host:/srv/a/". */
@@ -122,6 +122,41 @@ export interface RunRsyncOptions {
   readonly log?: (line: string) => void;
   /** The rsync binary; "rsync" from PATH by default. */
   readonly command?: string;
+  /**
+   * Receives each entry rsync transferred, when the argv asks for the list
+   * (`transferList: true` in buildRsyncArgv).
+   */
+  readonly onTransferred?: (entry: TransferredEntry) => void;
+}
+
+/** One line of the transfer list: what rsync wrote on the receiver. */
+export interface TransferredEntry {
+  readonly path: string;
+  readonly isDir: boolean;
+  readonly size: number;
+  /** Modification time in whole seconds since the epoch, as rsync prints it (local time). */
+  readonly mtimeSeconds: number;
+}
+
+/**
+ * The `--out-format` that lists transferred entries: size, mtime, name.
+ * With `-8` rsync prints names raw but for `\#ooo` escapes (newlines,
+ * control bytes, a backslash before `#`), which parseTransferLine undoes.
+ */
+export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%l %M %n'];
+
+/** Parse one transfer-list line (bytes as latin1 chars); undefined for a line that is not one. */
+export function parseTransferLine(line: string): TransferredEntry | undefined {
+  const match = /^(\d+) (\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) (.+)$/.exec(line);
+  if (match === null) return undefined;
+  const [, size, year, month, day, hour, minute, second, rawName] = match as unknown as string[];
+  const unescaped = rawName!.replace(/\\#([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+  const isDir = unescaped.endsWith('/');
+  const name = isDir ? unescaped.slice(0, -1) : unescaped;
+  if (name === '' || name === '.') return undefined;
+  const bytes = Uint8Array.from(name, (ch) => ch.charCodeAt(0));
+  const mtime = new Date(Number(year), Number(month) - 1, Number(day), Number(hour), Number(minute), Number(second));
+  return { path: bytesToPath(bytes), isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000 };
 }
 
 export interface RsyncResult {
@@ -155,14 +190,28 @@ const lastLine = (text: string): string => text.trimEnd().split('\n').pop() ?? '
 export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
   const input = options.files === undefined ? undefined : encodeFileList(options.files);
   const started = performance.now();
-  const result = await execa(options.command ?? 'rsync', [...options.argv], {
+  const listing = options.onTransferred;
+  const subprocess = execa(options.command ?? 'rsync', [...options.argv], {
     ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
     ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
-    stdout: 'ignore',
+    stdout: listing === undefined ? 'ignore' : 'pipe',
     stderr: 'pipe',
+    buffer: { stdout: false, stderr: true },
     reject: false,
     stripFinalNewline: false,
   });
+  if (listing !== undefined) {
+    let pending = '';
+    subprocess.stdout?.on('data', (chunk: Buffer) => {
+      const lines = (pending + chunk.toString('latin1')).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        const entry = parseTransferLine(line);
+        if (entry !== undefined) listing(entry);
+      }
+    });
+  }
+  const result = await subprocess;
   const durationMs = performance.now() - started;
   const stderr = typeof result.stderr === 'string' ? result.stderr : '';
   for (const line of stderr.split('\n')) if (line !== '') options.log?.(line);
