@@ -166,7 +166,10 @@ export class Brain {
       maxDelayMs: Math.round(this.config.maxDelaySeconds * 1000),
       debug: this.config.debug,
     };
-    const link = await ChildLink.open(endpoint, 'filter', filterConfig, this.log);
+    const link = await ChildLink.open(endpoint, 'filter', filterConfig, this.log, () => {
+      this.counters.rejected[side] += 1;
+      this.status.touch();
+    });
     this.filters.set(side, link);
     let ready: () => void = () => {};
     const isReady = new Promise<void>((resolve) => (ready = resolve));

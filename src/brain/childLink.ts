@@ -34,6 +34,8 @@ export class ChildLink {
     readonly role: Role,
     private readonly channel: Channel,
     private readonly log: Logger,
+    /** Told of every rejected frame, so the brain's counters and status show them. */
+    private readonly onRejected: () => void,
   ) {}
 
   get name(): string {
@@ -48,13 +50,14 @@ export class ChildLink {
    * Start the child on `endpoint`, send it `config` and wait for its HELLO.
    * A child that answers ERROR (a missing root, say) rejects with its message.
    */
-  static async open(endpoint: Endpoint, role: Role, config: unknown, log: Logger): Promise<ChildLink> {
+  static async open(endpoint: Endpoint, role: Role, config: unknown, log: Logger, onRejected: () => void = () => {}): Promise<ChildLink> {
     const channel = await endpoint.start(role);
-    const link = new ChildLink(endpoint.side, role, channel, log);
+    const link = new ChildLink(endpoint.side, role, channel, log, onRejected);
     link.relayStderr();
     channel.stdout.on('data', (chunk: Buffer) => link.receive(chunk));
+    const hello = link.awaitHello(endpoint);
     link.send('CONFIG', [JSON.stringify(config)]);
-    await link.awaitHello(endpoint);
+    await hello;
     return link;
   }
 
@@ -111,11 +114,13 @@ export class ChildLink {
     for (const received of this.receiver.push(chunk.toString('latin1'))) {
       if (!received.ok) {
         this.counters.rejected += 1;
+        this.onRejected();
         this.log.warn(`${this.name}: rejected a frame: ${received.error.message}`);
         continue;
       }
       if (received.missed < 0) {
         this.counters.rejected += 1;
+        this.onRejected();
         this.log.warn(`${this.name}: rejected a replayed frame (seq ${received.frame.seq})`);
         continue;
       }

@@ -44,11 +44,14 @@ export interface Status {
   lastError?: string;
 }
 
+const CHILD_OPTIONS = { reject: false, stdin: 'ignore', buffer: false } as const;
+type Child = ResultPromise<typeof CHILD_OPTIONS>;
+
 export class PsyncProcess {
   readonly output: string[] = [];
 
   private constructor(
-    readonly child: ResultPromise,
+    readonly child: Child,
     readonly statusFile: string,
   ) {
     child.stderr?.on('data', (chunk: Buffer) => this.output.push(chunk.toString()));
@@ -58,18 +61,24 @@ export class PsyncProcess {
   static async start(args: string[], options: { waitWatching?: boolean } = {}): Promise<PsyncProcess> {
     const statusDir = await mkdtemp(join(tmpdir(), 'psync-status-'));
     const statusFile = join(statusDir, 'status.json');
-    const child = execa(process.execPath, [CLI, '--status-file', statusFile, ...args], { reject: false, stdin: 'ignore', buffer: false });
+    const child = execa(process.execPath, [CLI, '--status-file', statusFile, ...args], CHILD_OPTIONS);
     const proc = new PsyncProcess(child, statusFile);
     if (options.waitWatching !== false) {
-      await waitFor(
-        'psync to start watching',
-        async () => {
-          if (child.exitCode !== null) throw new Error(`psync exited early: ${proc.log()}`);
-          const status = await proc.status();
-          return status?.state === 'watching' ? status : undefined;
-        },
-        30_000,
-      );
+      const exitedEarly = child.then((result) => {
+        throw new Error(`psync exited early (${String(result.exitCode)}): ${proc.log()}`);
+      });
+      await Promise.race([
+        waitFor(
+          'psync to start watching',
+          async () => {
+            const status = await proc.status();
+            return status?.state === 'watching' ? status : undefined;
+          },
+          30_000,
+        ),
+        exitedEarly,
+      ]);
+      exitedEarly.catch(() => {}); // it exits later, when the test stops it
     }
     return proc;
   }
