@@ -271,10 +271,11 @@ function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNod
     if (node !== undefined && node !== index.root && !ancestorsOf(path).some((a) => gone.has(a))) roots.push(node);
   }
   const actions: Action[] = [];
+  const replacedSet = new Set(replaced);
   for (const node of [...roots, ...replaced]) {
     if (!index.isAttached(node)) continue;
     const path = index.pathOf(node);
-    const isReplaced = replaced.includes(node);
+    const isReplaced = replacedSet.has(node);
     if (!isReplaced && isDanced(state, node)) {
       index.detach(path);
       state.parked.set(node.stat.ino, { node, at: now });

@@ -212,12 +212,12 @@ describe('a filter frame that cannot be trusted is counted and never acted on', 
   test.each(described<{
     description: string;
     send: (filter: FakeChild) => void;
-    /** Counted by the brain (decoded, then refused). */
+    /** Counted in the brain's counters (and so in the status file): every refused frame. */
     brainRejected: number;
     /** Refused by the link before decoding (logged as "rejected a frame"). */
     linkRejected: number;
   }>([
-    { description: 'stray shell output (hello from bashrc)', send: (f) => f.raw('hello from bashrc\n'), brainRejected: 0, linkRejected: 1 },
+    { description: 'stray shell output (hello from bashrc)', send: (f) => f.raw('hello from bashrc\n'), brainRejected: 1, linkRejected: 1 },
     {
       description: 'a frame with a bad checksum',
       send: (f) => {
@@ -226,7 +226,7 @@ describe('a filter frame that cannot be trusted is counted and never acted on', 
         const wrong = crc.replace(/^./, (c) => (c === '0' ? '1' : '0'));
         f.raw(`${line.slice(0, -9)}${wrong}\n`);
       },
-      brainRejected: 0,
+      brainRejected: 1,
       linkRejected: 1,
     },
     { description: 'RSYNC of ../etc/passwd', send: (f) => f.send('RSYNC', rsyncArgs('../etc/passwd')), brainRejected: 1, linkRejected: 0 },
@@ -246,7 +246,7 @@ describe('a filter frame that cannot be trusted is counted and never acted on', 
         f.send('RSYNC', ['good.txt', 'file']);
         f.send('FROB', ['good.txt']);
       },
-      brainRejected: 5,
+      brainRejected: 7,
       linkRejected: 2,
     },
   ]))('%s', async (_description, row) => {
