@@ -340,6 +340,8 @@ export class Brain {
       target: target.rsyncLocation(),
       transportArgs: [...source.rsyncArgs(), ...target.rsyncArgs()],
       update: options.updateOnly,
+      // Realtime batches name paths that changed: never let the quick check skip one.
+      ignoreTimes: options.files !== undefined,
       dryRun: options.dryRun === true,
       extra: [...(options.onTransferred === undefined ? [] : TRANSFER_LIST_ARGS), ...this.config.rsyncExtra],
       excludes,

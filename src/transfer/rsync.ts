@@ -21,6 +21,13 @@ export interface RsyncArgvOptions {
   readonly transportArgs: readonly string[];
   /** Skip files that are newer on the target (`--update`). */
   readonly update?: boolean;
+  /**
+   * Transfer even when size and mtime look the same (`--ignore-times`).
+   * rsync's quick check compares mtimes in whole seconds: a file saved twice
+   * within one second at the same size would otherwise be skipped. Realtime
+   * transfers send only paths known to have changed, so they always force.
+   */
+  readonly ignoreTimes?: boolean;
   readonly dryRun?: boolean;
   /** The user's extra rsync options, passed as they are. */
   readonly extra: readonly string[];
@@ -68,6 +75,7 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     '--numeric-ids',
     ...listArgs,
     ...(options.update === true ? ['--update'] : []),
+    ...(options.ignoreTimes === true ? ['--ignore-times'] : []),
     ...(options.dryRun === true ? ['--dry-run'] : []),
     ...options.transportArgs,
     ...options.excludes,

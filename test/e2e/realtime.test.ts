@@ -56,7 +56,9 @@ async function step(direction: Dir, change: () => Promise<void>): Promise<void> 
   const [src, dst] = direction === 'leftToRight' ? [left, right] : [right, left];
   const before = await status();
   await change();
-  await waitForSameTrees(left, right);
+  await waitForSameTrees(left, right).catch((error: Error) => {
+    throw new Error(`${error.message}\n--- psync log ---\n${psync.log().slice(-6000)}`);
+  });
   const barrier = join(dst, `barrier-${++barriers}`);
   await writeFile(barrier, 'b');
   await waitFor('the barrier to arrive', () => stat(join(src, `barrier-${barriers}`)).then(() => true));
@@ -97,6 +99,19 @@ describe.each(['leftToRight', 'rightToLeft'] as const)('%s', (direction) => {
     const s = await lstat(p(src(), 'file.txt'));
     expect(s.ino).toBe(inode);
     expect((await lstat(p(dst(), 'file.txt'))).mode & 0o777).toBe(0o600);
+  });
+
+  test('two saves of the same size within one second both arrive (rsync quick check compares whole seconds)', async () => {
+    const at = (ms: number): Date => new Date(Date.UTC(2022, 0, 2, 3, 4, 5, ms));
+    await step(direction, async () => {
+      await writeFile(p(src(), 'same-second.txt'), 'version 1');
+      await utimes(p(src(), 'same-second.txt'), at(100), at(100));
+    });
+    await step(direction, async () => {
+      await writeFile(p(src(), 'same-second.txt'), 'version 2');
+      await utimes(p(src(), 'same-second.txt'), at(900), at(900));
+    });
+    expect(await readFile(p(dst(), 'same-second.txt'), 'utf8')).toBe('version 2');
   });
 
   test('rename a file: moved on the other side, not copied (same inode)', async () => {
