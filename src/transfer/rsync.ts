@@ -73,6 +73,9 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     '--archive',
     '--protect-args',
     '--numeric-ids',
+    // Compare mtimes to the nanosecond, not the second (rsync >= 3.1.3): the merge's
+    // --update and quick check then see a newer save made within the same second.
+    '--modify-window=-1',
     ...listArgs,
     ...(options.update === true ? ['--update'] : []),
     ...(options.ignoreTimes === true ? ['--ignore-times'] : []),

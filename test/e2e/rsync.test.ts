@@ -159,3 +159,21 @@ describe('the rsync excludes agree with the classifier', () => {
     expect(listTree(target)).toEqual(expected);
   });
 });
+
+test('the merge (--update) sees a newer save made within the same second at the same size', async () => {
+  const { mkdtemp, writeFile, utimes, readFile, mkdir } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { buildRsyncArgv, runRsync } = await import('../../src/transfer/rsync.js');
+  const base = await mkdtemp(join(tmpdir(), 'psync-window-'));
+  await mkdir(join(base, 'a'));
+  await mkdir(join(base, 'b'));
+  const at = (ms: number): Date => new Date(Date.UTC(2022, 0, 2, 3, 4, 5, ms));
+  await writeFile(join(base, 'b', 'f'), 'older');
+  await utimes(join(base, 'b', 'f'), at(100), at(100));
+  await writeFile(join(base, 'a', 'f'), 'newer');
+  await utimes(join(base, 'a', 'f'), at(900), at(900));
+  const argv = buildRsyncArgv({ source: `${join(base, 'a')}/`, target: `${join(base, 'b')}/`, transportArgs: [], update: true, extra: [], excludes: [], filesFrom: false });
+  await runRsync({ argv });
+  expect(await readFile(join(base, 'b', 'f'), 'utf8')).toBe('newer');
+});

@@ -10,7 +10,7 @@ const base: RsyncArgvOptions = {
   excludes: [],
   filesFrom: false,
 };
-const COMMON = ['--archive', '--protect-args', '--numeric-ids'];
+const COMMON = ['--archive', '--protect-args', '--numeric-ids', '--modify-window=-1'];
 const LIST = ['--files-from=-', '--from0', '--ignore-missing-args'];
 const ROOTS = ['--', '/srv/a/', 'host:/srv/b/'];
 
@@ -23,6 +23,7 @@ describe('buildRsyncArgv', () => {
       options: { filesFrom: true, recursive: true },
       expected: [...COMMON, ...LIST, '--recursive', ...ROOTS],
     },
+    { description: 'ignore-times forces a transfer the quick check would skip', options: { filesFrom: true, ignoreTimes: true }, expected: [...COMMON, ...LIST, '--ignore-times', ...ROOTS] },
     {
       description: 'recursive means nothing without a file list (archive recurses)',
       options: { recursive: true },
