@@ -16,10 +16,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CLI, diffTrees, PsyncProcess, snapshotTree, waitFor, waitForSameTrees } from '../support/psync.js';
 import { startSshd, writeCorrectKnownHosts, writeEmptyKnownHosts, writeWrongKnownHosts, type SshdFixture } from '../support/sshd.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const EXIT = { ok: 0, usage: 2, connection: 3, protocol: 5, banned: 6 } as const;
 

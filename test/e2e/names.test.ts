@@ -7,32 +7,24 @@
  */
 
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startSshd, type SshdFixture } from '../support/sshd.js';
-import { PsyncProcess, waitFor } from '../support/psync.js';
+import { PsyncProcess, startRemotePair, waitFor, type RemotePair } from '../support/psync.js';
+import { described } from '../support/table.js';
 
-let sshd: SshdFixture;
+let pair: RemotePair;
 let psync: PsyncProcess;
 let left: string;
 let right: string;
 
 beforeAll(async () => {
-  sshd = await startSshd();
-  const base = await mkdtemp(join(tmpdir(), 'psync-names-'));
-  left = join(base, 'left');
-  right = join(base, 'right');
-  await mkdir(left);
-  await mkdir(right);
-  psync = await PsyncProcess.start(['-r', sshd.host, '--ssh-config', sshd.configFile, left, right]);
+  pair = await startRemotePair([]);
+  ({ psync, left, right } = pair);
 }, 60_000);
 
 afterAll(async () => {
-  const code = await psync?.stop();
-  await sshd?.stop();
-  expect(code).toBe(0);
+  expect(await pair?.stop()).toBe(0);
 });
 
 // ---------------------------------------------------------------------------
@@ -123,8 +115,6 @@ const b = (text: string): Buffer => Buffer.from(text, 'utf8');
 const renamed = (name: Buffer): Buffer =>
   name.length + 3 > 255 ? Buffer.concat([name.subarray(0, 252), b('.mv')]) : Buffer.concat([name, b('.mv')]);
 
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const ROWS = described<{ description: string; names: Buffer[] }>([
   { description: 'spaces', names: [b('with  two spaces '), b(' leading space')] },

@@ -9,32 +9,23 @@
  * barrier's one action.
  */
 
-import { appendFile, chmod, lstat, mkdir, mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, chmod, lstat, mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startSshd, type SshdFixture } from '../support/sshd.js';
-import { PsyncProcess, waitFor, waitForSameTrees, type Status } from '../support/psync.js';
+import { PsyncProcess, startRemotePair, waitFor, waitForSameTrees, type Status, type RemotePair } from '../support/psync.js';
 
-let sshd: SshdFixture;
+let pair: RemotePair;
 let psync: PsyncProcess;
 let left: string;
 let right: string;
 
 beforeAll(async () => {
-  sshd = await startSshd();
-  const base = await mkdtemp(join(tmpdir(), 'psync-e2e-'));
-  left = join(base, 'left');
-  right = join(base, 'right with space');
-  await mkdir(left);
-  await mkdir(right);
-  psync = await PsyncProcess.start(['-r', sshd.host, '--ssh-config', sshd.configFile, '-e', '*.skip', '-d', '2', left, right]);
+  pair = await startRemotePair(['-e', '*.skip', '-d', '2'], 'right with space');
+  ({ psync, left, right } = pair);
 }, 60_000);
 
 afterAll(async () => {
-  const code = await psync?.stop();
-  await sshd?.stop();
-  expect(code).toBe(0);
+  expect(await pair?.stop()).toBe(0);
 });
 
 type Dir = 'leftToRight' | 'rightToLeft';

@@ -4,7 +4,7 @@
  * compare trees, stop it.
  */
 
-import { lstat, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,4 +162,38 @@ export async function waitForSameTrees(a: string, b: string, deadlineMs = 20_000
   ).catch((error: Error) => {
     throw new Error(`${error.message}\n${problems.slice(0, 20).join('\n')}`);
   });
+}
+
+/** A running psync over a private sshd between two fresh temp roots. */
+export interface RemotePair {
+  readonly psync: PsyncProcess;
+  readonly left: string;
+  readonly right: string;
+  /** Stop psync (expecting exit 0) and the sshd. */
+  stop(): Promise<number | undefined>;
+}
+
+/**
+ * Start a private sshd and `psync -r` between two new roots (`rightName`
+ * lets a test put awkward characters in the right root's path).
+ */
+export async function startRemotePair(extraArgs: string[] = [], rightName = 'right'): Promise<RemotePair> {
+  const { startSshd } = await import('./sshd.js');
+  const sshd = await startSshd();
+  const base = await mkdtemp(join(tmpdir(), 'psync-e2e-'));
+  const left = join(base, 'left');
+  const right = join(base, rightName);
+  await mkdir(left);
+  await mkdir(right);
+  const psync = await PsyncProcess.start(['-r', sshd.host, '--ssh-config', sshd.configFile, ...extraArgs, left, right]);
+  return {
+    psync,
+    left,
+    right,
+    stop: async () => {
+      const code = await psync.stop();
+      await sshd.stop();
+      return code;
+    },
+  };
 }

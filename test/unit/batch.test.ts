@@ -1,10 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { ActionQueue, MAX_BATCH_ACTIONS, type Batch } from '../../src/core/batch.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const stat = (mtimeMs: number, size = 1): Stat => ({ type: 'file', ino: 1, size, mtimeMs, mode: 0o644 });
 const rsync = (path: string, mtimeMs = 1_000, size = 1): Action => ({ kind: 'rsync', path, stat: stat(mtimeMs, size) });

@@ -30,10 +30,8 @@ import {
 } from '../../src/core/protocol.js';
 import type { Side, Stat } from '../../src/core/types.js';
 import type { Channel, Endpoint } from '../../src/transport/endpoint.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const FILE_STAT: Stat = { type: 'file', ino: 42, size: 3, mtimeMs: 1_600_000_000_000, mode: 0o644 };
 

@@ -1,10 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { ECHO_TTL_MS, EchoLedger, sameAsWritten, type Expectation } from '../../src/core/echo.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const S: Stat = { type: 'file', ino: 10, size: 100, mtimeMs: 1_000.25, mode: 0o644 };
 /** The same content as the other side reports it: another inode. */

@@ -14,37 +14,12 @@ import { DEFAULT_TEMPFILES, compilePathClassifier } from '../../src/core/pattern
 import { ancestorsOf, guardPath, isSameOrUnder, parentOf } from '../../src/core/paths.js';
 import type { TreeNode } from '../../src/core/tree.js';
 import type { Action, Stat } from '../../src/core/types.js';
-
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
+import { FIXTURE, described, dir, file, fixtureIndex } from '../support/table.js';
 
 const classify = compilePathClassifier({ excludes: ['*.skip', 'node_modules'], tempfiles: [...DEFAULT_TEMPFILES] });
 
-const file = (ino: number, more: Partial<Stat> = {}): Stat => ({ type: 'file', ino, size: 1, mtimeMs: 1000 + ino, mode: 0o644, ...more });
-const dir = (ino: number, more: Partial<Stat> = {}): Stat => ({ type: 'dir', ino, size: 4096, mtimeMs: 1000, mode: 0o755, ...more });
-
-/**
- *   a.txt     file 10
- *   d/        dir  20
- *   d/x       file 21
- *   d/sub/    dir  22
- *   d/sub/y   file 23
- *   e/        dir  30   (empty)
- */
-const FIXTURE: ReadonlyArray<[string, Stat]> = [
-  ['a.txt', file(10)],
-  ['d', dir(20)],
-  ['d/x', file(21)],
-  ['d/sub', dir(22)],
-  ['d/sub/y', file(23)],
-  ['e', dir(30)],
-];
-
 function fixtureState(): FilterState {
-  const state = new FilterState(new TreeIndex(dir(1)));
-  for (const [path, stat] of FIXTURE) expect(state.index.set(path, stat)).toBeDefined();
-  return state;
+  return new FilterState(fixtureIndex());
 }
 
 // ---------------------------------------------------------------------------

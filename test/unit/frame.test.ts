@@ -11,10 +11,8 @@ import {
   encodeFrame,
   type Received,
 } from '../../src/core/frame.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 /** A line with a correct checksum for `body`, so only the part under test is wrong. */
 const signed = (body: string): string => `${body} ${crc32(body).toString(16).padStart(8, '0')}`;

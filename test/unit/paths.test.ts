@@ -14,10 +14,8 @@ import {
   pathToBytes,
   rebase,
 } from '../../src/core/paths.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const utf8 = (text: string): number[] => [...new TextEncoder().encode(text)];
 

@@ -15,10 +15,8 @@ import {
   type HelperRequest,
 } from '../../src/core/protocol.js';
 import type { Action, Stat } from '../../src/core/types.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const file: Stat = { type: 'file', ino: 1234, size: 42, mtimeMs: 1_700_000_000_123.25, mode: 0o644 };
 const dir: Stat = { type: 'dir', ino: 99, size: 4096, mtimeMs: 1_700_000_000_000, mode: 0o2775 };

@@ -1,9 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { Settler } from '../../src/core/settle.js';
+import { described } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
 
 const SETTLE_MS = 100;
 const MAX_DELAY_MS = 1_000;

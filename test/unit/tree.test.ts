@@ -1,36 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { TreeIndex, type TreeNode } from '../../src/core/tree.js';
-import type { Stat } from '../../src/core/types.js';
+import { FIXTURE, described, dir, file, fixtureIndex } from '../support/table.js';
 
-/** Rows as [description, row], so that a test's name is its row's whole description. */
-const described = <T extends { description: string }>(rows: readonly T[]): Array<[string, T]> =>
-  rows.map((row) => [row.description, row]);
-
-const file = (ino: number, size = 1): Stat => ({ type: 'file', ino, size, mtimeMs: 1000 + ino, mode: 0o644 });
-const dir = (ino: number, mtimeMs = 1000): Stat => ({ type: 'dir', ino, size: 4096, mtimeMs, mode: 0o755 });
-
-/**
- *   a.txt     file 10
- *   d/        dir  20
- *   d/x       file 21
- *   d/sub/    dir  22
- *   d/sub/y   file 23
- *   e/        dir  30
- */
-const FIXTURE: ReadonlyArray<[string, Stat]> = [
-  ['a.txt', file(10)],
-  ['d', dir(20)],
-  ['d/x', file(21)],
-  ['d/sub', dir(22)],
-  ['d/sub/y', file(23)],
-  ['e', dir(30)],
-];
-
-function fixture(): TreeIndex {
-  const index = new TreeIndex(dir(1));
-  for (const [path, stat] of FIXTURE) expect(index.set(path, stat)).toBeDefined();
-  return index;
-}
+const fixture = fixtureIndex;
 
 const DETACHED = '(detached)';
 const where = (index: TreeIndex, ino: number): string[] =>
@@ -111,7 +83,7 @@ describe('TreeIndex', () => {
     },
     {
       description: 'set on an indexed path keeps the node',
-      act: (index) => index.set('a.txt', file(10, 99))?.stat.size,
+      act: (index) => index.set('a.txt', file(10, { size: 99 }))?.stat.size,
       result: 99,
       paths: { 'a.txt': 10 },
       size: 6,
@@ -128,7 +100,7 @@ describe('TreeIndex', () => {
     },
     {
       description: 'a directory whose stat changes keeps its children',
-      act: (index) => index.set('d', dir(20, 5000)),
+      act: (index) => index.set('d', dir(20, { mtimeMs: 5000 })),
       paths: { d: 20, 'd/x': 21, 'd/sub/y': 23 },
       size: 6,
       kept: [['d', 'd'], ['d/sub/y', 'd/sub/y']],
