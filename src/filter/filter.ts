@@ -212,16 +212,19 @@ class TreeWatcher {
     }
     const base = bytesToPath(name);
     const path = joinPath(dir, base);
-    if (node !== this.index.root) this.origins.set(path, { node, name: base });
-    this.touch(path, performance.now());
+    // Remember the origin only of a path that will fall due (and so be looked up again):
+    // temp files and excluded names never do, and would pile up here.
+    if (this.touch(path, performance.now()) && node !== this.index.root) this.origins.set(path, { node, name: base });
   }
 
-  private touch(path: string, now: number): void {
+  /** Mark `path` dirty; false when it is never synced (temp, excluded, psync's own). */
+  private touch(path: string, now: number): boolean {
     const kind = path === '' ? 'sync' : this.classify(path);
     if (kind === 'internal') noteDance(this.state, path, now);
-    if (kind !== 'sync') return;
+    if (kind !== 'sync') return false;
     this.settler.touch(path, now);
     this.schedule();
+    return true;
   }
 
   private schedule(): void {
