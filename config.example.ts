@@ -50,6 +50,8 @@ const config: Config = {
   intervalSeconds: 0.1,
   /** --max-delay: a path that never goes quiet (a growing log) is sent at least this often. */
   maxDelaySeconds: 5,
+  /** --rescan: re-read both trees every this many seconds and send what inotify missed (0: off). */
+  rescanSeconds: 600,
   /** --ssh-config: ssh client config file instead of ~/.ssh/config. */
   sshConfig: '/etc/psync/ssh_config',
   /** --remote-psync: the command that starts psync on the remote host. */

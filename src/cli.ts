@@ -80,6 +80,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('force', { alias: 'f', type: 'boolean', describe: 'let deletes and moves replace non-empty directories' })
     .option('interval', { alias: 'i', type: 'number', describe: `settle delay in seconds: a path must be quiet this long before it is sent (default ${DEFAULTS.intervalSeconds})` })
     .option('max-delay', { type: 'number', describe: `a path that never goes quiet is sent at least every this many seconds (default ${DEFAULTS.maxDelaySeconds})` })
+    .option('rescan', { type: 'number', describe: `re-read both trees against the index every this many seconds and send what inotify missed; 0 turns it off (default ${DEFAULTS.rescanSeconds})` })
     .option('ssh-config', { type: 'string', describe: 'ssh client config file instead of ~/.ssh/config' })
     .option('remote-psync', { type: 'string', describe: 'command that starts psync on the remote host (default: this node and install path)' })
     .option('status-file', { type: 'string', describe: 'keep a JSON status (state, counters, last error) in this file' })
@@ -126,6 +127,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     force: given(parsed.force, file.force ?? false),
     intervalSeconds: given(parsed.interval, file.intervalSeconds ?? DEFAULTS.intervalSeconds),
     maxDelaySeconds: given(parsed['max-delay'], file.maxDelaySeconds ?? DEFAULTS.maxDelaySeconds),
+    rescanSeconds: given(parsed.rescan, file.rescanSeconds ?? DEFAULTS.rescanSeconds),
   };
   const remoteHost = parsed['remote-host'] ?? file.remoteHost;
   if (remoteHost !== undefined) config.remoteHost = remoteHost;

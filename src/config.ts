@@ -39,6 +39,12 @@ export interface Config {
   intervalSeconds: number;
   /** A path that never goes quiet is sent at least this often. */
   maxDelaySeconds: number;
+  /**
+   * Each side re-reads its whole tree against its index this often (0: never),
+   * and sends what changed unseen: inotify misses writes made through a hard
+   * link outside the tree and everything after a kernel queue overflow.
+   */
+  rescanSeconds: number;
   /** ssh client config file instead of ~/.ssh/config. */
   sshConfig?: string;
   /** Command that starts psync on the remote host (default: this node binary and install path). */
@@ -59,6 +65,7 @@ export const DEFAULTS = {
   force: false,
   intervalSeconds: 0.1,
   maxDelaySeconds: 5,
+  rescanSeconds: 600,
 } satisfies Partial<Config>;
 
 /** Check a Config and resolve its local roots; throws ConfigError with one clear line. */
@@ -70,6 +77,7 @@ export async function validateConfig(config: Config): Promise<Config> {
   if (!(config.maxDelaySeconds >= config.intervalSeconds)) {
     throw new ConfigError(`--max-delay (${config.maxDelaySeconds}) must be at least --interval (${config.intervalSeconds})`);
   }
+  if (!(config.rescanSeconds >= 0)) throw new ConfigError(`--rescan must be 0 (off) or more seconds, got ${config.rescanSeconds}`);
   if (!Number.isInteger(config.debug) || config.debug < 0 || config.debug > 3) {
     throw new ConfigError(`--debug takes 0, 1, 2 or 3, got ${config.debug}`);
   }

@@ -175,6 +175,8 @@ export interface FilterConfig {
   readonly tempfiles: readonly string[];
   readonly settleMs: number;
   readonly maxDelayMs: number;
+  /** Re-read the whole tree against the index this often (0: never); catches what inotify missed. */
+  readonly rescanMs: number;
   readonly debug: number;
 }
 

@@ -16,7 +16,7 @@
 import { lstatSync, readdirSync, realpathSync, watch, type FSWatcher } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { FilterState, noteDance, reconcile, type Observation } from '../core/filterRules.js';
+import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, type Observation } from '../core/filterRules.js';
 import { FrameReceiver, FrameWriter } from '../core/frame.js';
 import { compilePathClassifier } from '../core/patterns.js';
 import { bytesToPath, joinPath, pathToBytes } from '../core/paths.js';
@@ -76,6 +76,7 @@ class TreeWatcher {
    */
   private readonly origins = new Map<string, { node: TreeNode; name: string }>();
   private heartbeat: NodeJS.Timeout | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
   private beats = 0;
   private finish: (code: number) => void = () => {};
 
@@ -101,6 +102,7 @@ class TreeWatcher {
     }
     this.send('READY', [String(this.index.size)]);
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
+    if (this.config.rescanMs > 0) this.rescanTimer = setInterval(() => this.rescan(), this.config.rescanMs);
     input.on('end', () => this.stop(0));
     input.on('error', () => this.stop(0));
     input.resume();
@@ -111,6 +113,7 @@ class TreeWatcher {
 
   private stop(code: number): void {
     clearInterval(this.heartbeat);
+    clearInterval(this.rescanTimer);
     clearTimeout(this.timer);
     for (const node of this.index.walk(this.index.root)) (node.watch as FSWatcher | undefined)?.close();
     this.finish(code);
@@ -167,6 +170,53 @@ class TreeWatcher {
         if (stat.type === 'dir') stack.push(child);
       }
     }
+  }
+
+  /**
+   * Walk the tree against the index and mark dirty every path that differs
+   * (new, changed, gone); the normal rules then decide what to send. This is
+   * the net under inotify: it misses a write made through a hard link outside
+   * the tree and everything lost in a queue overflow (which libuv does not
+   * report). A directory whose watch died is watched again.
+   */
+  private rescan(): void {
+    const now = performance.now();
+    let marked = 0;
+    const mark = (path: string): void => {
+      if (this.touch(path, now)) marked += 1;
+    };
+    const stack = [''];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      const node = this.index.get(dir);
+      if (node === undefined || node.stat.type !== 'dir') continue;
+      try {
+        this.watchNode(node, dir);
+      } catch (error) {
+        this.fail(error);
+        return;
+      }
+      let names: Buffer[];
+      try {
+        names = readdirSync(this.absolute(dir), { encoding: 'buffer' });
+      } catch {
+        if (dir !== '') mark(dir);
+        continue;
+      }
+      const seen = new Set<string>();
+      for (const raw of names) {
+        const name = bytesToPath(raw);
+        const path = joinPath(dir, name);
+        const stat = lstatOrNull(this.absolute(path));
+        if (stat === null || this.classify(path, stat.type === 'dir') !== 'sync') continue;
+        seen.add(name);
+        const known = node.children.get(name);
+        if (known === undefined || !isSameEntry(known.stat, stat) || hasChanged(known.stat, stat)) mark(path);
+        else if (stat.type === 'dir') stack.push(path);
+      }
+      for (const name of node.children.keys()) if (!seen.has(name)) mark(joinPath(dir, name));
+    }
+    if (marked > 0) this.send('WARN', [`rescan found ${marked} change(s) the watcher missed; sending them`]);
   }
 
   private watchNode(node: TreeNode, dir: string): void {
