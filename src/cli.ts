@@ -18,7 +18,7 @@ import { DEFAULTS, validateConfig, type Config } from './config.js';
 import { ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
 import { runFilter } from './filter/filter.js';
 import { defaultRemotePsync, ROLE_COMMAND } from './install.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, flushLogger, type Logger } from './log.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
 import { SshEndpoint } from './transport/ssh.js';
@@ -51,11 +51,24 @@ async function main(argv: string[]): Promise<number> {
     return report(error, undefined);
   }
   const log = createLogger(config.debug);
+  let code: number;
   try {
-    return await runPsync(config, log);
+    code = await runPsync(config, log);
   } catch (error) {
-    return report(error, log);
+    code = report(error, log);
   }
+  // The one-line report must come after every log line, and winston writes asynchronously.
+  await flushLogger(log);
+  flushReport();
+  return code;
+}
+
+let pendingReport: string | undefined;
+
+/** Write the report line held back by `report` (after the log is flushed). */
+function flushReport(): void {
+  if (pendingReport !== undefined) process.stderr.write(pendingReport);
+  pendingReport = undefined;
 }
 
 /** The parsed settings, or 'answered' when --help or --version already printed what was asked. */
@@ -223,19 +236,20 @@ function report(error: unknown, log: Logger | undefined): number {
                 ? EXIT.safety
                 : EXIT.internal;
   // Always one plain line, whatever the log level and format, so scripts and people can rely on it.
-  if (code === EXIT.internal && err.stack !== undefined) log?.error(err.stack);
-  process.stderr.write(`psync: ${err.message.split('\n')[0]}\n`);
+  // Once a logger exists the line waits for it to flush (see main), so that it comes last.
+  if (code === EXIT.internal && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+  const line = `psync: ${err.message.split('\n')[0]}\n`;
+  if (log === undefined) process.stderr.write(line);
+  else pendingReport = line;
   return code;
 }
 
-const argv = hideBin(process.argv);
-const isChild = argv[0] === ROLE_COMMAND.filter || argv[0] === ROLE_COMMAND.helper;
-main(argv).then(
+main(hideBin(process.argv)).then(
   (code) => {
     process.exitCode = code;
-    // A child is done once its input ended: exit even if a watch or a timer lingers,
-    // after what it wrote has reached the pipe.
-    if (isChild) process.stdout.write('', () => process.exit(code));
+    // Done means done: exit even if a watch, a timer or a child lingers (a service manager
+    // waits for the exit), once what was written has reached the pipes.
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
   },
   (error: unknown) => {
     process.stderr.write(`psync: internal error: ${String(error)}\n`);

@@ -171,6 +171,11 @@ export class Brain {
       this.counters.rejected[side] += 1;
       this.status.touch();
     });
+    if (this.stopping) {
+      // The other side failed while this one was starting: shutdown has already run.
+      link.close();
+      return;
+    }
     this.filters.set(side, link);
     let ready: () => void = () => {};
     const isReady = new Promise<void>((resolve) => (ready = resolve));
@@ -200,6 +205,10 @@ export class Brain {
   private async startHelper(side: Side): Promise<void> {
     const endpoint = this.endpoints[side];
     const helper = await HelperClient.open(endpoint, { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun }, this.log);
+    if (this.stopping) {
+      helper.close();
+      return;
+    }
     this.helpers.set(side, helper);
     void helper.link.exited.then((code) => {
       if (!this.stopping) this.fail(new ConnectionError(`the ${side} helper stopped unexpectedly (${code ?? 'connection lost'})`));
