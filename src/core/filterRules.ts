@@ -12,8 +12,13 @@
  *   is gone now is a MOVE, never a delete plus a re-send.
  * - DELETE is emitted only for a path observed gone (or below one), with the
  *   stat it had, children before their directory.
- * - Moves come first, in an order the target can apply one by one; then
- *   deletes; then RSYNCs, parents before children.
+ * - Moves come first, in an order the target can apply one by one (a move
+ *   that cannot be applied, one of a cycle such as a swap or one into a
+ *   directory new in this round, becomes a DELETE of its old name there and
+ *   an RSYNC of its new one); then deletes; then RSYNCs, parents before
+ *   children.
+ * - A new entry that got a just-freed inode number (same inode, another
+ *   birth time) is not a rename.
  * - Paths that are excluded, temp files or psync's own names are never
  *   indexed and never produce an action.
  */
@@ -146,7 +151,7 @@ export function reconcile(state: FilterState, observations: readonly Observation
   const actions: Action[] = [];
   for (const move of applyMoves(state, withoutImpliedMoves(index, moves), dropped)) {
     if (move.applied === false) {
-      // Its destination's parent is new in this round: delete the old name, send the new one.
+      // Part of a cycle, or its destination's parent is new in this round: delete the old name, send the new one.
       actions.push(...deletesFor(move.node, move.from));
       index.forget(move.node);
       dropped.push(move.node);
