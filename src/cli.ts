@@ -81,10 +81,10 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
     .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
     .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 warnings, 1 actions (default), 2 events, 3 everything' })
-    .option('tempfiles', { alias: 't', type: 'string', array: true, describe: 'temp-file glob, never synced under that name (repeatable; adds to the built-in editor/office list)' })
-    .option('excludes', { alias: 'e', type: 'string', array: true, describe: 'exclude glob (repeatable): without a slash it matches the base name at any depth (*.skip matches a/b/c.skip); with a slash, the path from the root; a trailing / matches directories only' })
-    .option('rsync-excludes', { type: 'string', array: true, describe: 'extra rsync --exclude pattern for every rsync run (repeatable)' })
-    .option('extra', { alias: 'x', type: 'string', array: true, describe: 'extra rsync option, e.g. -x=--bwlimit=1000 (repeatable)' })
+    .option('tempfiles', { alias: 't', type: 'string', describe: 'temp-file glob, never synced under that name (repeatable; adds to the built-in editor/office list)' })
+    .option('excludes', { alias: 'e', type: 'string', describe: 'exclude glob (repeatable): without a slash it matches the base name at any depth (*.skip matches a/b/c.skip); with a slash, the path from the root; a trailing / matches directories only' })
+    .option('rsync-excludes', { type: 'string', describe: 'extra rsync --exclude pattern for every rsync run (repeatable)' })
+    .option('extra', { alias: 'x', type: 'string', describe: 'extra rsync option, e.g. -x=--bwlimit=1000 (repeatable)' })
     .option('banned', { alias: 'b', type: 'string', describe: 'refuse to run, and stop, while a program of this name runs here' })
     .option('translate', { alias: 'T', type: 'string', describe: 'FROM:TO path translation (not supported: give different SRCROOT and DSTROOT)' })
     .option('dry-run', { alias: 'n', type: 'boolean', describe: 'log what would be done, change nothing' })
@@ -130,10 +130,10 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT'),
     dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT'),
     debug: given(parsed.debug, file.debug ?? DEFAULTS.debug),
-    tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...(parsed.tempfiles ?? [])],
-    excludes: [...(file.excludes ?? []), ...(parsed.excludes ?? [])],
-    rsyncExcludes: [...(file.rsyncExcludes ?? []), ...(parsed['rsync-excludes'] ?? [])],
-    rsyncExtra: [...(file.rsyncExtra ?? []), ...(parsed.extra ?? [])],
+    tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...repeated(parsed.tempfiles)],
+    excludes: [...(file.excludes ?? []), ...repeated(parsed.excludes)],
+    rsyncExcludes: [...(file.rsyncExcludes ?? []), ...repeated(parsed['rsync-excludes'])],
+    rsyncExtra: [...(file.rsyncExtra ?? []), ...repeated(parsed.extra)],
     dryRun: given(parsed['dry-run'], file.dryRun ?? false),
     syncOnly: given(parsed['sync-only'], file.syncOnly ?? false),
     skipInitialSync: given(parsed['skip-initial-sync'], file.skipInitialSync ?? false),
@@ -153,6 +153,15 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
   const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
   if (remotePsync !== undefined) config.remotePsync = remotePsync;
   return config;
+}
+
+/**
+ * A repeatable option's values. They are declared as plain strings, not yargs
+ * arrays: an array option swallows the words after it, so `-e '*.o' SRC DST`
+ * would read the roots as patterns. yargs gathers a repeated option itself.
+ */
+function repeated(value: string | string[] | undefined): string[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
 
 function required(value: string | undefined, name: string): string {

@@ -96,6 +96,16 @@ describe('usage and config errors exit 2 with one clear line', () => {
   });
 });
 
+describe('repeatable options', () => {
+  test('-e, -t, -x and --rsync-excludes take one value each, so the roots after them stay roots', async () => {
+    const { left, right } = await freshPair();
+    for (const name of ['keep.txt', 'a.o', 'b.p', 'c.bak', 'draft.wip']) await writeFile(join(left, name), name);
+    const result = await psync(['-s', '-e', '*.o', '-e', '*.p', '-t', '*.wip', '-x=--bwlimit=100000', '--rsync-excludes', '*.bak', left, right]);
+    expect(result.exitCode, String(result.stderr)).toBe(EXIT.ok);
+    expect(await names(right)).toEqual(['keep.txt']);
+  });
+});
+
 describe('--help and --version', () => {
   const OPTIONS = [
     '--remote-host',
