@@ -165,6 +165,7 @@ export class Brain {
       settleMs: Math.round(this.config.intervalSeconds * 1000),
       maxDelayMs: Math.round(this.config.maxDelaySeconds * 1000),
       rescanMs: Math.round(this.config.rescanSeconds * 1000),
+      lock: !this.config.dryRun,
       debug: this.config.debug,
     };
     const link = await ChildLink.open(endpoint, 'filter', filterConfig, this.log, () => {

@@ -177,6 +177,8 @@ export interface FilterConfig {
   readonly maxDelayMs: number;
   /** Re-read the whole tree against the index this often (0: never); catches what inotify missed. */
   readonly rescanMs: number;
+  /** Hold `<root>/.psync/lock` so no second psync watches the same root (off for a dry run, which writes nothing). */
+  readonly lock: boolean;
   readonly debug: number;
 }
 

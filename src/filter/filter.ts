@@ -25,13 +25,14 @@ import { Settler } from '../core/settle.js';
 import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
 import { toStat } from '../fsStat.js';
+import { lockRoot } from './rootLock.js';
 import { readConfigFrame } from '../childConfig.js';
 
 /** Events this close together are decided in one round (both halves of a rename). */
 const GROUP_MS = 20;
 
 /** Exit codes of the filter process. */
-export const FILTER_EXIT = { ok: 0, badConfig: 2, rootLost: 3, watchFailed: 4 } as const;
+export const FILTER_EXIT = { ok: 0, badConfig: 2, rootLost: 3, watchFailed: 4, rootLocked: 5 } as const;
 
 export async function runFilter(input: Readable, output: Writable): Promise<number> {
   const writer = new FrameWriter();
@@ -60,8 +61,19 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
     return FILTER_EXIT.badConfig;
   }
 
-  const watcher = new TreeWatcher(config, new FilterState(new TreeIndex(rootStat)), send);
-  return watcher.run(input);
+  let unlock: () => void = () => {};
+  try {
+    if (config.lock) unlock = lockRoot(config.root);
+  } catch (error) {
+    send('ERROR', [(error as Error).message]);
+    return FILTER_EXIT.rootLocked;
+  }
+  try {
+    const watcher = new TreeWatcher(config, new FilterState(new TreeIndex(rootStat)), send);
+    return await watcher.run(input);
+  } finally {
+    unlock();
+  }
 }
 
 class TreeWatcher {

@@ -1,0 +1,47 @@
+/**
+ * One psync per root: two instances on one tree would take each other's
+ * writes for user changes and send them back and forth for ever.
+ */
+
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { expect, test } from 'vitest';
+import { CLI, PsyncProcess, waitFor } from '../support/psync.js';
+
+test('a second psync on a root already watched exits non-zero naming the root; the first goes on', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'psync-lock-'));
+  const [left, right, other] = [join(base, 'left'), join(base, 'right'), join(base, 'other')];
+  await Promise.all([mkdir(left), mkdir(right), mkdir(other)]);
+  const first = await PsyncProcess.start([left, right]);
+  try {
+    const second = await execa(process.execPath, [CLI, left, other], { reject: false, stdin: 'ignore', timeout: 60_000 });
+    expect(second.exitCode, second.stderr).not.toBe(0);
+    const report = second.stderr.trim().split('\n').at(-1) ?? '';
+    expect(report).toMatch(/^psync: .*another psync .* already watches /);
+    expect(report).toContain(left);
+    // The first one still syncs.
+    await writeFile(join(left, 'after.txt'), 'still here');
+    await waitFor('the first psync to go on syncing', async () => (await readFile(join(right, 'after.txt'), 'utf8')) === 'still here');
+  } finally {
+    expect(await first.stop()).toBe(0);
+  }
+  // Its lock went with it: a new psync may take the root.
+  const again = await PsyncProcess.start([left, other]);
+  expect(await again.stop()).toBe(0);
+});
+
+test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync filter) does not stop the next one', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'psync-lock-'));
+  const [left, right] = [join(base, 'left'), join(base, 'right')];
+  await Promise.all([mkdir(left), mkdir(right)]);
+  await mkdir(join(left, '.psync'));
+  // A pid that is certainly not a running psync filter: this test's own short-lived child, already gone.
+  const child = execa('true');
+  const pid = child.pid;
+  await child;
+  await writeFile(join(left, '.psync', 'lock'), `${pid}\n`);
+  const next = await PsyncProcess.start([left, right]);
+  expect(await next.stop()).toBe(0);
+});
