@@ -37,6 +37,8 @@ const WATCHDOG_INTERVAL_MS = 1_000;
 /** A failing batch is tried this many times in all before psync gives up on it. */
 const MAX_ATTEMPTS = 3;
 const RETRY_DELAY_MS = 1_000;
+/** On stop, children get this long to exit before psync exits without them. */
+const CHILD_EXIT_GRACE_MS = 3_000;
 /** On stop, a running transfer may finish for this long before it is aborted. */
 const STOP_GRACE_MS = 10_000;
 
@@ -89,9 +91,11 @@ export class Brain {
   /** Run until stopped (resolves ok) or until something fails that psync cannot carry on through. */
   async run(): Promise<BrainOutcome> {
     const done = new Promise<BrainOutcome>((resolve) => (this.finish = resolve));
-    void this.start().catch((error: unknown) => this.fail(error as Error));
+    const starting = this.start().catch((error: unknown) => this.fail(error as Error));
     const outcome = await done;
     await this.shutdown();
+    // A side still starting when the other failed closes what it started; wait for that too.
+    await Promise.race([starting, new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
     return outcome;
   }
 
@@ -147,6 +151,9 @@ export class Brain {
     clearTimeout(grace);
     for (const filter of this.filters.values()) filter.close();
     for (const helper of this.helpers.values()) helper.close();
+    // Let the children finish (a filter releases its root lock on the way out), but not for ever.
+    const children = [...this.filters.values(), ...[...this.helpers.values()].map((h) => h.link)].map((link) => link.exited);
+    await Promise.race([Promise.all(children), new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
     if (this.state === 'stopping') this.state = 'stopped';
     await this.status.flush();
     const c = this.counters;
@@ -175,6 +182,7 @@ export class Brain {
     if (this.stopping) {
       // The other side failed while this one was starting: shutdown has already run.
       link.close();
+      await Promise.race([link.exited, new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
       return;
     }
     this.filters.set(side, link);

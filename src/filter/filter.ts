@@ -140,14 +140,21 @@ class TreeWatcher {
 
   private beat(): void {
     this.beats += 1;
-    const root = lstatOrNull(this.config.root);
-    if (root === null || root.type !== 'dir' || root.ino !== this.index.root.stat.ino) {
-      // Never report a vanished root as "everything was deleted": stop instead.
-      this.send('ERROR', [`root ${this.config.root} disappeared or was replaced; stopping`]);
-      this.stop(FILTER_EXIT.rootLost);
-      return;
-    }
+    if (this.rootLost()) return;
     this.send('HEARTBEAT', [String(this.beats)]);
+  }
+
+  /**
+   * Never report a vanished root as "everything was deleted": `rm -rf ROOT`
+   * deletes the children first, and an unmount swaps the directory. Checked
+   * before every round of actions and at every heartbeat; stops the filter.
+   */
+  private rootLost(): boolean {
+    const root = lstatOrNull(this.config.root);
+    if (root !== null && root.type === 'dir' && root.ino === this.index.root.stat.ino) return false;
+    this.send('ERROR', [`root ${this.config.root} disappeared or was replaced; stopping without sending its deletes`]);
+    this.stop(FILTER_EXIT.rootLost);
+    return true;
   }
 
   /**
@@ -310,6 +317,7 @@ class TreeWatcher {
   }
 
   private settle(due: string[], now: number): void {
+    if (this.rootLost()) return;
     const observations: Observation[] = due.map((path) => ({ path, stat: path === '' ? null : lstatOrNull(this.absolute(path)) }));
     // A path that reappeared with an inode the index holds elsewhere may be a move whose other half
     // is not due yet (or never reported): look at that other name now.

@@ -6,8 +6,8 @@
  * longer a psync filter is stale and taken over.
  */
 
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PSYNC_DIR } from '../core/patterns.js';
 
 export class RootLockedError extends Error {
@@ -47,8 +47,9 @@ export function lockRoot(root: string): () => void {
 function release(lock: string): void {
   try {
     if (Number.parseInt(readOr(lock, ''), 10) === process.pid) unlinkSync(lock);
+    rmdirSync(dirname(lock)); // leave no empty .psync behind
   } catch {
-    // already gone
+    // already gone, or .psync holds something else
   }
 }
 

@@ -3,7 +3,7 @@
  * writes for user changes and send them back and forth for ever.
  */
 
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -44,4 +44,20 @@ test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync f
   await writeFile(join(left, '.psync', 'lock'), `${pid}\n`);
   const next = await PsyncProcess.start([left, right]);
   expect(await next.stop()).toBe(0);
+});
+
+test('a root removed with rm -rf stops psync with a clear error; its deletes never reach the other side', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'psync-rootgone-'));
+  const [left, right] = [join(base, 'left'), join(base, 'right')];
+  await Promise.all([mkdir(left), mkdir(right)]);
+  for (let i = 0; i < 20; i++) await writeFile(join(left, `f${i}`), `content ${i}`);
+  const running = await PsyncProcess.start([left, right]);
+  const synced = async (): Promise<string[]> => (await readdir(right)).filter((name) => name !== '.psync').sort();
+  await waitFor('the merge to copy everything', async () => (await synced()).length === 20);
+  await rm(left, { recursive: true });
+  const result = await running.child;
+  expect(result.exitCode).toBe(5);
+  const report = running.log().trim().split('\n').at(-1) ?? '';
+  expect(report).toMatch(/^psync: .*disappeared or was replaced/);
+  expect(await synced()).toEqual(Array.from({ length: 20 }, (_, i) => `f${i}`).sort());
 });
