@@ -46,7 +46,3 @@ export type Action =
   | { readonly kind: 'delete'; readonly path: string; readonly stat: Stat };
 
 export type ActionKind = Action['kind'];
-
-/** The paths an action touches, for logging and echo bookkeeping. */
-export const actionPaths = (action: Action): string[] =>
-  action.kind === 'move' ? [action.from, action.to] : [action.path];
