@@ -19,9 +19,10 @@ const config: Config = {
   /** -d: 0 warnings only, 1 what psync does, 2 every event, 3 everything. */
   debug: 1,
   /**
-   * -t: temp-file globs, never synced under their own name. The built-in list
-   * covers vim, emacs, gedit/GIO, MS Office, LibreOffice and rsync's own temp
-   * names; what you give is added to it.
+   * -t: temp-file globs, never synced under their own name. Shown here is the
+   * built-in list (vim, emacs, gedit/GIO, MS Office, LibreOffice and rsync's
+   * own temp names). In a config file this list replaces the built-in one, so
+   * keep those entries; each `-t` on the command line is added to it.
    */
   tempfiles: ['.*.swp', '.*.swo', '.*.swx', '*~', '.#*', '#*#', '4913', '*.tmp', '~$*', '.~lock.*#', '.goutputstream-*', '.*.??????'],
   /**

@@ -67,12 +67,18 @@ export class Brain {
   private state: BrainState = 'starting';
   private lastError: string | undefined;
   private readonly status: StatusWriter;
+  /** The exclude arguments every rsync run gets: the filters' patterns in rsync's spelling, then --rsync-excludes. */
+  private readonly rsyncExcludes: readonly string[];
 
   constructor(
     private readonly config: Config,
     private readonly endpoints: Record<Side, Endpoint>,
     private readonly log: Logger,
   ) {
+    this.rsyncExcludes = [
+      ...toRsyncFilterArgs({ excludes: config.excludes, tempfiles: config.tempfiles }),
+      ...config.rsyncExcludes.map((p) => `--exclude=${p}`),
+    ];
     this.status = new StatusWriter(config.statusFile, () => ({
       state: this.state,
       left: endpoints.left.description,
@@ -350,10 +356,6 @@ export class Brain {
   ) {
     const source = this.endpoints[sourceOf(direction)];
     const target = this.endpoints[targetOf(direction)];
-    const excludes = [
-      ...toRsyncFilterArgs({ excludes: this.config.excludes, tempfiles: this.config.tempfiles }),
-      ...this.config.rsyncExcludes.map((p) => `--exclude=${p}`),
-    ];
     const argv = buildRsyncArgv({
       source: source.rsyncLocation(),
       target: target.rsyncLocation(),
@@ -363,7 +365,7 @@ export class Brain {
       ignoreTimes: options.files !== undefined,
       dryRun: options.dryRun === true,
       extra: [...(options.onTransferred === undefined ? [] : TRANSFER_LIST_ARGS), ...this.config.rsyncExtra],
-      excludes,
+      excludes: this.rsyncExcludes,
       filesFrom: options.files !== undefined,
       recursive: options.recursive === true,
     });

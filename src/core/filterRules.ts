@@ -79,7 +79,11 @@ export function noteDance(state: FilterState, internalPath: string, now: number)
   const original = dancedOriginal(internalPath);
   const node = original === undefined ? undefined : state.index.get(original);
   if (node !== undefined && node !== state.index.root) state.danced.set(node, now);
-  for (const [danced, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(danced);
+  expireDanceMarks(state, now);
+}
+
+function expireDanceMarks(state: FilterState, now: number): void {
+  for (const [node, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(node);
 }
 
 /**
@@ -296,9 +300,8 @@ function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNod
 }
 
 /** Forget dance marks and parked entries older than DANCE_TTL_MS; returns the parked subtrees forgotten. */
-
 function expireDances(state: FilterState, now: number): TreeNode[] {
-  for (const [node, at] of state.danced) if (now - at > DANCE_TTL_MS) state.danced.delete(node);
+  expireDanceMarks(state, now);
   const forgotten: TreeNode[] = [];
   for (const [ino, { node, at }] of state.parked) {
     if (now - at <= DANCE_TTL_MS) continue;

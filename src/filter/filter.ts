@@ -127,7 +127,7 @@ class TreeWatcher {
     clearInterval(this.heartbeat);
     clearInterval(this.rescanTimer);
     clearTimeout(this.timer);
-    for (const node of this.index.walk(this.index.root)) (node.watch as FSWatcher | undefined)?.close();
+    this.unwatch(this.index.root);
     this.finish(code);
   }
 
@@ -333,12 +333,7 @@ class TreeWatcher {
       }
     }
     const decision = reconcile(this.state, observations.filter((o) => o.path !== ''), this.classify, now);
-    for (const node of decision.dropped) {
-      for (const n of this.index.walk(node)) {
-        (n.watch as FSWatcher | undefined)?.close();
-        n.watch = undefined;
-      }
-    }
+    for (const node of decision.dropped) this.unwatch(node);
     for (const action of decision.actions) {
       const { verb, args } = encodeAction(action);
       this.send(verb, args);
@@ -363,6 +358,14 @@ class TreeWatcher {
       if (!this.index.isAttached(origin.node)) continue;
       const current = joinPath(this.index.pathOf(origin.node), origin.name);
       if (current !== path) this.touch(current, now - this.config.settleMs);
+    }
+  }
+
+  /** Close the watches of a node and everything below it. */
+  private unwatch(node: TreeNode): void {
+    for (const n of this.index.walk(node)) {
+      (n.watch as FSWatcher | undefined)?.close();
+      n.watch = undefined;
     }
   }
 
