@@ -43,8 +43,13 @@ import { resolve } from 'node:path';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
 import { isPsyncInternal, IGNORE_MARK } from '../src/core/patterns.js';
 import { ancestorsOf, baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
+import { conflictName, judgeReplaced } from '../src/core/conflict.js';
+import { sameAsWritten } from '../src/core/echo.js';
 import {
   decodeHelperRequest,
+  NO_STAT,
+  REPLACED_DIR,
+  type ConflictOutcome,
   encodeHelperReply,
   PROTOCOL_VERSION,
   type HelperConfig,
@@ -204,7 +209,7 @@ class Session {
   /** An untrusted request is never acted on; it is answered only when its id is readable. */
   private async refuseFrame(frame: Frame, why: string): Promise<void> {
     const id = frame.args[0];
-    if ((frame.verb === 'MOVE' || frame.verb === 'DELETE') && id !== undefined && /^[0-9]{1,15}$/.test(id)) {
+    if (['MOVE', 'DELETE', 'RESOLVE', 'PURGE'].includes(frame.verb) && id !== undefined && /^[0-9]{1,15}$/.test(id)) {
       await this.reply({ id: Number(id), ok: false, code: 'unsafe', message: why });
     } else {
       this.log(`skipping frame ${frame.seq} ${frame.verb}: ${why}`);
@@ -220,8 +225,16 @@ class Session {
 
 async function perform(tree: Tree, request: HelperRequest): Promise<HelperReply> {
   try {
-    const done = request.kind === 'move' ? await moveEntry(tree, request) : await deleteEntry(tree, request);
-    return { id: request.id, ok: true, stat: done };
+    switch (request.kind) {
+      case 'move':
+        return { id: request.id, ok: true, stat: await moveEntry(tree, request) };
+      case 'delete':
+        return { id: request.id, ok: true, stat: await deleteEntry(tree, request) };
+      case 'resolve':
+        return { id: request.id, ok: true, ...(await resolveReplaced(tree, request)) };
+      case 'purge':
+        return { id: request.id, ok: true, stat: await purgeReplaced(tree, request.dir) };
+    }
   } catch (error) {
     const refusal = toRefusal(error);
     return { id: request.id, ok: false, code: refusal.code, message: refusal.message };
@@ -320,6 +333,37 @@ class Tree {
 
   async rename(from: string, to: string): Promise<void> {
     await rename(this.abs(from), this.abs(to));
+  }
+
+  /**
+   * A name for the losing version `loser` of `path` (conflictName), free or
+   * already holding that very version (both sides keep the same loser under
+   * the same name, so one may arrive from the other side first).
+   */
+  async freeConflictName(path: string, loser: Stat): Promise<string> {
+    for (let attempt = 0; ; attempt++) {
+      const name = conflictName(path, loser.mtimeMs, attempt);
+      const there = await this.lstat(name);
+      if (there === undefined || sameAsWritten(loser, toStat(there))) return name;
+    }
+  }
+
+  /**
+   * Runs whose directory of replaced versions does not exist (rsync replaced
+   * nothing): their RESOLVEs need one lstat in all, not one per path.
+   */
+  private readonly emptyRuns = new Set<string>();
+
+  replacedDirGone(dir: string): boolean {
+    return this.emptyRuns.has(dir);
+  }
+
+  noteReplacedDirGone(dir: string): void {
+    this.emptyRuns.add(dir);
+  }
+
+  forgetReplacedDir(dir: string): void {
+    this.emptyRuns.delete(dir);
   }
 
   /**
@@ -498,4 +542,56 @@ async function finishMove(tree: Tree, scratch: string, moved: Stats, replaced: s
     // check. Keep it (under the scratch name, never synced) rather than lose it.
     tree.log(`moved, but the directory it replaced is kept as ${show(replaced)}: ${errorMessage(error)}`);
   }
+}
+
+// ---------------------------------------------------------------------------
+// RESOLVE: what rsync replaced, kept in a `.psync/replaced/<run>` directory
+
+/**
+ * Judge the version rsync replaced at `path` (conflict.ts). A conflict keeps
+ * both: the loser is renamed to a conflict copy beside the file, and when
+ * the replaced version is the newer one it is put back under the name.
+ * Whatever is not a conflict stays in the run's directory until PURGE.
+ */
+async function resolveReplaced(
+  tree: Tree,
+  request: Extract<HelperRequest, { kind: 'resolve' }>,
+): Promise<{ stat: Stat; conflict?: ConflictOutcome }> {
+  const { path, dir } = request;
+  refuseInternal(path);
+  await tree.requireAncestors(path);
+  const now = await tree.lstat(path);
+  const written = now === undefined ? undefined : toStat(now);
+  const nothing = { stat: written ?? NO_STAT };
+  if (tree.replacedDirGone(dir)) return nothing;
+  const kept = joinPath(dir, path);
+  const old = await tree.lstat(kept);
+  if (old === undefined) {
+    if ((await tree.lstat(dir)) === undefined) tree.noteReplacedDirGone(dir);
+    return nothing;
+  }
+  const replaced = toStat(old);
+  const verdict = judgeReplaced(replaced, written, request.expected);
+  if (verdict.kind !== 'conflict' || old.isDirectory()) return nothing;
+  if (verdict.keep === 'written' || written === undefined) {
+    const copy = await tree.freeConflictName(path, replaced);
+    await tree.rename(kept, copy);
+    return { ...nothing, conflict: { copy, kept: 'written' } };
+  }
+  // The replaced version is newer: the written one steps aside, the replaced one takes the name back.
+  const copy = await tree.freeConflictName(path, written);
+  await tree.rename(path, copy);
+  await tree.rename(kept, path);
+  return { stat: replaced, conflict: { copy, kept: 'replaced' } };
+}
+
+/** Remove a run's directory of replaced versions, and `.psync/replaced` once it is empty. */
+async function purgeReplaced(tree: Tree, dir: string): Promise<Stat> {
+  tree.forgetReplacedDir(dir);
+  const stats = await tree.lstat(dir);
+  if (stats === undefined) return NO_STAT;
+  if (!stats.isDirectory()) throw new Refusal('unsafe', `${show(dir)} is not a directory`);
+  await removeTree(tree.abs(dir));
+  await rmdir(tree.abs(REPLACED_DIR)).catch(() => undefined); // others still running, or gone already
+  return toStat(stats);
 }

@@ -5,7 +5,8 @@
  * the children and to rsync.
  */
 
-import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, type FilterConfig } from '../core/protocol.js';
+import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FilterConfig } from '../core/protocol.js';
+import { expectedVersions, LastSynced } from '../core/conflict.js';
 import { ActionQueue, type Batch } from '../core/batch.js';
 import { EchoLedger, sameAsMerged } from '../core/echo.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
@@ -69,6 +70,11 @@ export class Brain {
   private readonly status: StatusWriter;
   /** The exclude arguments every rsync run gets: the filters' patterns in rsync's spelling, then --rsync-excludes. */
   private readonly rsyncExcludes: readonly string[];
+  /** The last version psync synced at each path: what a target may hold without a change of its own. */
+  private readonly synced = new LastSynced();
+  /** Names this run's directories of replaced versions: `<pid>-<n>`. */
+  private readonly runTag = String(process.pid);
+  private rsyncSerial = 0;
 
   constructor(
     private readonly config: Config,
@@ -261,10 +267,10 @@ export class Brain {
     this.log.debug(`${side}: ${describe(action)}`);
     const { dropped } = this.queue.enqueue(side, action, !this.merged);
     if (dropped !== undefined) {
-      this.counters.conflicts += 1;
-      this.log.warn(
+      // Counted when the winner's transfer meets the loser's version on its side (resolveReplaced).
+      this.log.info(
         `conflict on ${JSON.stringify(dropped.action.kind === 'move' ? dropped.action.to : dropped.action.path)}: both sides changed it; ` +
-          `the newer change wins, the ${sourceOf(dropped.direction)} side's older change is overwritten`,
+          `the newer one is sent; if the ${sourceOf(dropped.direction)} side's older version differs, it is kept as a conflict copy`,
       );
     }
     this.wake();
@@ -338,21 +344,81 @@ export class Brain {
   private async rsyncBatch(direction: Direction, actions: readonly Action[], updateOnly: boolean, recursive = false): Promise<void> {
     const target = targetOf(direction);
     const now = performance.now();
-    const paths: string[] = [];
-    for (const action of actions) {
-      if (action.kind !== 'rsync') continue;
-      paths.push(action.path);
-      this.ledger.expect(target, { kind: 'written', path: action.path, stat: action.stat }, now);
-    }
-    const result = await this.runRsync(direction, { files: paths, updateOnly, recursive });
+    const sends = actions.filter((a): a is Extract<Action, { kind: 'rsync' }> => a.kind === 'rsync');
+    for (const send of sends) this.ledger.expect(target, { kind: 'written', path: send.path, stat: send.stat }, now);
+    const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
+    const transferred = new Map<string, TransferredEntry>();
+    const onTransferred = (entry: TransferredEntry): void => void transferred.set(entry.path, entry);
+    const result = await this.runRsync(direction, { files: sends.map((a) => a.path), updateOnly, recursive, backupDir, onTransferred });
     if (result.status === 'partial') {
       this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
     }
+    await this.resolveReplaced(target, backupDir, sends, transferred);
+  }
+
+  /**
+   * After a transfer: every version it replaced on the target must be one
+   * the brain expected there; any other is a change made on the target that
+   * the transfer overwrote, and the helper keeps both (conflict.ts). The
+   * replaced versions are dropped only when every one was judged.
+   */
+  private async resolveReplaced(
+    target: Side,
+    dir: string,
+    sends: readonly Extract<Action, { kind: 'rsync' }>[],
+    transferred: ReadonlyMap<string, TransferredEntry>,
+  ): Promise<void> {
+    const helper = this.helpers.get(target)!;
+    const files = sends.filter((a) => a.stat.type !== 'dir');
+    if (files.length === 0) return;
+    const replies = await helper.request(
+      files.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev, this.synced.get(a.path)) })),
+    );
+    let failed = 0;
+    for (const [i, reply] of replies.entries()) {
+      const path = files[i]!.path;
+      if (!reply.ok) {
+        this.synced.delete(path);
+        failed += 1;
+        this.log.warn(`could not check what the transfer replaced at ${JSON.stringify(path)} on ${target} (${reply.code}: ${reply.message})`);
+      } else if (reply.conflict === undefined) {
+        // The target now holds what psync synced there: the version the source reported, when rsync's
+        // list confirms that is what it sent (the source may have changed since); else what the
+        // target holds now, when that is what rsync wrote (no edit there since).
+        const entry = transferred.get(path);
+        const sent = [files[i]!.stat, reply.stat].find(
+          (stat) => entry !== undefined && stat.type !== 'other' && sameAsMerged({ kind: 'merged', ...entry }, stat),
+        );
+        if (sent === undefined) this.synced.delete(path);
+        else this.synced.set(path, sent);
+      } else {
+        this.counters.conflicts += 1;
+        this.synced.delete(path);
+        const [winner, loser] = reply.conflict.kept === 'written' ? ['incoming', `${target} side's`] : [`${target} side's`, 'incoming'];
+        this.log.warn(
+          `conflict on ${JSON.stringify(path)}: it changed on the ${target} side too; the newer (${winner}) version keeps the name, ` +
+            `the ${loser} version is kept as ${JSON.stringify(reply.conflict.copy)}`,
+        );
+      }
+    }
+    if (failed > 0) {
+      this.log.warn(`kept the versions the transfer replaced on ${target} in ${JSON.stringify(dir)} (under its root); check them by hand`);
+      return;
+    }
+    const [purged] = await helper.request([{ kind: 'purge', dir }]);
+    if (purged !== undefined && !purged.ok) this.log.warn(`could not remove ${JSON.stringify(dir)} on ${target}: ${purged.message}`);
   }
 
   private runRsync(
     direction: Direction,
-    options: { files?: string[]; updateOnly: boolean; recursive?: boolean; dryRun?: boolean; onTransferred?: (entry: TransferredEntry) => void },
+    options: {
+      files?: string[];
+      updateOnly: boolean;
+      recursive?: boolean;
+      dryRun?: boolean;
+      backupDir?: string;
+      onTransferred?: (entry: TransferredEntry) => void;
+    },
   ) {
     const source = this.endpoints[sourceOf(direction)];
     const target = this.endpoints[targetOf(direction)];
@@ -368,6 +434,7 @@ export class Brain {
       excludes: this.rsyncExcludes,
       filesFrom: options.files !== undefined,
       recursive: options.recursive === true,
+      ...(options.backupDir === undefined ? {} : { backupDir: options.backupDir }),
     });
     this.counters.rsyncRuns += 1;
     this.log.debug(`rsync ${argv.join(' ')}`);
@@ -396,7 +463,11 @@ export class Brain {
     const stale: Action[] = [];
     for (const [i, reply] of replies.entries()) {
       const move = moves[i]!;
-      if (reply.ok) continue;
+      this.synced.delete(move.from);
+      if (reply.ok) {
+        if (move.stat.type !== 'dir') this.synced.set(move.to, move.stat);
+        continue;
+      }
       this.ledger.cancel(target, move.to);
       this.ledger.cancel(target, move.from);
       this.log.warn(`move ${JSON.stringify(move.from)} -> ${JSON.stringify(move.to)} on ${target} not done (${reply.code}: ${reply.message}); sending ${JSON.stringify(move.to)} instead`);
@@ -418,7 +489,10 @@ export class Brain {
     const keep: string[] = [];
     for (const [i, reply] of replies.entries()) {
       const del = deletes[i]!;
-      if (reply.ok || reply.code === 'missing') continue;
+      if (reply.ok || reply.code === 'missing') {
+        this.synced.delete(del.path);
+        continue;
+      }
       this.ledger.cancel(target, del.path);
       this.log.warn(`kept ${JSON.stringify(del.path)} on ${target} (${reply.code}: ${reply.message}); copying it back`);
       keep.push(del.path);

@@ -8,12 +8,13 @@
  * before an RSYNC of the moved path runs first.
  *
  * Two sides changing the same path before either change was applied is a
- * conflict; until the conflict rules exist, the newer modification time wins
- * (the rule the initial merge uses too) and the older change is dropped and
- * reported.
+ * conflict: the newer modification time wins (the rule the initial merge
+ * uses too) and the older report is dropped. The older version itself is
+ * not lost: when the winner's transfer replaces it, the target's helper
+ * keeps it as a conflict copy (conflict.ts).
  */
 
-import { directionFrom, sourceOf, type Action, type ActionKind, type Direction, type Side } from './types.js';
+import { directionFrom, sourceOf, type Action, type ActionKind, type Direction, type Side, type Stat } from './types.js';
 
 /** At most this many actions go into one batch, so one rsync's file list stays bounded. */
 export const MAX_BATCH_ACTIONS = 20_000;
@@ -106,9 +107,22 @@ export class ActionQueue {
   }
 }
 
-/** One entry per path, at the place of its first report, with its last report's stat. */
+/**
+ * One entry per path, at the place of its first report, with its last
+ * report's stat and its first report's `prev`: the target still holds what
+ * the source had before the first of the changes.
+ */
 function dedupeRsyncs(actions: Action[]): Action[] {
-  const byPath = new Map<string, Action>();
-  for (const action of actions) if (action.kind === 'rsync') byPath.set(action.path, action);
+  const byPath = new Map<string, Extract<Action, { kind: 'rsync' }>>();
+  for (const action of actions) {
+    if (action.kind !== 'rsync') continue;
+    const first = byPath.get(action.path);
+    byPath.set(action.path, first === undefined ? action : withPrev(action, first.prev));
+  }
   return [...byPath.values()];
+}
+
+function withPrev(action: Extract<Action, { kind: 'rsync' }>, prev: Stat | undefined): Extract<Action, { kind: 'rsync' }> {
+  const { path, stat } = action;
+  return prev === undefined ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev };
 }

@@ -103,6 +103,13 @@ export function hasChanged(before: Stat, after: Stat): boolean {
   return before.size !== after.size || before.mtimeMs !== after.mtimeMs;
 }
 
+/** An entry to send, with what the target should still hold there (see Action). */
+interface Send {
+  readonly path: string;
+  readonly stat: Stat;
+  readonly prev: Stat | undefined;
+}
+
 interface Move {
   readonly node: TreeNode;
   readonly to: string;
@@ -126,12 +133,12 @@ export function reconcile(state: FilterState, observations: readonly Observation
   const isGone = (path: string): boolean => gone.has(path) || ancestorsOf(path).some((a) => gone.has(a));
 
   const moves: Move[] = [];
-  const rsyncs: { path: string; stat: Stat }[] = [];
+  const rsyncs: Send[] = [];
   const replaced: TreeNode[] = [];
   for (const { path, stat } of present as { path: string; stat: Stat }[]) {
     const current = index.get(path);
     if (current !== undefined && isSameEntry(current.stat, stat)) {
-      if (hasChanged(current.stat, stat)) rsyncs.push({ path, stat });
+      if (hasChanged(current.stat, stat)) rsyncs.push({ path, stat, prev: current.stat });
       current.stat = stat;
       continue;
     }
@@ -149,7 +156,7 @@ export function reconcile(state: FilterState, observations: readonly Observation
       continue;
     }
     if (current !== undefined) replaced.push(current);
-    rsyncs.push({ path, stat });
+    rsyncs.push({ path, stat, prev: current?.stat });
   }
 
   const actions: Action[] = [];
@@ -159,11 +166,11 @@ export function reconcile(state: FilterState, observations: readonly Observation
       actions.push(...deletesFor(move.node, move.from));
       index.forget(move.node);
       dropped.push(move.node);
-      rsyncs.push({ path: move.to, stat: move.stat });
+      rsyncs.push({ path: move.to, stat: move.stat, prev: undefined });
       continue;
     }
     if (!move.silent) actions.push({ kind: 'move', from: move.from, to: move.to, stat: move.node.stat });
-    if (hasChanged(move.node.stat, move.stat)) rsyncs.push({ path: move.to, stat: move.stat });
+    if (hasChanged(move.node.stat, move.stat)) rsyncs.push({ path: move.to, stat: move.stat, prev: move.node.stat });
     move.node.stat = move.stat;
   }
 
@@ -172,14 +179,14 @@ export function reconcile(state: FilterState, observations: readonly Observation
   const scan: string[] = [];
   rsyncs.sort((a, b) => depthOf(a.path) - depthOf(b.path));
   const sent = new Set<string>();
-  for (const { path, stat } of rsyncs) {
+  for (const { path, stat, prev } of rsyncs) {
     if (sent.has(path)) continue;
     const existing = index.get(path);
     const isNewDir = stat.type === 'dir' && (existing === undefined || !isSameEntry(existing.stat, stat));
     const node = index.set(path, stat);
     if (node === undefined) continue; // parent vanished meanwhile: the parent's own event covers it
     sent.add(path);
-    actions.push({ kind: 'rsync', path, stat });
+    actions.push(prev === undefined || prev.type === 'dir' ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev });
     if (isNewDir) scan.push(path);
   }
   return { actions, scan, dropped };

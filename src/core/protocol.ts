@@ -11,7 +11,8 @@
  *
  * Filter -> brain, after HELLO:
  *   READY <entries>                         the tree is indexed and watched
- *   RSYNC <path> <stat...>                  a created or changed entry, settled
+ *   RSYNC <path> <stat...> [<prev...>]      a created or changed entry, settled; prev is what
+ *                                           the path held before (absent for a new entry)
  *   MOVE <from> <to> <stat...>              a rename inside the tree (same inode)
  *   DELETE <path> <stat...>                 an entry confirmed gone; stat is what it was
  *   HEARTBEAT <n>                           every HEARTBEAT_INTERVAL_MS, so silence means trouble
@@ -21,8 +22,15 @@
  * Brain -> helper, after HELLO (the helper answers each request, in order):
  *   MOVE <id> <from> <to> <stat...>         rename `from` to `to`; stat is what `from` must still be
  *   DELETE <id> <path> <stat...>            remove `path`; stat is what it must still be
+ *   RESOLVE <id> <dir> <path> <n> <stat...>*n
+ *                                           after an rsync run that kept what it replaced in
+ *                                           `dir` (--backup-dir): was `dir/path` one of the n
+ *                                           expected versions? If not, keep both (conflict.ts)
+ *   PURGE <id> <dir>                        remove the replaced versions kept in `dir`
  * Helper -> brain:
- *   DONE <id> <stat...>                     done; for MOVE the stat of `to` as it is now
+ *   DONE <id> <stat...> [<copy> <kept>]     done; for MOVE and RESOLVE the stat of the path as it is now; for
+ *                                           RESOLVE of a conflict, where the loser was kept and
+ *                                           which version stayed under the name
  *   FAIL <id> <code> <message>              not done; code is one of HelperFailure
  *
  * `<stat...>` is five arguments: type ino size mtimeMs mode (mode in octal).
@@ -33,7 +41,7 @@ import type { Frame } from './frame.js';
 import { guardPath } from './paths.js';
 import type { Action, EntryType, Stat } from './types.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** How often a filter proves it is alive. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
 /** A filter silent for this long is taken as lost. */
@@ -79,7 +87,7 @@ function expectArgs(frame: Frame, count: number): void {
 export function encodeAction(action: Action): { verb: string; args: string[] } {
   switch (action.kind) {
     case 'rsync':
-      return { verb: 'RSYNC', args: [action.path, ...encodeStat(action.stat)] };
+      return { verb: 'RSYNC', args: [action.path, ...encodeStat(action.stat), ...(action.prev === undefined ? [] : encodeStat(action.prev))] };
     case 'move':
       return { verb: 'MOVE', args: [action.from, action.to, ...encodeStat(action.stat)] };
     case 'delete':
@@ -90,9 +98,12 @@ export function encodeAction(action: Action): { verb: string; args: string[] } {
 /** Decode a filter's action frame; every path goes through the path guard. */
 export function decodeAction(frame: Frame): Action {
   switch (frame.verb) {
-    case 'RSYNC':
-      expectArgs(frame, 6);
-      return { kind: 'rsync', path: guardPath(frame.args[0]!), stat: decodeStat(frame.args, 1) };
+    case 'RSYNC': {
+      if (frame.args.length !== 6 && frame.args.length !== 11) throw new ProtocolError(`RSYNC takes 6 or 11 arguments, got ${frame.args.length}`);
+      const path = guardPath(frame.args[0]!);
+      const stat = decodeStat(frame.args, 1);
+      return frame.args.length === 6 ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev: decodeStat(frame.args, 6) };
+    }
     case 'MOVE': {
       expectArgs(frame, 7);
       const from = guardPath(frame.args[0]!);
@@ -112,18 +123,45 @@ export const isActionVerb = (verb: string): boolean => verb === 'RSYNC' || verb 
 
 export type HelperRequest =
   | { readonly id: number; readonly kind: 'move'; readonly from: string; readonly to: string; readonly expect: Stat }
-  | { readonly id: number; readonly kind: 'delete'; readonly path: string; readonly expect: Stat };
+  | { readonly id: number; readonly kind: 'delete'; readonly path: string; readonly expect: Stat }
+  | { readonly id: number; readonly kind: 'resolve'; readonly dir: string; readonly path: string; readonly expected: readonly Stat[] }
+  | { readonly id: number; readonly kind: 'purge'; readonly dir: string };
+
+/** How a RESOLVE conflict ended: where the losing version was kept, and which version kept the name. */
+export interface ConflictOutcome {
+  readonly copy: string;
+  readonly kept: 'written' | 'replaced';
+}
 
 export type HelperReply =
-  | { readonly id: number; readonly ok: true; readonly stat: Stat }
+  | { readonly id: number; readonly ok: true; readonly stat: Stat; readonly conflict?: ConflictOutcome }
   | { readonly id: number; readonly ok: false; readonly code: HelperFailure; readonly message: string };
 
 export function encodeHelperRequest(request: HelperRequest): { verb: string; args: string[] } {
   const id = String(request.id);
-  return request.kind === 'move'
-    ? { verb: 'MOVE', args: [id, request.from, request.to, ...encodeStat(request.expect)] }
-    : { verb: 'DELETE', args: [id, request.path, ...encodeStat(request.expect)] };
+  switch (request.kind) {
+    case 'move':
+      return { verb: 'MOVE', args: [id, request.from, request.to, ...encodeStat(request.expect)] };
+    case 'delete':
+      return { verb: 'DELETE', args: [id, request.path, ...encodeStat(request.expect)] };
+    case 'resolve':
+      return { verb: 'RESOLVE', args: [id, request.dir, request.path, String(request.expected.length), ...request.expected.flatMap(encodeStat)] };
+    case 'purge':
+      return { verb: 'PURGE', args: [id, request.dir] };
+  }
 }
+
+/** Where an rsync run keeps what it replaced: `.psync/replaced/<run>`, never anything else. */
+export const REPLACED_DIR = '.psync/replaced';
+const REPLACED_DIR_PATTERN = /^\.psync\/replaced\/[A-Za-z0-9-]{1,64}$/;
+
+function decodeReplacedDir(text: string | undefined): string {
+  if (text === undefined || !REPLACED_DIR_PATTERN.test(text)) throw new ProtocolError(`bad replaced-files directory ${JSON.stringify(text)}`);
+  return text;
+}
+
+/** At most this many expected versions in one RESOLVE (the source's previous one and the last synced one). */
+const MAX_EXPECTED = 4;
 
 function decodeId(text: string | undefined): number {
   if (text === undefined || !/^[0-9]{1,15}$/.test(text)) throw new ProtocolError(`bad request id ${JSON.stringify(text)}`);
@@ -145,19 +183,41 @@ export function decodeHelperRequest(frame: Frame): HelperRequest {
     expectArgs(frame, 7);
     return { id: decodeId(frame.args[0]), kind: 'delete', path: guardPath(frame.args[1]!), expect: decodeStat(frame.args, 2) };
   }
+  if (frame.verb === 'RESOLVE') {
+    const count = Number(frame.args[3]);
+    if (!Number.isInteger(count) || count < 0 || count > MAX_EXPECTED || frame.args[3] !== String(count)) {
+      throw new ProtocolError(`bad RESOLVE count ${JSON.stringify(frame.args[3])}`);
+    }
+    expectArgs(frame, 4 + 5 * count);
+    return {
+      id: decodeId(frame.args[0]),
+      kind: 'resolve',
+      dir: decodeReplacedDir(frame.args[1]),
+      path: guardPath(frame.args[2]!),
+      expected: Array.from({ length: count }, (_, i) => decodeStat(frame.args, 4 + 5 * i)),
+    };
+  }
+  if (frame.verb === 'PURGE') {
+    expectArgs(frame, 2);
+    return { id: decodeId(frame.args[0]), kind: 'purge', dir: decodeReplacedDir(frame.args[1]) };
+  }
   throw new ProtocolError(`unknown helper request ${frame.verb}`);
 }
 
 export function encodeHelperReply(reply: HelperReply): { verb: string; args: string[] } {
-  return reply.ok
-    ? { verb: 'DONE', args: [String(reply.id), ...encodeStat(reply.stat)] }
-    : { verb: 'FAIL', args: [String(reply.id), reply.code, reply.message] };
+  if (!reply.ok) return { verb: 'FAIL', args: [String(reply.id), reply.code, reply.message] };
+  const conflict = reply.conflict === undefined ? [] : [reply.conflict.copy, reply.conflict.kept];
+  return { verb: 'DONE', args: [String(reply.id), ...encodeStat(reply.stat), ...conflict] };
 }
 
 export function decodeHelperReply(frame: Frame): HelperReply {
   if (frame.verb === 'DONE') {
-    expectArgs(frame, 6);
-    return { id: decodeId(frame.args[0]), ok: true, stat: decodeStat(frame.args, 1) };
+    if (frame.args.length !== 6 && frame.args.length !== 8) throw new ProtocolError(`DONE takes 6 or 8 arguments, got ${frame.args.length}`);
+    const done = { id: decodeId(frame.args[0]), ok: true as const, stat: decodeStat(frame.args, 1) };
+    if (frame.args.length === 6) return done;
+    const kept = frame.args[7];
+    if (kept !== 'written' && kept !== 'replaced') throw new ProtocolError(`bad conflict outcome ${JSON.stringify(kept)}`);
+    return { ...done, conflict: { copy: guardPath(frame.args[6]!), kept } };
   }
   if (frame.verb === 'FAIL') {
     expectArgs(frame, 3);

@@ -41,7 +41,18 @@ export interface Stat {
  * to check the target before it moves or deletes.
  */
 export type Action =
-  | { readonly kind: 'rsync'; readonly path: string; readonly stat: Stat }
+  | {
+      readonly kind: 'rsync';
+      readonly path: string;
+      readonly stat: Stat;
+      /**
+       * What the source held at `path` before this change, as it last
+       * reported it: what the target should still hold if nobody changed it
+       * there. Absent for a new entry. A target that holds something else
+       * was changed on its own: a conflict (see conflict.ts).
+       */
+      readonly prev?: Stat;
+    }
   | { readonly kind: 'move'; readonly from: string; readonly to: string; readonly stat: Stat }
   | { readonly kind: 'delete'; readonly path: string; readonly stat: Stat };
 

@@ -29,6 +29,12 @@ export interface RsyncArgvOptions {
    */
   readonly ignoreTimes?: boolean;
   readonly dryRun?: boolean;
+  /**
+   * Keep every file the run replaces under this target-relative directory
+   * (`--backup --backup-dir`) instead of dropping it, for the conflict check
+   * after the run (conflict.ts).
+   */
+  readonly backupDir?: string;
   /** The user's extra rsync options, passed as they are. */
   readonly extra: readonly string[];
   /** `--exclude=...` arguments (see toRsyncFilterArgs). */
@@ -80,6 +86,7 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     ...(options.update === true ? ['--update'] : []),
     ...(options.ignoreTimes === true ? ['--ignore-times'] : []),
     ...(options.dryRun === true ? ['--dry-run'] : []),
+    ...(options.backupDir === undefined ? [] : ['--backup', `--backup-dir=${options.backupDir}`]),
     ...options.transportArgs,
     ...options.excludes,
     ...options.extra,

@@ -40,6 +40,7 @@ export interface Status {
     rsyncRuns: number;
     helperRuns: number;
     failures: number;
+    conflicts: number;
   };
   lastError?: string;
 }

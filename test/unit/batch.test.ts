@@ -155,3 +155,25 @@ describe('ActionQueue', () => {
     expect(queue.takeBatch()).toBeUndefined();
   });
 });
+
+describe('a merged rsync keeps what the target still holds', () => {
+  const withPrev = (path: string, mtimeMs: number, prevMtimeMs?: number): Action =>
+    prevMtimeMs === undefined ? rsync(path, mtimeMs) : { kind: 'rsync', path, stat: stat(mtimeMs), prev: stat(prevMtimeMs) };
+  const merged = (...actions: Action[]): Action | undefined => {
+    const queue = new ActionQueue();
+    for (const action of actions) queue.enqueue('left', action);
+    return queue.takeBatch()?.actions[0];
+  };
+
+  test.each(described<{ description: string; actions: Action[]; prev: number | undefined }>([
+    { description: 'the first report\'s prev: the target never saw the second one\'s', actions: [withPrev('a', 2, 1), withPrev('a', 3, 2)], prev: 1 },
+    { description: 'a new file saved again is still new: no prev', actions: [withPrev('a', 2), withPrev('a', 3, 2)], prev: undefined },
+    { description: 'a single report keeps its own prev', actions: [withPrev('a', 5, 4)], prev: 4 },
+  ]))('%s', (_description, { actions, prev }) => {
+    const action = merged(...actions);
+    expect(action?.kind).toBe('rsync');
+    if (action?.kind !== 'rsync') return;
+    expect(action.stat.mtimeMs).toBe(actions.at(-1)!.stat.mtimeMs);
+    expect(action.prev?.mtimeMs).toBe(prev);
+  });
+});

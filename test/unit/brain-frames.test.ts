@@ -24,6 +24,7 @@ import {
   decodeHelperRequest,
   encodeHelperReply,
   encodeStat,
+  NO_STAT,
   PROTOCOL_VERSION,
   type HelperRequest,
   type Role,
@@ -149,7 +150,8 @@ function playHelper(child: FakeChild, frame: Frame): void {
     return;
   }
   const request: HelperRequest = decodeHelperRequest(frame);
-  const { verb, args } = encodeHelperReply({ id: request.id, ok: true, stat: request.expect });
+  const stat = request.kind === 'move' || request.kind === 'delete' ? request.expect : NO_STAT;
+  const { verb, args } = encodeHelperReply({ id: request.id, ok: true, stat });
   child.send(verb, args);
 }
 

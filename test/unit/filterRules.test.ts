@@ -82,6 +82,11 @@ function applyActions(target: Fs, source: Fs, actions: readonly Action[]): void 
         const now = source.get(action.path);
         if (now === undefined) break; // --ignore-missing-args
         if (now.type !== 'dir' && hasChildren(target, action.path)) throw new Error(`rsync fails ${what}: non-empty directory in the way`);
+        // The conflict check after the transfer: a file the target held must be the version the source had before.
+        const held = target.get(action.path);
+        if (held !== undefined && held.type !== 'dir' && (action.prev === undefined || !stillAsExpected(held, action.prev))) {
+          throw new Error(`${what} would be judged a conflict: the target holds ${contentOf(held)}, prev is ${action.prev === undefined ? 'none' : contentOf(action.prev)}`);
+        }
         if (now.type !== 'dir') rm(target, action.path);
         target.set(action.path, now);
         break;

@@ -40,6 +40,7 @@ describe('actions round trip', () => {
     { description: 'MOVE of a directory to a name with %', action: { kind: 'move', from: 'd', to: '100%', stat: dir }, verb: 'MOVE' },
     { description: 'RSYNC keeps every digit of a sub-millisecond mtime', action: { kind: 'rsync', path: 'm', stat: { ...file, mtimeMs: 1_700_000_000_123.4567 } }, verb: 'RSYNC' },
     { description: 'DELETE', action: { kind: 'delete', path: 'a/b.txt', stat: file }, verb: 'DELETE' },
+    { description: 'RSYNC with the previous version', action: { kind: 'rsync', path: 'a', stat: file, prev: { ...file, size: 3, mtimeMs: 17.5 } }, verb: 'RSYNC' },
     { description: 'DELETE with a zero stat', action: { kind: 'delete', path: 'z', stat: { type: 'other', ino: 0, size: 0, mtimeMs: 0, mode: 0 } }, verb: 'DELETE' },
   ]))('%s', (_description, { action, verb }) => {
     const encoded = encodeAction(action);
@@ -69,6 +70,8 @@ describe('decodeAction rejects', () => {
   test.each(described<{ description: string; verb: string; args: string[]; error: typeof ProtocolError | typeof SafetyError }>([
     { description: 'RSYNC with too few arguments', verb: 'RSYNC', args: ['a', ...statArgs.slice(0, 4)], error: ProtocolError },
     { description: 'RSYNC with too many arguments', verb: 'RSYNC', args: ['a', ...statArgs, 'x'], error: ProtocolError },
+    { description: 'RSYNC with half a previous version', verb: 'RSYNC', args: ['a', ...statArgs, 'file', '1', '2'], error: ProtocolError },
+    { description: 'RSYNC with a bad previous version', verb: 'RSYNC', args: ['a', ...statArgs, ...withStat('file', '1', '-2', '3', '644')], error: ProtocolError },
     { description: 'RSYNC of a name with a raw space (split in two)', verb: 'RSYNC', args: ['my', 'file', ...statArgs], error: ProtocolError },
     { description: 'RSYNC without arguments', verb: 'RSYNC', args: [], error: ProtocolError },
     { description: 'MOVE with one path', verb: 'MOVE', args: ['a', ...statArgs], error: ProtocolError },
@@ -112,6 +115,9 @@ describe('helper requests', () => {
     { description: 'MOVE', request: { id: 1, kind: 'move', from: 'a b', to: 'd/\udcff', expect: file } },
     { description: 'MOVE of a directory', request: { id: 0, kind: 'move', from: 'd', to: 'e/f', expect: dir } },
     { description: 'DELETE', request: { id: 123_456_789_012_345, kind: 'delete', path: 'x\ny', expect: file } },
+    { description: 'RESOLVE with nothing expected', request: { id: 2, kind: 'resolve', dir: '.psync/replaced/12-3', path: 'n\u00e9w', expected: [] } },
+    { description: 'RESOLVE with two expected versions', request: { id: 3, kind: 'resolve', dir: '.psync/replaced/12-4', path: 'a/b', expected: [file, link] } },
+    { description: 'PURGE', request: { id: 4, kind: 'purge', dir: '.psync/replaced/12-4' } },
   ]))('round trip: %s', (_description, { request }) => {
     const encoded = encodeHelperRequest(request);
     expect(encoded.verb).toBe(request.kind.toUpperCase());
@@ -131,6 +137,14 @@ describe('helper requests', () => {
     { description: 'DELETE of the root', verb: 'DELETE', args: ['1', '', ...statArgs], error: SafetyError },
     { description: 'MOVE from ..', verb: 'MOVE', args: ['1', '..', 'a', ...statArgs], error: SafetyError },
     { description: 'MOVE to a/../../b', verb: 'MOVE', args: ['1', 'a', 'a/../../b', ...statArgs], error: SafetyError },
+    { description: 'RESOLVE in a directory outside .psync/replaced', verb: 'RESOLVE', args: ['1', 'etc', 'a', '0'], error: ProtocolError },
+    { description: 'RESOLVE in .psync/replaced/../..', verb: 'RESOLVE', args: ['1', '.psync/replaced/../..', 'a', '0'], error: ProtocolError },
+    { description: 'RESOLVE of ../x', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', '../x', '0'], error: SafetyError },
+    { description: 'RESOLVE whose count disagrees with its stats', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', 'a', '2', ...statArgs], error: ProtocolError },
+    { description: 'RESOLVE with a count of 01', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', 'a', '01', ...statArgs], error: ProtocolError },
+    { description: 'RESOLVE with too many expected versions', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', 'a', '5', ...Array<string[]>(5).fill(statArgs).flat()], error: ProtocolError },
+    { description: 'PURGE of the replaced directory itself', verb: 'PURGE', args: ['1', '.psync/replaced'], error: ProtocolError },
+    { description: 'PURGE of the root', verb: 'PURGE', args: ['1', ''], error: ProtocolError },
   ]))('rejects %s', (_description, { verb, args, error }) => {
     expect(() => decodeHelperRequest(frame(verb, args))).toThrow(error);
   });
@@ -139,6 +153,7 @@ describe('helper requests', () => {
 describe('helper replies', () => {
   test.each(described<{ description: string; reply: HelperReply; verb: string }>([
     { description: 'DONE', reply: { id: 5, ok: true, stat: file }, verb: 'DONE' },
+    { description: 'DONE of a conflict', reply: { id: 5, ok: true, stat: file, conflict: { copy: 'a.psync-conflict-20260101-000000.txt', kept: 'replaced' } }, verb: 'DONE' },
     { description: 'FAIL changed', reply: { id: 6, ok: false, code: 'changed', message: 'a b changed since' }, verb: 'FAIL' },
     { description: 'FAIL with a multi-line message', reply: { id: 7, ok: false, code: 'error', message: 'EIO\nat line 2' }, verb: 'FAIL' },
     { description: 'FAIL with an empty message', reply: { id: 8, ok: false, code: 'notempty', message: '' }, verb: 'FAIL' },
@@ -157,6 +172,8 @@ describe('helper replies', () => {
     { description: 'DONE without a stat', verb: 'DONE', args: ['1'] },
     { description: 'DONE with a bad stat', verb: 'DONE', args: ['1', 'file', 'x', '2', '3', '644'] },
     { description: 'DONE with a bad id', verb: 'DONE', args: ['-1', ...statArgs] },
+    { description: 'DONE with a conflict copy but no outcome', verb: 'DONE', args: ['1', ...statArgs, 'copy'] },
+    { description: 'DONE with an unknown conflict outcome', verb: 'DONE', args: ['1', ...statArgs, 'copy', 'both'] },
     { description: 'an unknown verb', verb: 'OK', args: ['1', ...statArgs] },
   ]))('rejects %s', (_description, { verb, args }) => {
     expect(() => decodeHelperReply(frame(verb, args))).toThrow(ProtocolError);
