@@ -1,5 +1,5 @@
 import * as fsPromises from 'node:fs/promises';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -10,6 +10,7 @@ import {
   decodeHelperReply,
   encodeHelperRequest,
   encodeStat,
+  PROTOCOL_VERSION,
   type HelperConfig,
   type HelperReply,
   type HelperRequest,
@@ -134,7 +135,7 @@ describe('handshake', () => {
     const driver = new Driver({ root, force: false, dryRun: false });
     drivers.push(driver);
     const hello = await driver.next();
-    expect(hello).toMatchObject({ seq: 1, verb: 'HELLO', args: ['1', 'helper', String(process.pid)] });
+    expect(hello).toMatchObject({ seq: 1, verb: 'HELLO', args: [String(PROTOCOL_VERSION), 'helper', String(process.pid)] });
   });
 
   test('a missing root is an ERROR and exit code 2', async () => {
@@ -492,5 +493,78 @@ describe('dry run', () => {
     expect(await helper.request({ kind: 'delete', path: 'a', expect: { ...a, size: 1234 } })).toMatchObject({ ok: false, code: 'changed' });
     expect(readdirSync(root).sort()).toEqual(['a', 'd']);
     expect(readdirSync(at('d'))).toEqual(['f']);
+  });
+});
+
+describe('RESOLVE: what a transfer replaced', () => {
+  const run = '.psync/replaced/7-1';
+  /** Set up as rsync --backup-dir leaves it: the target's old version kept in the run's directory, the new one in place. */
+  function replacedBy(path: string, old: string, oldMtime: number, written: string, writtenMtime: number): { old: Stat; written: Stat } {
+    const kept = `${run}/${path}`;
+    file(kept, old);
+    utimesSync(at(kept), new Date(oldMtime), new Date(oldMtime));
+    file(path, written);
+    utimesSync(at(path), new Date(writtenMtime), new Date(writtenMtime));
+    return { old: statOf(kept), written: statOf(path) };
+  }
+
+  test('an expected version goes with PURGE and leaves no trace', async () => {
+    const helper = await startHelper();
+    const { old } = replacedBy('a.txt', 'old', 1_000_000, 'new', 2_000_000);
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'a.txt', expected: [old] });
+    expect(reply).toMatchObject({ ok: true, stat: { size: 3 } });
+    expect(reply.ok && reply.conflict).toBeFalsy();
+    expect(readFileSync(at('a.txt'), 'utf8')).toBe('new');
+    expect(await helper.request({ kind: 'purge', dir: run })).toMatchObject({ ok: true });
+    expect(exists('.psync/replaced')).toBe(false);
+    expect(readdirSync(root).sort()).toEqual(['.psync', 'a.txt']);
+  });
+
+  test('a newer edit on the target keeps the name; the incoming version becomes the conflict copy', async () => {
+    const helper = await startHelper();
+    const { written } = replacedBy('d/r.txt', 'edited here', 9_000_000, 'incoming', 5_000_000);
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'd/r.txt', expected: [{ ...written, size: 99 }] });
+    expect(reply).toMatchObject({ ok: true, conflict: { copy: 'd/r.psync-conflict-19700101-012320.txt', kept: 'replaced' } });
+    expect(readFileSync(at('d/r.txt'), 'utf8')).toBe('edited here');
+    expect(readFileSync(at('d/r.psync-conflict-19700101-012320.txt'), 'utf8')).toBe('incoming');
+  });
+
+  test('an older edit on the target becomes the conflict copy; the incoming version keeps the name', async () => {
+    const helper = await startHelper();
+    replacedBy('o.txt', 'older edit', 3_000_000, 'incoming', 5_000_000);
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'o.txt', expected: [] });
+    expect(reply).toMatchObject({ ok: true, conflict: { copy: 'o.psync-conflict-19700101-005000.txt', kept: 'written' } });
+    expect(readFileSync(at('o.txt'), 'utf8')).toBe('incoming');
+    expect(readFileSync(at('o.psync-conflict-19700101-005000.txt'), 'utf8')).toBe('older edit');
+  });
+
+  test('a conflict copy name held by something else is not overwritten', async () => {
+    const helper = await startHelper();
+    file('o.psync-conflict-19700101-005000.txt', 'someone else');
+    replacedBy('o.txt', 'older edit', 3_000_000, 'incoming', 5_000_000);
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'o.txt', expected: [] });
+    expect(reply).toMatchObject({ ok: true, conflict: { copy: 'o.psync-conflict-19700101-005000-1.txt' } });
+    expect(readFileSync(at('o.psync-conflict-19700101-005000.txt'), 'utf8')).toBe('someone else');
+    expect(readFileSync(at('o.psync-conflict-19700101-005000-1.txt'), 'utf8')).toBe('older edit');
+  });
+
+  test('nothing replaced: the reply carries what stands at the path now', async () => {
+    const helper = await startHelper();
+    const now = file('fresh', 'new file');
+    expect(await helper.request({ kind: 'resolve', dir: run, path: 'fresh', expected: [] })).toMatchObject({ ok: true, stat: { size: now.size } });
+    expect(await helper.request({ kind: 'purge', dir: run })).toMatchObject({ ok: true, stat: { type: 'other' } });
+  });
+
+  test('never acts through a symlinked parent', async () => {
+    const helper = await startHelper();
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    symlinkSync(outside, at('link'));
+    file(`${run}/link/x`, 'old');
+    writeFileSync(join(outside, 'x'), 'outside file');
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'link/x', expected: [] });
+    expect(reply).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(readFileSync(join(outside, 'x'), 'utf8')).toBe('outside file');
+    expect(readdirSync(outside)).toEqual(['x']);
   });
 });
