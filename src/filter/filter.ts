@@ -7,13 +7,14 @@
  * under `d`), does not watch the subdirectories of a directory moved into
  * the tree, and misses what `mkdir -p a/b/c` creates below `a`. Losing those
  * would lose changes. Instead each indexed directory has its own inotify
- * watch (fs.watch), bound to its index node rather than to a path: when the
+ * watch (src/filter/watcher.ts: the native addon, fs.watch as the fallback),
+ * bound to its index node rather than to a path: when the
  * directory is renamed the node moves and its watch keeps reporting under
  * the new name. A directory that appears is watched first and listed second,
  * so nothing created in between is missed.
  */
 
-import { lstatSync, readdirSync, realpathSync, watch, type Dirent, type FSWatcher } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, type Dirent } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, type Observation } from '../core/filterRules.js';
@@ -26,6 +27,7 @@ import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
 import { toStat } from '../fsStat.js';
 import { lockRoot } from './rootLock.js';
+import { openWatchBackend, type DirWatch, type WatchBackend } from './watcher.js';
 import { readConfigFrame } from '../childConfig.js';
 
 /** Events this close together are decided in one round (both halves of a rename). */
@@ -91,6 +93,10 @@ class TreeWatcher {
   private rescanTimer: NodeJS.Timeout | undefined;
   private beats = 0;
   private finish: (code: number) => void = () => {};
+  private readonly watcher: WatchBackend;
+  /** Why overflow detection is off (fs.watch fallback), reported once at start. */
+  private readonly watcherFallback: string | undefined;
+  private overflowRescan: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly config: FilterConfig,
@@ -99,6 +105,9 @@ class TreeWatcher {
   ) {
     this.classify = compilePathClassifier({ excludes: config.excludes, tempfiles: config.tempfiles });
     this.settler = new Settler(config.settleMs, config.maxDelayMs, Math.min(GROUP_MS, config.settleMs / 2));
+    const { backend, fallback } = openWatchBackend((reason) => this.onOverflow(reason));
+    this.watcher = backend;
+    this.watcherFallback = fallback;
   }
 
   private get index(): TreeIndex {
@@ -107,6 +116,10 @@ class TreeWatcher {
 
   async run(input: Readable): Promise<number> {
     const done = new Promise<number>((resolve) => (this.finish = resolve));
+    if (this.watcherFallback !== undefined) {
+      const net = this.config.rescanMs > 0 ? `the rescan every ${this.config.rescanMs / 1000} s` : 'nothing (--rescan is off)';
+      this.send('WARN', [`watching with fs.watch: ${this.watcherFallback}; a kernel event queue overflow goes unseen and only ${net} catches what it loses`]);
+    }
     try {
       this.scanTree('', 'index');
     } catch (error) {
@@ -127,7 +140,9 @@ class TreeWatcher {
     clearInterval(this.heartbeat);
     clearInterval(this.rescanTimer);
     clearTimeout(this.timer);
+    clearImmediate(this.overflowRescan);
     this.unwatch(this.index.root);
+    this.watcher.close();
     this.finish(code);
   }
 
@@ -197,19 +212,21 @@ class TreeWatcher {
   }
 
   /**
-   * Walk the tree against the index and mark dirty every path that differs
-   * (new, changed, gone); the normal rules then decide what to send. This is
-   * the net under inotify: it misses a write made through a hard link outside
-   * the tree and everything lost in a queue overflow (which libuv does not
-   * report). A directory whose watch died is watched again.
+   * Walk the tree (or the subtree at `from`) against the index and mark
+   * dirty every path that differs (new, changed, gone); the normal rules then
+   * decide what to send. This is the net under inotify: it misses a write
+   * made through a hard link outside the tree, and a queue overflow loses
+   * events (the native watcher reports it and the whole tree is rescanned at
+   * once; with the fs.watch fallback only the periodic rescan finds it). A
+   * directory whose watch died is watched again.
    */
-  private rescan(): void {
+  private rescan(from = ''): void {
     const now = performance.now();
     let marked = 0;
     const mark = (path: string): void => {
       if (this.touch(path, now)) marked += 1;
     };
-    const stack = [''];
+    const stack = [from];
     while (stack.length > 0) {
       const dir = stack.pop()!;
       const node = this.index.get(dir);
@@ -243,12 +260,24 @@ class TreeWatcher {
     if (marked > 0) this.send('WARN', [`rescan found ${marked} change(s) the watcher missed; sending them`]);
   }
 
+  /** The kernel dropped events: rescan the whole tree (coalesced, once per burst of overflows). */
+  private onOverflow(reason: string): void {
+    if (this.overflowRescan !== undefined) return;
+    this.send('WARN', [`${reason}; rescanning ${this.config.root} to find what changed`]);
+    this.overflowRescan = setImmediate(() => {
+      this.overflowRescan = undefined;
+      this.rescan();
+    });
+  }
+
   private watchNode(node: TreeNode, dir: string): void {
     if (node.watch !== undefined) return;
-    let handle: FSWatcher;
+    let handle: DirWatch;
     try {
-      handle = watch(this.absolute(dir), { encoding: 'buffer', persistent: true }, (_event, name) =>
-        this.onEvent(node, name),
+      handle = this.watcher.watchDir(
+        this.absolute(dir),
+        (name) => this.onEvent(node, name),
+        () => this.onWatchError(node, handle),
       );
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
@@ -263,12 +292,18 @@ class TreeWatcher {
       }
       throw error;
     }
-    handle.on('error', () => {
-      handle.close();
-      node.watch = undefined;
-      if (this.index.isAttached(node)) this.touch(this.index.pathOf(node), performance.now());
-    });
     node.watch = handle;
+  }
+
+  /** A directory's watch died (unmounted, watcher error): mark it dirty and rescan it, which watches it again. */
+  private onWatchError(node: TreeNode, handle: DirWatch): void {
+    handle.close();
+    if (node.watch !== handle) return;
+    node.watch = undefined;
+    if (!this.index.isAttached(node)) return;
+    const dir = this.index.pathOf(node);
+    this.touch(dir, performance.now());
+    this.rescan(dir);
   }
 
   private countDirs(): number {
@@ -364,7 +399,7 @@ class TreeWatcher {
   /** Close the watches of a node and everything below it. */
   private unwatch(node: TreeNode): void {
     for (const n of this.index.walk(node)) {
-      (n.watch as FSWatcher | undefined)?.close();
+      (n.watch as DirWatch | undefined)?.close();
       n.watch = undefined;
     }
   }
