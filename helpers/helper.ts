@@ -44,6 +44,7 @@ import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/co
 import { isPsyncInternal, IGNORE_MARK } from '../src/core/patterns.js';
 import { ancestorsOf, baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
 import { conflictName, judgeReplaced } from '../src/core/conflict.js';
+import { startRelay } from './rsyncRelay.js';
 import { sameAsWritten } from '../src/core/echo.js';
 import {
   decodeHelperRequest,
@@ -152,12 +153,27 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
     });
     if (!rootStats.isDirectory()) throw new ConfigError(`root ${show(config.root)} is not a directory`);
     await replies.send('HELLO', [String(PROTOCOL_VERSION), 'helper', String(process.pid)]);
+    if (config.relay) await offerRelay(replies, log);
     return new Session(new Tree(config, log), replies, log);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     log(error.message);
     await replies.send('ERROR', [error.message]);
     return HELPER_EXIT.badConfig;
+  }
+}
+
+/**
+ * Start the rsync relay (rsyncRelay.ts) and tell the brain where it is:
+ * `RELAY <port> <token>`, or `NORELAY <reason>` when it cannot listen (the
+ * brain then keeps starting rsync through a remote shell).
+ */
+async function offerRelay(replies: ReplyChannel, log: (line: string) => void): Promise<void> {
+  try {
+    const relay = await startRelay(log);
+    await replies.send('RELAY', [String(relay.port), relay.token]);
+  } catch (error) {
+    await replies.send('NORELAY', [errorMessage(error)]);
   }
 }
 
@@ -170,12 +186,14 @@ function parseConfig(frame: Frame): HelperConfig {
     throw new ConfigError(`CONFIG is not JSON: ${errorMessage(error)}`);
   }
   if (typeof value !== 'object' || value === null) throw new ConfigError('CONFIG is not an object');
-  const { root, force, dryRun } = value as Record<string, unknown>;
+  const { root, force, dryRun, relay = false } = value as Record<string, unknown>;
   if (typeof root !== 'string' || root === '') throw new ConfigError(`CONFIG root must be a path, got ${JSON.stringify(root)}`);
-  if (typeof force !== 'boolean' || typeof dryRun !== 'boolean') throw new ConfigError('CONFIG force and dryRun must be booleans');
+  if (typeof force !== 'boolean' || typeof dryRun !== 'boolean' || typeof relay !== 'boolean') {
+    throw new ConfigError('CONFIG force, dryRun and relay must be booleans');
+  }
   // A relative root is relative to where the helper starts: the remote user's home over SSH,
   // the same place rsync and the filter resolve it from.
-  return { root: resolve(root), force, dryRun };
+  return { root: resolve(root), force, dryRun, relay };
 }
 
 class Session {

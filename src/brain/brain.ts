@@ -225,10 +225,17 @@ export class Brain {
 
   private async startHelper(side: Side): Promise<void> {
     const endpoint = this.endpoints[side];
-    const helper = await HelperClient.open(endpoint, { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun }, this.log);
+    const relay = endpoint.useRelay !== undefined;
+    const helper = await HelperClient.open(endpoint, { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun, relay }, this.log);
     if (this.stopping) {
       helper.close();
       return;
+    }
+    if (relay) {
+      const offer = await helper.relay;
+      const problem = offer.ok ? await endpoint.useRelay!(offer) : offer.reason;
+      if (problem === undefined) this.log.info(`${side}: rsync runs through the helper's relay`);
+      else this.log.warn(`${side}: every rsync run starts a remote shell (no relay: ${problem})`);
     }
     this.helpers.set(side, helper);
     void helper.link.exited.then((code) => {

@@ -7,12 +7,25 @@ import { ChildLink } from './childLink.js';
 
 type Pending = (reply: HelperReply) => void;
 
+/** Where the helper's rsync relay listens (src/core/relay.ts), or why it has none. */
+export type RelayOffer = { readonly ok: true; readonly port: number; readonly token: string } | { readonly ok: false; readonly reason: string };
+
+/** How long a helper asked for a relay may take to offer it. */
+const RELAY_OFFER_TIMEOUT_MS = 10_000;
+
 export class HelperClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  private offered: (offer: RelayOffer) => void = () => {};
+  /** The helper's relay offer; only a helper whose CONFIG asked for one makes it. */
+  readonly relay = new Promise<RelayOffer>((resolve) => (this.offered = resolve));
 
   private constructor(readonly link: ChildLink) {
     link.listen((frame) => {
+      if (frame.verb === 'RELAY' || frame.verb === 'NORELAY') {
+        this.offered(parseRelayOffer(frame.verb, frame.args));
+        return;
+      }
       let reply: HelperReply;
       try {
         reply = decodeHelperReply(frame);
@@ -29,7 +42,12 @@ export class HelperClient {
   }
 
   static async open(endpoint: Endpoint, config: HelperConfig, log: Logger): Promise<HelperClient> {
-    return new HelperClient(await ChildLink.open(endpoint, 'helper', config, log));
+    const client = new HelperClient(await ChildLink.open(endpoint, 'helper', config, log));
+    const timer = setTimeout(() => client.offered({ ok: false, reason: 'the helper did not offer its relay in time' }), RELAY_OFFER_TIMEOUT_MS);
+    void client.relay.then(() => clearTimeout(timer));
+    void client.link.exited.then(() => client.offered({ ok: false, reason: 'the helper exited' }));
+    if (!config.relay) client.offered({ ok: false, reason: 'not asked for' });
+    return client;
   }
 
   /** Send every request at once and resolve with the replies in request order. */
@@ -58,3 +76,12 @@ export class HelperClient {
 }
 
 export type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
+
+function parseRelayOffer(verb: string, args: readonly string[]): RelayOffer {
+  if (verb === 'NORELAY') return { ok: false, reason: args[0] ?? 'no reason given' };
+  const [port, token] = args;
+  if (args.length !== 2 || !/^[0-9]{1,5}$/.test(port!) || Number(port) < 1 || Number(port) > 65_535 || !/^[A-Za-z0-9]{16,128}$/.test(token!)) {
+    return { ok: false, reason: `a malformed RELAY frame (${args.length} arguments)` };
+  }
+  return { ok: true, port: Number(port), token: token! };
+}

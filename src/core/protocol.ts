@@ -28,6 +28,8 @@
  *                                           expected versions? If not, keep both (conflict.ts)
  *   PURGE <id> <dir>                        remove the replaced versions kept in `dir`
  * Helper -> brain:
+ *   RELAY <port> <token>                    right after HELLO when CONFIG asked for the rsync relay
+ *   NORELAY <reason>                        (relay.ts), or why there is none
  *   DONE <id> <stat...> [<copy> <kept>]     done; for MOVE and RESOLVE the stat of the path as it is now; for
  *                                           RESOLVE of a conflict, where the loser was kept and
  *                                           which version stayed under the name
@@ -247,4 +249,6 @@ export interface HelperConfig {
   readonly root: string;
   readonly force: boolean;
   readonly dryRun: boolean;
+  /** Start the rsync relay (relay.ts) and announce it after HELLO; for a side reached over SSH. */
+  readonly relay: boolean;
 }

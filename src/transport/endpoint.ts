@@ -31,6 +31,12 @@ export interface Endpoint {
   rsyncLocation(): string;
   /** Extra rsync arguments to reach this side (`-e ...` for SSH); empty for a local root. */
   rsyncArgs(): string[];
+  /**
+   * For a side reached over SSH: from now on reach rsync through the
+   * helper's relay (src/core/relay.ts) instead of a remote shell per run.
+   * Resolves with why it cannot (the relay is then not used), or undefined.
+   */
+  useRelay?(relay: { readonly port: number; readonly token: string }): Promise<string | undefined>;
   /** Release what the endpoint holds (SSH connection, control socket). Idempotent. */
   close(): Promise<void>;
 }

@@ -12,7 +12,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -29,7 +29,8 @@ import { ConfigError, ConnectionError } from '../core/errors.js';
 import type { Role } from '../core/protocol.js';
 import type { Side } from '../core/types.js';
 import { ROLE_COMMAND } from '../install.js';
-import type { Channel, Endpoint } from './endpoint.js';
+import { shellQuote, type Channel, type Endpoint } from './endpoint.js';
+import { PROBE_ANSWER, PROBE_COMMAND, relayScript } from '../core/relay.js';
 import {
   keyTypeOfBlob,
   knownHostsName,
@@ -49,6 +50,8 @@ const MASTER_POLL_INTERVAL_MS = 50;
 const MASTER_EXTRA_MS = 10_000;
 const CLOSE_GRACE_MS = 2_000;
 const STDERR_KEEP_CHARS = 8_192;
+/** The relay probe is one round trip through the master. */
+const PROBE_TIMEOUT_MS = 10_000;
 
 /** ssh2's default host key algorithms (Node 20 always has Ed25519), reordered per host below. */
 const HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
@@ -84,6 +87,8 @@ export class SshEndpoint implements Endpoint {
   readonly #disconnectListeners = new Set<(error: ConnectionError) => void>();
   #disconnectError: ConnectionError | undefined;
   #closing: Promise<void> | undefined;
+  /** The `-e` program once the helper's rsync relay works (see useRelay). */
+  #relayScript: string | undefined;
 
   private constructor(options: SshConnectOptions, connection: Connection, master: Master, dir: string) {
     this.#options = options;
@@ -167,7 +172,13 @@ export class SshEndpoint implements Endpoint {
   }
 
   rsyncArgs(): string[] {
-    const ssh = [
+    if (this.#relayScript !== undefined) return ['-e', rsyncQuote(this.#relayScript)];
+    return ['-e', this.#sshThroughMaster().map(rsyncQuote).join(' ')];
+  }
+
+  /** ssh through our master: no handshake, and no prompt ever. */
+  #sshThroughMaster(): string[] {
+    return [
       'ssh',
       ...configArgs(this.#options.sshConfigFile),
       '-S',
@@ -179,7 +190,19 @@ export class SshEndpoint implements Endpoint {
       '-o',
       'StrictHostKeyChecking=yes',
     ];
-    return ['-e', ssh.map(rsyncQuote).join(' ')];
+  }
+
+  async useRelay(relay: { readonly port: number; readonly token: string }): Promise<string | undefined> {
+    const script = join(this.#dir, 'rsh');
+    const text = relayScript(relay.token, { argv: this.#sshThroughMaster(), host: this.#options.host, port: relay.port }, shellQuote);
+    await writeFile(script, text, { mode: 0o700 });
+    // The ssh server may refuse forwarding (AllowTcpForwarding no): try it once before relying on it.
+    const probe = await execa(script, [this.#options.host, PROBE_COMMAND], { reject: false, stdin: 'ignore', timeout: PROBE_TIMEOUT_MS });
+    if (probe.stdout !== PROBE_ANSWER.trimEnd()) {
+      return `the relay probe failed (${probe.exitCode ?? probe.signal ?? 'timeout'}): ${probe.stderr.trim().split('\n').pop() ?? ''}`;
+    }
+    this.#relayScript = script;
+    return undefined;
   }
 
   /** Called once if the ssh2 connection or the master drops while we did not ask it to. */

@@ -18,6 +18,9 @@ import {
 import type { Stat } from '../../src/core/types.js';
 import { toStat } from '../../src/fsStat.js';
 import { runHelper } from '../../helpers/helper.js';
+import { connect } from 'node:net';
+import { encodeRelayHeader, PROBE_ANSWER, PROBE_COMMAND } from '../../src/core/relay.js';
+import { described } from '../support/table.js';
 
 // Fault injection: a test can make one rename fail (errorfs style); by default rename is the real one.
 vi.mock('node:fs/promises', async (importOriginal) => {
@@ -90,7 +93,7 @@ afterEach(async () => {
 });
 
 async function startHelper(options: Partial<HelperConfig> = {}): Promise<Driver> {
-  const driver = new Driver({ root, force: false, dryRun: false, ...options });
+  const driver = new Driver({ root, force: false, dryRun: false, relay: false, ...options });
   drivers.push(driver);
   const hello = await driver.next();
   expect(hello.verb).toBe('HELLO');
@@ -132,14 +135,14 @@ function scratchNames(top: string): string[] {
 
 describe('handshake', () => {
   test('answers CONFIG with HELLO <version> helper <pid>', async () => {
-    const driver = new Driver({ root, force: false, dryRun: false });
+    const driver = new Driver({ root, force: false, dryRun: false, relay: false });
     drivers.push(driver);
     const hello = await driver.next();
     expect(hello).toMatchObject({ seq: 1, verb: 'HELLO', args: [String(PROTOCOL_VERSION), 'helper', String(process.pid)] });
   });
 
   test('a missing root is an ERROR and exit code 2', async () => {
-    const driver = new Driver({ root: join(base, 'nope'), force: false, dryRun: false });
+    const driver = new Driver({ root: join(base, 'nope'), force: false, dryRun: false, relay: false });
     const error = await driver.next();
     expect(error.verb).toBe('ERROR');
     expect(error.args[0]).toContain('nope');
@@ -147,7 +150,7 @@ describe('handshake', () => {
   });
 
   test('a relative root is an ERROR', async () => {
-    const driver = new Driver({ root: 'relative/root', force: false, dryRun: false });
+    const driver = new Driver({ root: 'relative/root', force: false, dryRun: false, relay: false });
     expect((await driver.next()).verb).toBe('ERROR');
     expect(await driver.exit).toBe(2);
   });
@@ -566,5 +569,41 @@ describe('RESOLVE: what a transfer replaced', () => {
     expect(reply).toMatchObject({ ok: false, code: 'unsafe' });
     expect(readFileSync(join(outside, 'x'), 'utf8')).toBe('outside file');
     expect(readdirSync(outside)).toEqual(['x']);
+  });
+});
+
+describe('the rsync relay', () => {
+  async function relayOf(driver: Driver): Promise<{ port: number; token: string }> {
+    const frame = await driver.next();
+    expect(frame.verb).toBe('RELAY');
+    return { port: Number(frame.args[0]), token: frame.args[1]! };
+  }
+  /** Connect, send `bytes`, and collect what comes back until the helper closes. */
+  const exchange = (port: number, bytes: Buffer): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = connect({ host: '127.0.0.1', port }, () => socket.write(bytes));
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+      socket.on('error', reject);
+    });
+
+  test('is offered after HELLO only when asked for, and answers a probe with the right token', async () => {
+    const helper = await startHelper({ relay: true });
+    const { port, token } = await relayOf(helper);
+    expect(token).toMatch(/^[0-9a-f]{48}$/);
+    expect(await exchange(port, encodeRelayHeader(token, [PROBE_COMMAND]))).toBe(PROBE_ANSWER);
+  });
+
+  test.each(described<{ description: string; header: (token: string) => Buffer }>([
+    { description: 'a wrong token', header: (token) => encodeRelayHeader(`${token.slice(1)}x`, [PROBE_COMMAND]) },
+    { description: 'no token', header: () => encodeRelayHeader('', ['rsync', '--server', '.', '/tmp']) },
+    { description: 'a command that is not an rsync server', header: (token) => encodeRelayHeader(token, ['sh', '-c', 'touch /tmp/psync-pwned']) },
+  ]))('refuses %s and runs nothing', async (_description, { header }) => {
+    const helper = await startHelper({ relay: true });
+    const { port, token } = await relayOf(helper);
+    expect(await exchange(port, header(token))).toBe('');
+    expect(existsSync('/tmp/psync-pwned')).toBe(false);
+    expect(helper.logs.join('\n')).toMatch(/rsync relay: refused/);
   });
 });

@@ -178,9 +178,9 @@ export interface RemotePair {
  * Start a private sshd and `psync -r` between two new roots (`rightName`
  * lets a test put awkward characters in the right root's path).
  */
-export async function startRemotePair(extraArgs: string[] = [], rightName = 'right'): Promise<RemotePair> {
+export async function startRemotePair(extraArgs: string[] = [], rightName = 'right', sshdOptions: readonly string[] = []): Promise<RemotePair> {
   const { startSshd } = await import('./sshd.js');
-  const sshd = await startSshd();
+  const sshd = await startSshd(sshdOptions);
   const base = await mkdtemp(join(tmpdir(), 'psync-e2e-'));
   const left = join(base, 'left');
   const right = join(base, rightName);

@@ -38,10 +38,11 @@ export interface SshdFixture {
   stop(): Promise<void>;
 }
 
-export async function startSshd(): Promise<SshdFixture> {
+/** `serverOptions`: extra sshd_config lines, e.g. `AllowTcpForwarding no`. */
+export async function startSshd(serverOptions: readonly string[] = []): Promise<SshdFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'psync-sshd-'));
   try {
-    return await startSshdIn(dir);
+    return await startSshdIn(dir, serverOptions);
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
@@ -66,7 +67,7 @@ export async function writeCorrectKnownHosts(fixture: SshdFixture): Promise<void
   await writeFile(fixture.knownHostsFile, `${fixture.hostPublicKey}\n`);
 }
 
-async function startSshdIn(dir: string): Promise<SshdFixture> {
+async function startSshdIn(dir: string, serverOptions: readonly string[]): Promise<SshdFixture> {
   const hostKeyFile = join(dir, 'ssh_host_ed25519_key');
   const userKeyFile = join(dir, 'id_ed25519');
   const authorizedKeysFile = join(dir, 'authorized_keys');
@@ -104,6 +105,7 @@ async function startSshdIn(dir: string): Promise<SshdFixture> {
         'PermitRootLogin prohibit-password',
         'LogLevel ERROR',
         ...extraServerOptions,
+        ...serverOptions,
         '',
       ].join('\n'),
     );
