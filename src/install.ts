@@ -13,4 +13,4 @@ export const selfCommand = (): string[] => [process.execPath, CLI_PATH];
 export const defaultRemotePsync = (): string => selfCommand().map(shellQuote).join(' ');
 
 /** Subcommands the brain starts; underscored so they cannot be mistaken for a root. */
-export const ROLE_COMMAND = { filter: '_filter', helper: '_helper' } as const;
+export const ROLE_COMMAND = { filter: '_filter', helper: '_helper', side: '_side' } as const;

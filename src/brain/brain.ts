@@ -5,7 +5,8 @@
  * the children and to rsync.
  */
 
-import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FilterConfig } from '../core/protocol.js';
+import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR } from '../core/protocol.js';
+import type { SideConfig } from '../side.js';
 import { expectedVersions, LastSynced } from '../core/conflict.js';
 import { ActionQueue, type Batch } from '../core/batch.js';
 import { EchoLedger, sameAsMerged } from '../core/echo.js';
@@ -56,7 +57,7 @@ export class Brain {
   };
   private readonly ledger = new EchoLedger();
   private readonly queue = new ActionQueue();
-  private readonly filters = new Map<Side, ChildLink>();
+  private readonly links = new Map<Side, ChildLink>();
   private readonly helpers = new Map<Side, HelperClient>();
   private readonly lastBeat: Record<Side, number> = { left: 0, right: 0 };
   private merged = false;
@@ -118,8 +119,7 @@ export class Brain {
       this.finish({ ok: true });
       return;
     }
-    await Promise.all([this.startFilter('left'), this.startFilter('right')]);
-    await Promise.all([this.startHelper('left'), this.startHelper('right')]);
+    await Promise.all([this.startSide('left'), this.startSide('right')]);
     if (this.stopping) return;
     if (this.config.skipInitialSync) this.log.info('skipping the initial merge (-k)');
     else await this.initialMerge();
@@ -161,10 +161,10 @@ export class Brain {
     const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.merged ? STOP_GRACE_MS : 0);
     await this.idle;
     clearTimeout(grace);
-    for (const filter of this.filters.values()) filter.close();
     for (const helper of this.helpers.values()) helper.close();
+    for (const link of this.links.values()) link.close();
     // Let the children finish (a filter releases its root lock on the way out), but not for ever.
-    const children = [...this.filters.values(), ...[...this.helpers.values()].map((h) => h.link)].map((link) => link.exited);
+    const children = [...this.links.values()].map((link) => link.exited);
     await Promise.race([Promise.all(children), new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
     if (this.state === 'stopping') this.state = 'stopped';
     await this.status.flush();
@@ -175,19 +175,28 @@ export class Brain {
     );
   }
 
-  private async startFilter(side: Side): Promise<void> {
+  /**
+   * Start a side (src/side.ts: its filter and helper in one process, on one
+   * channel) and wait until its filter watches. The helper's replies go to
+   * its client; everything else is the filter's.
+   */
+  private async startSide(side: Side): Promise<void> {
     const endpoint = this.endpoints[side];
-    const filterConfig: FilterConfig = {
-      root: endpoint.root,
-      excludes: this.config.excludes,
-      tempfiles: this.config.tempfiles,
-      settleMs: Math.round(this.config.intervalSeconds * 1000),
-      maxDelayMs: Math.round(this.config.maxDelaySeconds * 1000),
-      rescanMs: Math.round(this.config.rescanSeconds * 1000),
-      lock: !this.config.dryRun,
-      debug: this.config.debug,
+    const relay = endpoint.useRelay !== undefined;
+    const config: SideConfig = {
+      filter: {
+        root: endpoint.root,
+        excludes: this.config.excludes,
+        tempfiles: this.config.tempfiles,
+        settleMs: Math.round(this.config.intervalSeconds * 1000),
+        maxDelayMs: Math.round(this.config.maxDelaySeconds * 1000),
+        rescanMs: Math.round(this.config.rescanSeconds * 1000),
+        lock: !this.config.dryRun,
+        debug: this.config.debug,
+      },
+      helper: { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun, relay },
     };
-    const link = await ChildLink.open(endpoint, 'filter', filterConfig, this.log, () => {
+    const link = await ChildLink.open(endpoint, 'side', config, this.log, () => {
       this.counters.rejected[side] += 1;
       this.status.touch();
     });
@@ -197,12 +206,15 @@ export class Brain {
       await Promise.race([link.exited, new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
       return;
     }
-    this.filters.set(side, link);
+    const helper = new HelperClient(link, relay);
+    this.links.set(side, link);
+    this.helpers.set(side, helper);
     let ready: () => void = () => {};
     const isReady = new Promise<void>((resolve) => (ready = resolve));
     this.lastBeat[side] = performance.now();
     link.listen((frame) => {
       this.lastBeat[side] = performance.now();
+      if (helper.receive(frame)) return;
       if (isActionVerb(frame.verb)) {
         this.onReport(side, frame);
       } else if (frame.verb === 'READY') {
@@ -218,29 +230,15 @@ export class Brain {
       }
     });
     void link.exited.then((code) => {
-      if (!this.stopping) this.fail(new ConnectionError(`the ${side} filter stopped unexpectedly (${code ?? 'connection lost'})`));
+      if (!this.stopping) this.fail(new ConnectionError(`the ${side} side stopped unexpectedly (${code ?? 'connection lost'})`));
     });
-    await Promise.race([isReady, link.exited.then(() => Promise.reject(new ConnectionError(`the ${side} filter stopped before it was ready`)))]);
-  }
-
-  private async startHelper(side: Side): Promise<void> {
-    const endpoint = this.endpoints[side];
-    const relay = endpoint.useRelay !== undefined;
-    const helper = await HelperClient.open(endpoint, { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun, relay }, this.log);
-    if (this.stopping) {
-      helper.close();
-      return;
-    }
+    await Promise.race([isReady, link.exited.then(() => Promise.reject(new ConnectionError(`the ${side} side stopped before it was ready`)))]);
     if (relay) {
       const offer = await helper.relay;
       const problem = offer.ok ? await endpoint.useRelay!(offer) : offer.reason;
       if (problem === undefined) this.log.info(`${side}: rsync runs through the helper's relay`);
       else this.log.warn(`${side}: every rsync run starts a remote shell (no relay: ${problem})`);
     }
-    this.helpers.set(side, helper);
-    void helper.link.exited.then((code) => {
-      if (!this.stopping) this.fail(new ConnectionError(`the ${side} helper stopped unexpectedly (${code ?? 'connection lost'})`));
-    });
   }
 
   private checkHeartbeats(): void {

@@ -1,9 +1,9 @@
 /** The brain's client for one side's helper: pipelined requests, replies matched by id. */
 
-import { decodeHelperReply, encodeHelperRequest, type HelperConfig, type HelperReply, type HelperRequest } from '../core/protocol.js';
-import type { Logger } from '../log.js';
-import type { Endpoint } from '../transport/endpoint.js';
-import { ChildLink } from './childLink.js';
+
+import type { Frame } from '../core/frame.js';
+import { decodeHelperReply, encodeHelperRequest, type HelperReply, type HelperRequest } from '../core/protocol.js';
+import type { ChildLink } from './childLink.js';
 
 type Pending = (reply: HelperReply) => void;
 
@@ -13,6 +13,10 @@ export type RelayOffer = { readonly ok: true; readonly port: number; readonly to
 /** How long a helper asked for a relay may take to offer it. */
 const RELAY_OFFER_TIMEOUT_MS = 10_000;
 
+/**
+ * Speaks to a helper over its link (the side's, shared with its filter):
+ * the brain hands it every frame, and it takes the helper's (`receive`).
+ */
 export class HelperClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -20,34 +24,38 @@ export class HelperClient {
   /** The helper's relay offer; only a helper whose CONFIG asked for one makes it. */
   readonly relay = new Promise<RelayOffer>((resolve) => (this.offered = resolve));
 
-  private constructor(readonly link: ChildLink) {
-    link.listen((frame) => {
-      if (frame.verb === 'RELAY' || frame.verb === 'NORELAY') {
-        this.offered(parseRelayOffer(frame.verb, frame.args));
-        return;
-      }
-      let reply: HelperReply;
-      try {
-        reply = decodeHelperReply(frame);
-      } catch {
-        link.counters.rejected += 1;
-        return;
-      }
-      const resolve = this.pending.get(reply.id);
-      if (resolve === undefined) return; // not ours: a forged or late reply is never acted on
-      this.pending.delete(reply.id);
-      resolve(reply);
+  constructor(
+    readonly link: ChildLink,
+    relayAsked: boolean,
+  ) {
+    void link.exited.then(() => {
+      this.failAll('the helper exited');
+      this.offered({ ok: false, reason: 'the helper exited' });
     });
-    void link.exited.then(() => this.failAll('the helper exited'));
+    if (!relayAsked) this.offered({ ok: false, reason: 'not asked for' });
+    const timer = setTimeout(() => this.offered({ ok: false, reason: 'the helper did not offer its relay in time' }), RELAY_OFFER_TIMEOUT_MS);
+    void this.relay.then(() => clearTimeout(timer));
   }
 
-  static async open(endpoint: Endpoint, config: HelperConfig, log: Logger): Promise<HelperClient> {
-    const client = new HelperClient(await ChildLink.open(endpoint, 'helper', config, log));
-    const timer = setTimeout(() => client.offered({ ok: false, reason: 'the helper did not offer its relay in time' }), RELAY_OFFER_TIMEOUT_MS);
-    void client.relay.then(() => clearTimeout(timer));
-    void client.link.exited.then(() => client.offered({ ok: false, reason: 'the helper exited' }));
-    if (!config.relay) client.offered({ ok: false, reason: 'not asked for' });
-    return client;
+  /** Take `frame` if it is the helper's (a reply or a relay offer); false when it is not. */
+  receive(frame: Frame): boolean {
+    if (frame.verb === 'RELAY' || frame.verb === 'NORELAY') {
+      this.offered(parseRelayOffer(frame.verb, frame.args));
+      return true;
+    }
+    if (frame.verb !== 'DONE' && frame.verb !== 'FAIL') return false;
+    let reply: HelperReply;
+    try {
+      reply = decodeHelperReply(frame);
+    } catch {
+      this.link.counters.rejected += 1;
+      return true;
+    }
+    const resolve = this.pending.get(reply.id);
+    if (resolve === undefined) return true; // not ours: a forged or late reply is never acted on
+    this.pending.delete(reply.id);
+    resolve(reply);
+    return true;
   }
 
   /** Send every request at once and resolve with the replies in request order. */

@@ -49,7 +49,8 @@ export const HEARTBEAT_INTERVAL_MS = 2_000;
 /** A filter silent for this long is taken as lost. */
 export const HEARTBEAT_TIMEOUT_MS = 15_000;
 
-export type Role = 'filter' | 'helper';
+/** `side` is a filter and a helper in one process (src/side.ts): what the brain starts. */
+export type Role = 'filter' | 'helper' | 'side';
 
 export type HelperFailure = 'changed' | 'missing' | 'exists' | 'notempty' | 'unsafe' | 'error';
 const HELPER_FAILURES: readonly HelperFailure[] = ['changed', 'missing', 'exists', 'notempty', 'unsafe', 'error'];

@@ -59,8 +59,9 @@ function isPsyncFilter(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  // A live pid: ours only if it is a psync filter (the pid may have been reused).
-  return readOr(`/proc/${pid}/cmdline`, '_filter').split('\0').includes('_filter');
+  // A live pid: ours only if it is a psync filter, alone or in a side process (the pid may have been reused).
+  const args = readOr(`/proc/${pid}/cmdline`, '_filter').split('\0');
+  return args.includes('_filter') || args.includes('_side');
 }
 
 function readOr(path: string, fallback: string): string {

@@ -71,7 +71,7 @@ test('both sides edit the same file at once: the newer keeps the name, the older
     expect(await read(join(root, 'doc.txt')), `${root}/doc.txt\n${pair.psync.log().slice(-4000)}`).toBe('right edit, newer');
     expect(await read(join(root, copy)), `${root}/${copy}`).toBe('left edit');
   }
-  expect(await conflicts()).toBeGreaterThan(0);
+  await waitFor('the conflict to be counted', async () => (await conflicts()) > 0);
 });
 
 test('an edit on the target while a transfer to that file is in flight is not overwritten', async () => {
@@ -94,5 +94,5 @@ test('an edit on the target while a transfer to that file is in flight is not ov
     expect(kept.length === edited.length && kept.toString() === edited, `${root}/big.bin is the edit\n${pair.psync.log().slice(-4000)}`).toBe(true);
     expect((await readFile(join(root, copy))).equals(incoming), `${root}/${copy} holds the incoming version`).toBe(true);
   }
-  expect(await conflicts()).toBeGreaterThan(before);
+  await waitFor('the conflict to be counted', async () => (await conflicts()) > before);
 }, 60_000);

@@ -27,13 +27,13 @@ afterEach(async () => {
   base = undefined;
 });
 
-/** The filter watching `root`: the pid in its lock, checked to be a `_filter` child of psync. */
+/** The filter watching `root`: the pid in its lock, checked to be a `_side` child of psync (its filter and helper). */
 async function filterOf(root: string, psyncPid: number): Promise<number> {
   const pid = Number.parseInt(await readFile(join(root, '.psync', 'lock'), 'utf8'), 10);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
   const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  if (parent !== psyncPid || !cmdline.includes('_filter')) throw new Error(`pid ${pid} is not the filter of psync ${psyncPid}`);
+  if (parent !== psyncPid || !cmdline.includes('_side')) throw new Error(`pid ${pid} is not the filter of psync ${psyncPid}`);
   return pid;
 }
 

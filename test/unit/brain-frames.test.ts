@@ -106,20 +106,19 @@ class FakeEndpoint implements Endpoint {
     return `fake:${this.root}`;
   }
 
+  /** The side's one child: its filter and its helper speak over the same channel. */
   get filter(): FakeChild {
-    const child = this.children.filter;
-    if (child === undefined) throw new Error(`the ${this.side} filter was not started`);
+    const child = this.children.side;
+    if (child === undefined) throw new Error(`the ${this.side} side was not started`);
     return child;
   }
 
   get helper(): FakeChild {
-    const child = this.children.helper;
-    if (child === undefined) throw new Error(`the ${this.side} helper was not started`);
-    return child;
+    return this.filter;
   }
 
   async start(role: Role): Promise<Channel> {
-    const child = new FakeChild(role, role === 'filter' ? playFilter : playHelper);
+    const child = new FakeChild(role, playSide);
     this.children[role] = child;
     return child;
   }
@@ -135,18 +134,12 @@ class FakeEndpoint implements Endpoint {
   async close(): Promise<void> {}
 }
 
-/** A filter answers CONFIG with HELLO and READY, and beats once. */
-function playFilter(child: FakeChild, frame: Frame): void {
-  if (frame.verb !== 'CONFIG') return;
-  child.send('HELLO', [String(PROTOCOL_VERSION), 'filter', '1']);
-  child.send('READY', ['0']);
-  child.send('HEARTBEAT', ['1']);
-}
-
-/** A helper answers CONFIG with HELLO and every request with DONE. */
-function playHelper(child: FakeChild, frame: Frame): void {
+/** A side answers CONFIG with HELLO, READY and one beat (its filter), and every request with DONE (its helper). */
+function playSide(child: FakeChild, frame: Frame): void {
   if (frame.verb === 'CONFIG') {
-    child.send('HELLO', [String(PROTOCOL_VERSION), 'helper', '1']);
+    child.send('HELLO', [String(PROTOCOL_VERSION), 'side', '1']);
+    child.send('READY', ['0']);
+    child.send('HEARTBEAT', ['1']);
     return;
   }
   const request: HelperRequest = decodeHelperRequest(frame);
@@ -206,7 +199,7 @@ async function stopBrain(h: Harness): Promise<void> {
 }
 
 const rsyncArgs = (path: string): string[] => [path, ...encodeStat(FILE_STAT)];
-const linkRejections = (logs: readonly string[]): number => logs.filter((line) => /left filter: rejected a frame/.test(line)).length;
+const linkRejections = (logs: readonly string[]): number => logs.filter((line) => /left side: rejected a frame/.test(line)).length;
 
 describe('a filter frame that cannot be trusted is counted and never acted on', () => {
   test.each(described<{

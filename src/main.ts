@@ -1,0 +1,261 @@
+/**
+ * psync's command line: `psync [options] SRCROOT DSTROOT` runs the brain
+ * (cli.ts starts the children itself). Only this module turns errors into
+ * exit codes. Importing it runs it.
+ */
+
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { Brain } from './brain/brain.js';
+import { findBanned } from './banned.js';
+import { DEFAULTS, validateConfig, type Config } from './config.js';
+import { ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
+import { defaultRemotePsync } from './install.js';
+import { createLogger, flushLogger, type Logger } from './log.js';
+import type { Endpoint } from './transport/endpoint.js';
+import { LocalEndpoint } from './transport/local.js';
+import { SshEndpoint } from './transport/ssh.js';
+
+/** Exit codes; the README lists them. */
+export const EXIT = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  connection: 3,
+  rsync: 4,
+  protocol: 5,
+  banned: 6,
+  safety: 7,
+} as const;
+
+/** The version of this install, from its package.json. */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+async function main(argv: string[]): Promise<number> {
+  let config: Config;
+  try {
+    const parsed = await parseArgs(argv);
+    if (parsed === 'answered') return EXIT.ok;
+    config = await validateConfig(parsed);
+  } catch (error) {
+    return report(error, undefined);
+  }
+  const log = createLogger(config.debug);
+  let code: number;
+  try {
+    code = await runPsync(config, log);
+  } catch (error) {
+    code = report(error, log);
+  }
+  // The one-line report must come after every log line, and winston writes asynchronously.
+  await flushLogger(log);
+  flushReport();
+  return code;
+}
+
+let pendingReport: string | undefined;
+
+/** Write the report line held back by `report` (after the log is flushed). */
+function flushReport(): void {
+  if (pendingReport !== undefined) process.stderr.write(pendingReport);
+  pendingReport = undefined;
+}
+
+/** The parsed settings, or 'answered' when --help or --version already printed what was asked. */
+async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
+  const parsed = await yargs(argv)
+    .scriptName('psync')
+    .usage('$0 [options] SRCROOT DSTROOT\n\nKeeps SRCROOT (local, the left side) and DSTROOT (on --remote-host, or local) identical in near real time, both ways.')
+    .command('$0 [srcroot] [dstroot]', false)
+    .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
+    .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
+    .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
+    .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 warnings, 1 actions (default), 2 events, 3 everything' })
+    .option('tempfiles', { alias: 't', type: 'string', describe: 'temp-file glob, never synced under that name (repeatable; adds to the built-in editor/office list)' })
+    .option('excludes', { alias: 'e', type: 'string', describe: 'exclude glob (repeatable): without a slash it matches the base name at any depth (*.skip matches a/b/c.skip); with a slash, the path from the root; a trailing / matches directories only' })
+    .option('rsync-excludes', { type: 'string', describe: 'extra rsync --exclude pattern for every rsync run (repeatable)' })
+    .option('extra', { alias: 'x', type: 'string', describe: 'extra rsync option, e.g. -x=--bwlimit=1000 (repeatable)' })
+    .option('banned', { alias: 'b', type: 'string', describe: 'refuse to run, and stop, while a program of this name runs here' })
+    .option('translate', { alias: 'T', type: 'string', describe: 'FROM:TO path translation (not supported: give different SRCROOT and DSTROOT)' })
+    .option('dry-run', { alias: 'n', type: 'boolean', describe: 'log what would be done, change nothing' })
+    .option('sync-only', { alias: 's', type: 'boolean', describe: 'run the initial merge, then exit' })
+    .option('skip-initial-sync', { alias: 'k', type: 'boolean', describe: 'start watching without the initial merge' })
+    .option('force', { alias: 'f', type: 'boolean', describe: 'let deletes and moves replace non-empty directories' })
+    .option('interval', { alias: 'i', type: 'number', describe: `settle delay in seconds: a path must be quiet this long before it is sent (default ${DEFAULTS.intervalSeconds})` })
+    .option('max-delay', { type: 'number', describe: `a path that never goes quiet is sent at least every this many seconds (default ${DEFAULTS.maxDelaySeconds})` })
+    .option('rescan', { type: 'number', describe: `re-read both trees against the index every this many seconds and send what inotify missed; 0 turns it off (default ${DEFAULTS.rescanSeconds})` })
+    .option('ssh-config', { type: 'string', describe: 'ssh client config file instead of ~/.ssh/config' })
+    .option('remote-psync', { type: 'string', describe: 'command that starts psync on the remote host (default: this node and install path)' })
+    .option('status-file', { type: 'string', describe: 'keep a JSON status (state, counters, last error) in this file' })
+    .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
+    .strictOptions()
+    .version(VERSION)
+    .help()
+    .alias('help', 'h')
+    .epilogue(
+      [
+        'Without -r both roots are local: psync /tmp/a /tmp/b tries it out on one machine.',
+        'Exit codes: 0 done (or stopped by SIGINT/SIGTERM), 1 internal error, 2 bad usage or settings,',
+        '3 cannot reach or lost the remote host (refused host key included), 4 rsync failed,',
+        '5 a filter or helper failed (a root vanished, a protocol error), 6 --banned program running,',
+        '7 refused as unsafe.',
+      ].join('\n'),
+    )
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new ConfigError(message);
+    })
+    .parseAsync();
+
+  if (parsed.help === true || parsed.version === true) return 'answered';
+  if (parsed.translate !== undefined) {
+    throw new ConfigError('-T/--translate is not supported: psync syncs roots with different paths directly (psync SRCROOT DSTROOT)');
+  }
+  const file = parsed.config === undefined ? {} : await loadConfigFile(parsed.config);
+  const given = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
+  const config: Config = {
+    ...DEFAULTS,
+    ...file,
+    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT'),
+    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT'),
+    debug: given(parsed.debug, file.debug ?? DEFAULTS.debug),
+    tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...repeated(parsed.tempfiles)],
+    excludes: [...(file.excludes ?? []), ...repeated(parsed.excludes)],
+    rsyncExcludes: [...(file.rsyncExcludes ?? []), ...repeated(parsed['rsync-excludes'])],
+    rsyncExtra: [...(file.rsyncExtra ?? []), ...repeated(parsed.extra)],
+    dryRun: given(parsed['dry-run'], file.dryRun ?? false),
+    syncOnly: given(parsed['sync-only'], file.syncOnly ?? false),
+    skipInitialSync: given(parsed['skip-initial-sync'], file.skipInitialSync ?? false),
+    force: given(parsed.force, file.force ?? false),
+    intervalSeconds: given(parsed.interval, file.intervalSeconds ?? DEFAULTS.intervalSeconds),
+    maxDelaySeconds: given(parsed['max-delay'], file.maxDelaySeconds ?? DEFAULTS.maxDelaySeconds),
+    rescanSeconds: given(parsed.rescan, file.rescanSeconds ?? DEFAULTS.rescanSeconds),
+  };
+  const remoteHost = parsed['remote-host'] ?? file.remoteHost;
+  if (remoteHost !== undefined) config.remoteHost = remoteHost;
+  const banned = parsed.banned ?? file.banned;
+  if (banned !== undefined) config.banned = banned;
+  const sshConfig = parsed['ssh-config'] ?? file.sshConfig;
+  if (sshConfig !== undefined) config.sshConfig = resolve(sshConfig);
+  const statusFile = parsed['status-file'] ?? file.statusFile;
+  if (statusFile !== undefined) config.statusFile = resolve(statusFile);
+  const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
+  if (remotePsync !== undefined) config.remotePsync = remotePsync;
+  return config;
+}
+
+/**
+ * A repeatable option's values. They are declared as plain strings, not yargs
+ * arrays: an array option swallows the words after it, so `-e '*.o' SRC DST`
+ * would read the roots as patterns. yargs gathers a repeated option itself.
+ */
+function repeated(value: string | string[] | undefined): string[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
+function required(value: string | undefined, name: string): string {
+  if (value === undefined) throw new ConfigError(`${name} is missing: psync [options] SRCROOT DSTROOT (see --help)`);
+  return value;
+}
+
+async function loadConfigFile(path: string): Promise<Partial<Config>> {
+  const absolute = resolve(path);
+  try {
+    if (extname(absolute) === '.json') return JSON.parse(await readFile(absolute, 'utf8')) as Partial<Config>;
+    const module = (await import(pathToFileURL(absolute).href)) as { default?: Partial<Config> };
+    return module.default ?? {};
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file ${absolute}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function runPsync(config: Config, log: Logger): Promise<number> {
+  if (config.banned !== undefined && (await findBanned(config.banned))) {
+    return report(new BannedError(`${config.banned} is running: psync will not start (--banned)`), log);
+  }
+  const left = new LocalEndpoint('left', config.srcRoot);
+  let right: Endpoint;
+  if (config.remoteHost === undefined) {
+    right = new LocalEndpoint('right', config.dstRoot);
+  } else {
+    log.info(`connecting to ${config.remoteHost}`);
+    right = await SshEndpoint.connect({
+      side: 'right',
+      host: config.remoteHost,
+      root: config.dstRoot,
+      remotePsync: config.remotePsync ?? defaultRemotePsync(),
+      ...(config.sshConfig === undefined ? {} : { sshConfigFile: config.sshConfig }),
+      log: (level, message) => log.log(level, message),
+    });
+  }
+  const brain = new Brain(config, { left, right }, log);
+  const onSignal = (): void => brain.stop();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const bannedCheck =
+    config.banned === undefined
+      ? undefined
+      : setInterval(() => {
+          void findBanned(config.banned!).then((found) => {
+            if (found) brain.abortFor(new BannedError(`${config.banned} started: psync stops (--banned)`));
+          });
+        }, 5_000);
+  try {
+    const outcome = await brain.run();
+    if (!outcome.ok) return report(outcome.error, log);
+    return EXIT.ok;
+  } finally {
+    clearInterval(bannedCheck);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await Promise.all([left.close(), right.close()]);
+  }
+}
+
+class BannedError extends Error {
+  override readonly name = 'BannedError';
+}
+
+/** One clear line on stderr and the exit code for an error's class. */
+function report(error: unknown, log: Logger | undefined): number {
+  const err = error instanceof Error ? error : new Error(String(error));
+  const code =
+    err instanceof ConfigError
+      ? EXIT.usage
+      : err instanceof ConnectionError
+        ? EXIT.connection
+        : err instanceof RsyncError
+          ? EXIT.rsync
+          : err instanceof ProtocolError
+            ? EXIT.protocol
+            : err instanceof BannedError
+              ? EXIT.banned
+              : err instanceof SafetyError
+                ? EXIT.safety
+                : EXIT.internal;
+  // Always one plain line, whatever the log level and format, so scripts and people can rely on it.
+  // Once a logger exists the line waits for it to flush (see main), so that it comes last.
+  if (code === EXIT.internal && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+  const line = `psync: ${err.message.split('\n')[0]}\n`;
+  if (log === undefined) process.stderr.write(line);
+  else pendingReport = line;
+  return code;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => {
+    process.exitCode = code;
+    // Done means done: exit even if a watch, a timer or a child lingers (a service manager
+    // waits for the exit), once what was written has reached the pipes.
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+  },
+  (error: unknown) => {
+    process.stderr.write(`psync: internal error: ${String(error)}\n`);
+    process.exitCode = EXIT.internal;
+  },
+);
