@@ -12,11 +12,24 @@
  *   is gone now is a MOVE, never a delete plus a re-send.
  * - DELETE is emitted only for a path observed gone (or below one), with the
  *   stat it had, children before their directory.
- * - Moves come first, in an order the target can apply one by one (a move
- *   that cannot be applied, one of a cycle such as a swap or one into a
- *   directory new in this round, becomes a DELETE of its old name there and
- *   an RSYNC of its new one); then deletes; then RSYNCs, parents before
- *   children.
+ * - Moves come first, in an order the target can apply one by one; a cycle
+ *   (a swap `a -> t; b -> a; t -> b`) is broken by moving one member aside
+ *   to a temp name first (`a -> a.psync-swap-<ino>~`, then on to `b`), so
+ *   nothing is re-sent. A move into a directory new in this round becomes a
+ *   DELETE of its old name there and an RSYNC of its new one. Then deletes;
+ *   then RSYNCs, parents before children.
+ * - A name vacated by a move may be taken by another entry in the same
+ *   round (`mv f g; cp other f`, a swap): the move is still a move.
+ * - A path whose ancestor is observed gone or as a non-directory in the same
+ *   round is gone, whatever its own lstat said: lstat follows a symlink in
+ *   the middle of a path, so after `rm -r d2/d1; ln -s ../d1 d2/d1` the old
+ *   `d2/d1/x` "exists" (it is `d1/x`).
+ * - The helper's own work (a danced entry) is never reported, even when its
+ *   name already holds the next entry (DELETE d then RSYNC d on the target).
+ * - A directory replaced by another directory keeps its name on the other
+ *   side: only the old children are deleted, the name itself is re-sent.
+ * - A content change is reported under every indexed name of the inode
+ *   (hard links): the other side holds them as separate files.
  * - A new entry that got a just-freed inode number (same inode, another
  *   birth time) is not a rename.
  * - Paths that are excluded, temp files or psync's own names are never
@@ -130,21 +143,39 @@ export function reconcile(state: FilterState, observations: readonly Observation
     if (observation.stat === null) gone.add(observation.path);
     else present.push(observation);
   }
+  // lstat resolves a symlink met in the middle of a path: below a name that is not a directory now, nothing is there.
+  const nonDirs = new Set(present.filter((o) => o.stat!.type !== 'dir').map((o) => o.path));
+  const reachable = present.filter((o) => {
+    if (!ancestorsOf(o.path).some((a) => nonDirs.has(a) || gone.has(a))) return true;
+    gone.add(o.path);
+    return false;
+  }) as { path: string; stat: Stat }[];
   const isGone = (path: string): boolean => gone.has(path) || ancestorsOf(path).some((a) => gone.has(a));
+  const presentAt = new Map(reachable.map((o) => [o.path, o.stat]));
+  /** The node's name no longer holds it: gone, or another entry took it (a swap, `mv f g; cp other f`). */
+  const isVacated = (node: TreeNode): boolean => {
+    const path = index.pathOf(node);
+    if (isGone(path)) return true;
+    const now = presentAt.get(path);
+    return now !== undefined && !isSameEntry(node.stat, now);
+  };
 
   const moves: Move[] = [];
   const rsyncs: Send[] = [];
-  const replaced: TreeNode[] = [];
-  for (const { path, stat } of present as { path: string; stat: Stat }[]) {
+  const replacedBy = new Map<TreeNode, Stat>();
+  for (const { path, stat } of reachable) {
     const current = index.get(path);
     if (current !== undefined && isSameEntry(current.stat, stat)) {
-      if (hasChanged(current.stat, stat)) rsyncs.push({ path, stat, prev: current.stat });
+      if (hasChanged(current.stat, stat)) {
+        rsyncs.push({ path, stat, prev: current.stat });
+        if (stat.type === 'file') rsyncs.push(...otherLinks(index, current, stat, isGone));
+      }
       current.stat = stat;
       continue;
     }
     const origin = index
       .nodesWithInode(stat.ino)
-      .find((n) => isSameEntry(n.stat, stat) && n !== current && index.isAttached(n) && isGone(index.pathOf(n)));
+      .find((n) => isSameEntry(n.stat, stat) && n !== current && index.isAttached(n) && isVacated(n));
     if (origin !== undefined) {
       moves.push({ node: origin, to: path, stat, silent: isDanced(state, origin) });
       continue;
@@ -155,12 +186,18 @@ export function reconcile(state: FilterState, observations: readonly Observation
       moves.push({ node: parked.node, to: path, stat, silent: true });
       continue;
     }
-    if (current !== undefined) replaced.push(current);
+    if (current !== undefined) replacedBy.set(current, stat);
     rsyncs.push({ path, stat, prev: current?.stat });
   }
+  // A replaced entry that moved to another name in this round is not replaced: it went there.
+  for (const move of moves) replacedBy.delete(move.node);
 
   const actions: Action[] = [];
   for (const move of applyMoves(state, withoutImpliedMoves(index, moves), dropped)) {
+    if (move.applied === 'aside') {
+      if (!move.silent) actions.push({ kind: 'move', from: move.from, to: move.to, stat: move.node.stat });
+      continue;
+    }
     if (move.applied === false) {
       // Part of a cycle, or its destination's parent is new in this round: delete the old name, send the new one.
       actions.push(...deletesFor(move.node, move.from));
@@ -174,7 +211,7 @@ export function reconcile(state: FilterState, observations: readonly Observation
     move.node.stat = move.stat;
   }
 
-  actions.push(...collectDeletes(state, gone, replaced, dropped, now));
+  actions.push(...collectDeletes(state, gone, replacedBy, dropped, now));
 
   const scan: string[] = [];
   rsyncs.sort((a, b) => depthOf(a.path) - depthOf(b.path));
@@ -211,9 +248,18 @@ function withoutImpliedMoves(index: TreeIndex, moves: readonly Move[]): Move[] {
   return moves.map((move) => (isImplied(move) ? { ...move, silent: true } : move));
 }
 
-type AppliedMove =
-  | (Move & { readonly applied: true; readonly from: string })
-  | (Move & { readonly applied: false; readonly from: string });
+type AppliedMove = Move & {
+  /** true: moved to `to`; false: cannot be applied; 'aside': first half of a cycle break, `from` -> a temp name `to`. */
+  readonly applied: boolean | 'aside';
+  readonly from: string;
+};
+
+/**
+ * Where a member of a move cycle waits: a temp name (`*~` is always a temp
+ * pattern), so the target's filter never reports it and, should psync stop
+ * half way, it is never synced under that name. The inode makes it unique.
+ */
+export const asideName = (path: string, ino: number): string => `${path}.psync-swap-${ino}~`;
 
 /**
  * Apply moves to the index in an order the other side can follow one by
@@ -229,6 +275,8 @@ function applyMoves(state: FilterState, moves: readonly Move[], dropped: TreeNod
   const pending = [...moves];
   const out: AppliedMove[] = [];
   const movingOut = new Set(pending.map((m) => m.node));
+  /** Moves already set aside once: each cycle member at most once, so the loop ends. */
+  const setAside = new Set<Move>();
   while (pending.length > 0) {
     const readyAt = pending.findIndex((move) => {
       const occupant = index.get(move.to);
@@ -251,9 +299,24 @@ function applyMoves(state: FilterState, moves: readonly Move[], dropped: TreeNod
       continue;
     }
     // Nothing is ready. A move blocked only by an occupant that moves away is part of a cycle:
-    // send its content instead, which frees its source name for the rest of the cycle.
-    const cyclic = pending.findIndex((move) => index.get(parentOf(move.to))?.stat.type === 'dir');
-    const move = pending.splice(cyclic >= 0 ? cyclic : 0, 1)[0]!;
+    // move it aside to a temp name, which frees its source name for the rest of the cycle.
+    const cyclic = pending.findIndex(
+      (move) =>
+        !setAside.has(move) &&
+        index.get(parentOf(move.to))?.stat.type === 'dir' &&
+        index.get(asideName(index.pathOf(move.node), move.node.stat.ino)) === undefined,
+    );
+    if (cyclic >= 0) {
+      const move = pending[cyclic]!;
+      setAside.add(move);
+      const from = index.pathOf(move.node);
+      const aside = asideName(from, move.node.stat.ino);
+      index.detach(from);
+      index.attachAt(aside, move.node);
+      out.push({ ...move, to: aside, from, applied: 'aside' });
+      continue;
+    }
+    const move = pending.splice(0, 1)[0]!;
     movingOut.delete(move.node);
     const from = index.pathOf(move.node);
     index.detach(from);
@@ -279,7 +342,7 @@ function deletesFor(node: TreeNode, path: string): Action[] {
  * and a danced entry is parked rather than forgotten: its new name may
  * appear in a later round.
  */
-function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNode[], dropped: TreeNode[], now: number): Action[] {
+function collectDeletes(state: FilterState, gone: Set<string>, replacedBy: ReadonlyMap<TreeNode, Stat>, dropped: TreeNode[], now: number): Action[] {
   const index = state.index;
   const roots: TreeNode[] = [];
   for (const path of gone) {
@@ -287,23 +350,41 @@ function collectDeletes(state: FilterState, gone: Set<string>, replaced: TreeNod
     if (node !== undefined && node !== index.root && !ancestorsOf(path).some((a) => gone.has(a))) roots.push(node);
   }
   const actions: Action[] = [];
-  const replacedSet = new Set(replaced);
-  for (const node of [...roots, ...replaced]) {
+  for (const node of [...roots, ...replacedBy.keys()]) {
     if (!index.isAttached(node)) continue;
     const path = index.pathOf(node);
-    const isReplaced = replacedSet.has(node);
-    if (!isReplaced && isDanced(state, node)) {
+    if (isDanced(state, node)) {
+      // The helper moved or deleted it (its name may already hold what rsync wrote next): not a change.
       index.detach(path);
       state.parked.set(node.stat.ino, { node, at: now });
       continue;
     }
     const all = deletesFor(node, path);
-    // A file replaced under the same name needs no DELETE (rsync replaces it whole); a directory's children do.
-    actions.push(...(isReplaced && node.stat.type !== 'dir' ? all.slice(0, -1) : all));
+    // Replaced under the same name: a file or a directory taking the name needs no DELETE of it
+    // (rsync replaces a file whole, keeps a directory); the old directory's children do.
+    const by = replacedBy.get(node);
+    const keepName = by !== undefined && (node.stat.type !== 'dir' || by.type === 'dir');
+    actions.push(...(keepName ? all.slice(0, -1) : all));
     index.remove(path);
     dropped.push(node);
   }
   return actions;
+}
+
+/**
+ * The other indexed names of a file whose content changed (hard links, as
+ * `stat` says: they share it), to be sent too. Names gone in this round are
+ * left to their DELETE.
+ */
+function otherLinks(index: TreeIndex, changed: TreeNode, stat: Stat, isGone: (path: string) => boolean): Send[] {
+  const out: Send[] = [];
+  for (const node of index.nodesWithInode(stat.ino)) {
+    if (node === changed || !index.isAttached(node) || !isSameEntry(node.stat, stat) || !hasChanged(node.stat, stat)) continue;
+    const path = index.pathOf(node);
+    if (isGone(path)) continue;
+    out.push({ path, stat, prev: node.stat });
+  }
+  return out;
 }
 
 /** Forget dance marks and parked entries older than DANCE_TTL_MS; returns the parked subtrees forgotten. */
