@@ -33,6 +33,12 @@ interface Entry {
   readonly expiresAt: number;
 }
 
+/**
+ * At most this many expectations wait on one path: psync may change a path
+ * again (write it, then delete it) before the first change's report comes.
+ */
+const MAX_PER_PATH = 8;
+
 /** Same content and metadata as far as a transfer preserves them. Directory sizes and mtimes are noise. */
 export function sameAsWritten(expected: Stat, actual: Stat): boolean {
   if (expected.type !== actual.type) return false;
@@ -48,39 +54,54 @@ export function sameAsMerged(expected: Extract<Expectation, { kind: 'merged' }>,
 }
 
 export class EchoLedger {
-  private readonly entries: Record<Side, Map<string, Entry>> = { left: new Map(), right: new Map() };
+  /** Per side and path, the expectations in the order the changes were made. */
+  private readonly entries: Record<Side, Map<string, Entry[]>> = { left: new Map(), right: new Map() };
   private nextSweepAt = 0;
 
   constructor(private readonly ttlMs = ECHO_TTL_MS) {}
 
   /** Record what `side` will report about a change the brain is about to make there. */
   expect(side: Side, expectation: Expectation, now: number): void {
-    this.entries[side].set(expectation.path, { expectation, expiresAt: now + this.ttlMs });
+    const list = this.entries[side].get(expectation.path) ?? [];
+    list.push({ expectation, expiresAt: now + this.ttlMs });
+    if (list.length > MAX_PER_PATH) list.shift();
+    this.entries[side].set(expectation.path, list);
   }
 
   /** Forget an expectation that will not come (the change failed). */
   cancel(side: Side, path: string): void {
-    this.entries[side].delete(path);
+    const list = this.entries[side].get(path);
+    list?.pop(); // the latest: the change that failed
+    if (list?.length === 0) this.entries[side].delete(path);
   }
 
+  /** How many expectations wait, on both sides. */
   get size(): number {
-    return this.entries.left.size + this.entries.right.size;
+    let size = 0;
+    for (const table of Object.values(this.entries)) for (const list of table.values()) size += list.length;
+    return size;
   }
 
   /**
    * Is this report from `side` the echo of the brain's own change? Every
-   * path the action names is checked; a path whose report does not match
-   * loses its expectation.
+   * path the action names is checked. Reports of a path come in the order
+   * its changes happened: a report that matches one expectation retires
+   * the older ones (the side has moved past them); a report that matches
+   * none is a real change and retires them all.
    */
   isEcho(side: Side, action: Action, now: number): boolean {
     this.expire(now);
     const table = this.entries[side];
     const matches = (path: string, test: (e: Expectation) => boolean): boolean => {
-      const entry = table.get(path);
-      if (entry === undefined) return false;
-      if (entry.expiresAt > now && test(entry.expectation)) return true;
-      table.delete(path);
-      return false;
+      const list = table.get(path);
+      if (list === undefined) return false;
+      const at = list.findIndex((entry) => entry.expiresAt > now && test(entry.expectation));
+      if (at < 0) {
+        table.delete(path);
+        return false;
+      }
+      list.splice(0, at); // it stays (a side may report the same state twice); older ones go
+      return true;
     };
     switch (action.kind) {
       case 'rsync':
@@ -108,7 +129,11 @@ export class EchoLedger {
     if (now < this.nextSweepAt) return;
     this.nextSweepAt = now + this.ttlMs;
     for (const table of Object.values(this.entries)) {
-      for (const [path, entry] of table) if (entry.expiresAt <= now) table.delete(path);
+      for (const [path, list] of table) {
+        const live = list.filter((entry) => entry.expiresAt > now);
+        if (live.length === 0) table.delete(path);
+        else if (live.length < list.length) table.set(path, live);
+      }
     }
   }
 }

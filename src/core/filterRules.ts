@@ -401,3 +401,58 @@ function expireDances(state: FilterState, now: number): TreeNode[] {
 }
 
 export { TreeIndex };
+
+export interface Ancestry {
+  /** Decide these now. */
+  readonly ready: string[];
+  /** Below a name that is not a directory in the index: gone, whatever lstat says (it would follow a link). */
+  readonly gone: string[];
+  /** Wait for the round of their changed ancestor: touch them again. */
+  readonly later: string[];
+  /** Ancestors whose directory changed on disk and are not in this round: touch them. */
+  readonly changedAncestors: string[];
+}
+
+/**
+ * Which due paths can be decided in this round. A path's lstat is only
+ * right while every indexed ancestor is still the directory the index
+ * holds: after `mv d e` the old `d/f` looks gone although it moved (a write
+ * to it would be lost as a DELETE), and after `rm -r d; ln -s x d` the old
+ * `d/f` "exists" through the link. Such a path waits for its ancestor's own
+ * round (which pairs the move or records the link), unless that ancestor is
+ * in this round too. `lstatOf` is the shell's lstat, called at most once
+ * per ancestor.
+ */
+export function splitByAncestry(index: TreeIndex, due: readonly string[], lstatOf: (path: string) => Stat | null): Ancestry {
+  const dueSet = new Set(due);
+  const disk = new Map<string, Stat | null>();
+  const onDisk = (path: string): Stat | null => {
+    if (!disk.has(path)) disk.set(path, lstatOf(path));
+    return disk.get(path)!;
+  };
+  const out: Ancestry = { ready: [], gone: [], later: [], changedAncestors: [] };
+  const changed = new Set<string>();
+  for (const path of due) {
+    let verdict: 'ready' | 'gone' | 'later' = 'ready';
+    for (const ancestor of ancestorsOf(path).reverse()) {
+      const node = index.get(ancestor);
+      if (node === undefined) break; // new below here: nothing indexed to disagree with
+      if (node.stat.type !== 'dir') {
+        verdict = 'gone';
+        break;
+      }
+      if (dueSet.has(ancestor)) break; // decided together
+      const now = onDisk(ancestor);
+      if (now === null || now.type !== 'dir' || now.ino !== node.stat.ino) {
+        verdict = 'later';
+        if (!changed.has(ancestor)) {
+          changed.add(ancestor);
+          out.changedAncestors.push(ancestor);
+        }
+        break;
+      }
+    }
+    out[verdict].push(path);
+  }
+  return out;
+}

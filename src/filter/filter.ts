@@ -17,7 +17,7 @@
 import { lstatSync, readdirSync, realpathSync, type Dirent } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, type Observation } from '../core/filterRules.js';
+import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, splitByAncestry, type Observation } from '../core/filterRules.js';
 import { FrameReceiver, FrameWriter } from '../core/frame.js';
 import { compilePathClassifier } from '../core/patterns.js';
 import { bytesToPath, joinPath, pathToBytes } from '../core/paths.js';
@@ -351,9 +351,18 @@ class TreeWatcher {
     this.schedule();
   }
 
-  private settle(due: string[], now: number): void {
+  private settle(all: string[], now: number): void {
     if (this.rootLost()) return;
-    const observations: Observation[] = due.map((path) => ({ path, stat: path === '' ? null : lstatOrNull(this.absolute(path)) }));
+    // A path below a directory that was renamed, removed or replaced waits for that directory's round.
+    const ancestry = splitByAncestry(this.index, all, (path) => lstatOrNull(this.absolute(path)));
+    for (const ancestor of ancestry.changedAncestors) this.touch(ancestor, now);
+    for (const path of ancestry.later) this.touch(path, now);
+    const due = [...ancestry.ready, ...ancestry.gone];
+    const gone = new Set(ancestry.gone);
+    const observations: Observation[] = due.map((path) => ({
+      path,
+      stat: path === '' || gone.has(path) ? null : lstatOrNull(this.absolute(path)),
+    }));
     // A path that reappeared with an inode the index holds elsewhere may be a move whose other half
     // is not due yet (or never reported): look at that other name now.
     const seen = new Set(due);

@@ -85,11 +85,14 @@ export class Stepper {
     const after = await this.status();
     expect(after.counters.failures, this.psync.log().slice(-4000)).toBe(before.counters.failures);
     const c = (s: Status) => s.counters;
-    return {
+    const counts = {
       forward: c(after).applied[direction] - c(before).applied[direction] - 2,
       reverse: c(after).applied[reverse(direction)] - c(before).applied[reverse(direction)] - 2,
       rsyncRuns: c(after).rsyncRuns - c(before).rsyncRuns - 2,
       helperRuns: c(after).helperRuns - c(before).helperRuns - 2,
     };
+    // Nothing ever comes back: an echo taken for a change would be sent back to where it came from.
+    expect(counts.reverse, `an echo came back\n${this.psync.log().slice(-8000)}`).toBe(0);
+    return counts;
   }
 }

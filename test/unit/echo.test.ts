@@ -26,6 +26,41 @@ type Step =
 describe('EchoLedger', () => {
   test.each(described<{ description: string; steps: Step[]; ttlMs?: number }>([
     {
+      description: 'written then removed before the write was reported: both reports are echoes, in order',
+      steps: [
+        { expect: written('a'), at: 0 },
+        { expect: removed('a'), at: 100 },
+        { report: rsync('a'), at: 150, echo: true },
+        { size: 2 },
+        { report: del('a'), at: 200, echo: true },
+        { size: 1 },
+      ],
+    },
+    {
+      description: 'written then removed, and only the delete is reported (the side saw both at once): the write expectation goes with it',
+      steps: [
+        { expect: written('a'), at: 0 },
+        { expect: removed('a'), at: 100 },
+        { report: del('a'), at: 200, echo: true },
+        { size: 1 },
+        { report: rsync('a'), at: 300, echo: false },
+      ],
+    },
+    {
+      description: 'a report that matches none of several expectations is a real change and retires them all',
+      steps: [
+        { expect: written('a'), at: 0 },
+        { expect: removed('a'), at: 100 },
+        { report: rsync('a', { ...S_THERE, size: 5 }), at: 150, echo: false },
+        { size: 0 },
+        { report: del('a'), at: 200, echo: false },
+      ],
+    },
+    {
+      description: 'cancel drops only the latest expectation of the path (the change that failed)',
+      steps: [{ expect: written('a'), at: 0 }, { expect: removed('a'), at: 10 }, { cancel: 'a' }, { size: 1 }, { report: rsync('a'), at: 20, echo: true }],
+    },
+    {
       description: 'an rsync echo with the same stat is dropped',
       steps: [{ expect: written('a'), at: 0 }, { report: rsync('a'), at: 500, echo: true }],
     },

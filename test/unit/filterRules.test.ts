@@ -7,6 +7,7 @@ import {
   hasChanged,
   noteDance,
   reconcile,
+  splitByAncestry,
   type Decision,
   type Observation,
 } from '../../src/core/filterRules.js';
@@ -897,4 +898,28 @@ test('a dance mark belongs to the entry, not to its inode number: a later entry 
   expect(created.actions.map((a) => a.kind)).toEqual(['rsync']);
   const deleted = reconcile(state, [{ path: 'new', stat: null }], classify, 1200);
   expect(deleted.actions).toEqual([{ kind: 'delete', path: 'new', stat: { ...dir(20), birthMs: 1100 } }]);
+});
+
+describe('splitByAncestry: a path waits for its renamed, removed or replaced ancestor', () => {
+  // The fixture on disk, as lstat sees it, with `changes` applied (path -> stat or null).
+  const disk = (changes: Record<string, Stat | null>) => (path: string): Stat | null =>
+    path in changes ? changes[path]! : (new Map(FIXTURE).get(path) ?? null);
+
+  test.each(described<{ description: string; due: string[]; changes: Record<string, Stat | null>; ready: string[]; gone?: string[]; later?: string[]; ancestors?: string[] }>([
+    { description: 'nothing changed above: decided now', due: ['d/sub/y', 'a.txt'], changes: {}, ready: ['d/sub/y', 'a.txt'] },
+    { description: 'the parent was renamed away: wait for its round', due: ['d/x'], changes: { d: null }, ready: [], later: ['d/x'], ancestors: ['d'] },
+    { description: 'the parent is in this round too: decided together', due: ['d/x', 'd'], changes: { d: null }, ready: ['d/x', 'd'] },
+    { description: 'the grandparent changed: wait, and touch the highest changed one', due: ['d/sub/y'], changes: { d: dir(99) }, ready: [], later: ['d/sub/y'], ancestors: ['d'] },
+    { description: 'the parent is a symlink now: wait (lstat would follow it)', due: ['d/sub/y'], changes: { 'd/sub': { type: 'symlink', ino: 77, size: 3, mtimeMs: 1, mode: 0o777 } }, ready: [], later: ['d/sub/y'], ancestors: ['d/sub'] },
+    { description: 'one changed ancestor is touched once for all its waiting children', due: ['d/x', 'd/sub/y'], changes: { d: null }, ready: [], later: ['d/x', 'd/sub/y'], ancestors: ['d'] },
+    { description: 'a path below a new directory is decided now', due: ['n/new'], changes: {}, ready: ['n/new'] },
+  ]))('%s', (_description, { due, changes, ready, gone = [], later = [], ancestors = [] }) => {
+    expect(splitByAncestry(fixtureIndex(), due, disk(changes))).toEqual({ ready, gone, later, changedAncestors: ancestors });
+  });
+
+  test('below a name the index holds as a link: gone, whatever lstat says', () => {
+    const index = fixtureIndex();
+    index.set('d/sub', { type: 'symlink', ino: 78, size: 5, mtimeMs: 1, mode: 0o777 });
+    expect(splitByAncestry(index, ['d/sub/y'], disk({}))).toEqual({ ready: [], gone: ['d/sub/y'], later: [], changedAncestors: [] });
+  });
 });
