@@ -8,11 +8,12 @@
 import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR } from '../core/protocol.js';
 import type { SideConfig } from '../side.js';
 import { expectedVersions, LastSynced } from '../core/conflict.js';
+import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, type Batch } from '../core/batch.js';
 import { EchoLedger, sameAsMerged } from '../core/echo.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
 import { toRsyncFilterArgs } from '../core/patterns.js';
-import { sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
+import { directionFrom, sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
@@ -73,6 +74,7 @@ export class Brain {
   private readonly rsyncExcludes: readonly string[];
   /** The last version psync synced at each path: what a target may hold without a change of its own. */
   private readonly synced = new LastSynced();
+  private readonly vanished = new VanishedSends();
   /** Names this run's directories of replaced versions: `<pid>-<n>`. */
   private readonly runTag = String(process.pid);
   private rsyncSerial = 0;
@@ -271,6 +273,9 @@ export class Brain {
     }
     this.log.debug(`${side}: ${describe(action)}`);
     const { dropped } = this.queue.enqueue(side, action, !this.merged);
+    if (action.kind === 'move') {
+      for (const resend of this.vanished.noteMove(side, action.from, action.to, performance.now())) this.resend(directionFrom(side), resend);
+    }
     if (dropped !== undefined) {
       // Counted when the winner's transfer meets the loser's version on its side (resolveReplaced).
       this.log.info(
@@ -282,6 +287,13 @@ export class Brain {
   }
 
   private idle: Promise<void> = Promise.resolve();
+
+  private resend(direction: Direction, resend: Resend): void {
+    this.log.info(`${JSON.stringify(resend.path)} moved with its directory before rsync sent it: sending it again`);
+    const { path, stat, prev } = resend;
+    this.queue.enqueue(sourceOf(direction), prev === undefined ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev }, !this.merged);
+    this.wake();
+  }
 
   private async dispatchLoop(): Promise<void> {
     let markIdle: () => void = () => {};
@@ -353,10 +365,22 @@ export class Brain {
     for (const send of sends) this.ledger.expect(target, { kind: 'written', path: send.path, stat: send.stat }, now);
     const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
     const transferred = new Map<string, TransferredEntry>();
-    const onTransferred = (entry: TransferredEntry): void => void transferred.set(entry.path, entry);
+    const onTransferred = (entry: TransferredEntry): void => {
+      transferred.set(entry.path, entry);
+      // rsync also sets the attributes of the listed paths' parents (implied directories), and of a
+      // directory that changed again since its report: the target reports those too, as echoes.
+      if (entry.isDir) this.ledger.expect(target, { kind: 'merged', ...entry }, performance.now());
+    };
     const result = await this.runRsync(direction, { files: sends.map((a) => a.path), updateOnly, recursive, backupDir, onTransferred });
     if (result.status === 'partial') {
       this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
+    }
+    // A file rsync did not find may have moved with its directory: send it again under the new name.
+    const now2 = performance.now();
+    for (const send of sends) {
+      if (send.stat.type !== 'file' || transferred.has(send.path)) continue;
+      const vanished = { path: send.path, stat: send.stat, prev: send.prev };
+      for (const resend of this.vanished.noteVanished(sourceOf(direction), vanished, now2)) this.resend(direction, resend);
     }
     await this.resolveReplaced(target, backupDir, sends, transferred);
   }
