@@ -376,11 +376,11 @@ export class Brain {
       this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
     }
     // A file rsync did not find may have moved with its directory: send it again under the new name.
-    const now2 = performance.now();
+    const checkedAt = performance.now();
     for (const send of sends) {
       if (send.stat.type !== 'file' || transferred.has(send.path)) continue;
       const vanished = { path: send.path, stat: send.stat, prev: send.prev };
-      for (const resend of this.vanished.noteVanished(sourceOf(direction), vanished, now2)) this.resend(direction, resend);
+      for (const resend of this.vanished.noteVanished(sourceOf(direction), vanished, checkedAt)) this.resend(direction, resend);
     }
     await this.resolveReplaced(target, backupDir, sends, transferred);
   }
