@@ -245,7 +245,7 @@ async function perform(tree: Tree, request: HelperRequest): Promise<HelperReply>
   try {
     switch (request.kind) {
       case 'move':
-        return { id: request.id, ok: true, stat: await moveEntry(tree, request) };
+        return { id: request.id, ok: true, ...(await moveEntry(tree, request)) };
       case 'delete':
         return { id: request.id, ok: true, stat: await deleteEntry(tree, request) };
       case 'resolve':
@@ -503,7 +503,7 @@ async function deleteEntry(tree: Tree, request: Extract<HelperRequest, { kind: '
 // ---------------------------------------------------------------------------
 // MOVE: from -> scratch -> to
 
-async function moveEntry(tree: Tree, request: Extract<HelperRequest, { kind: 'move' }>): Promise<Stat> {
+async function moveEntry(tree: Tree, request: Extract<HelperRequest, { kind: 'move' }>): Promise<{ stat: Stat; conflict?: ConflictOutcome }> {
   const { from, to } = request;
   refuseInternal(to);
   if (isSameOrUnder(to, from)) throw new Refusal('unsafe', `cannot move ${show(from)} into itself (${show(to)})`);
@@ -512,7 +512,19 @@ async function moveEntry(tree: Tree, request: Extract<HelperRequest, { kind: 'mo
   const missingDirs = await tree.checkAncestors(to);
   const existing = missingDirs.length === 0 ? await tree.lstat(to) : undefined;
   if (existing !== undefined) await checkReplaceable(tree, to, before, existing);
-  if (tree.config.dryRun) return toStat(before);
+  if (tree.config.dryRun) return { stat: toStat(before) };
+
+  // A file at `to` that the source never had there was changed on this side: keep it beside.
+  let conflict: ConflictOutcome | undefined;
+  if (existing !== undefined && !existing.isDirectory()) {
+    const there = toStat(existing);
+    const expected = [toStat(before), ...(request.replaces === undefined ? [] : [request.replaces])];
+    if (!expected.some((stat) => sameAsWritten(stat, there))) {
+      const copy = await tree.freeConflictName(to, there);
+      await tree.rename(to, copy);
+      conflict = { copy, kept: 'written' };
+    }
+  }
 
   await tree.createDirs(missingDirs);
   const scratch = await setAside(tree, from, before);
@@ -529,7 +541,7 @@ async function moveEntry(tree: Tree, request: Extract<HelperRequest, { kind: 'mo
   const after = await tree.lstat(to);
   if (after === undefined) throw new Refusal('error', `${show(to)} vanished right after the move`);
   await finishMove(tree, scratch, after, replaced);
-  return toStat(after);
+  return conflict === undefined ? { stat: toStat(after) } : { stat: toStat(after), conflict };
 }
 
 /** What may stand at `to`: a file or symlink, or an empty directory (any directory with force). */

@@ -486,7 +486,7 @@ export class Brain {
     }
     this.counters.helperRuns += 1;
     const replies = await this.helpers.get(target)!.request(
-      moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat })),
+      moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
     );
     const resend: Action[] = [];
     const stale: Action[] = [];
@@ -495,6 +495,13 @@ export class Brain {
       this.synced.delete(move.from);
       if (reply.ok) {
         if (move.stat.type !== 'dir') this.synced.set(move.to, move.stat);
+        if (reply.conflict !== undefined) {
+          this.counters.conflicts += 1;
+          this.log.warn(
+            `conflict on ${JSON.stringify(move.to)}: it changed on the ${target} side too; the moved ${JSON.stringify(move.from)} takes the name, ` +
+              `the ${target} side's version is kept as ${JSON.stringify(reply.conflict.copy)}`,
+          );
+        }
         continue;
       }
       this.ledger.cancel(target, move.to);

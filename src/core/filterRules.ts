@@ -206,7 +206,10 @@ export function reconcile(state: FilterState, observations: readonly Observation
       rsyncs.push({ path: move.to, stat: move.stat, prev: undefined });
       continue;
     }
-    if (!move.silent) actions.push({ kind: 'move', from: move.from, to: move.to, stat: move.node.stat });
+    if (!move.silent) {
+      const { from, to, replaces } = move;
+      actions.push(replaces === undefined ? { kind: 'move', from, to, stat: move.node.stat } : { kind: 'move', from, to, stat: move.node.stat, replaces });
+    }
     if (hasChanged(move.node.stat, move.stat)) rsyncs.push({ path: move.to, stat: move.stat, prev: move.node.stat });
     move.node.stat = move.stat;
   }
@@ -252,6 +255,8 @@ type AppliedMove = Move & {
   /** true: moved to `to`; false: cannot be applied; 'aside': first half of a cycle break, `from` -> a temp name `to`. */
   readonly applied: boolean | 'aside';
   readonly from: string;
+  /** The file or symlink that stood at `to` and was replaced. */
+  readonly replaces?: Stat;
 };
 
 /**
@@ -295,7 +300,8 @@ function applyMoves(state: FilterState, moves: readonly Move[], dropped: TreeNod
       index.attachAt(move.to, move.node);
       movingOut.delete(move.node);
       state.danced.delete(move.node);
-      out.push({ ...move, from, applied: true });
+      const replaces = occupant !== undefined && occupant !== move.node && occupant.stat.type !== 'dir' ? occupant.stat : undefined;
+      out.push(replaces === undefined ? { ...move, from, applied: true } : { ...move, from, applied: true, replaces });
       continue;
     }
     // Nothing is ready. A move blocked only by an occupant that moves away is part of a cycle:

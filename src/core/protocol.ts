@@ -13,14 +13,18 @@
  *   READY <entries>                         the tree is indexed and watched
  *   RSYNC <path> <stat...> [<prev...>]      a created or changed entry, settled; prev is what
  *                                           the path held before (absent for a new entry)
- *   MOVE <from> <to> <stat...>              a rename inside the tree (same inode)
+ *   MOVE <from> <to> <stat...> [<replaces...>]
+ *                                           a rename inside the tree (same inode); replaces is the
+ *                                           file it replaced at `to`, if any
  *   DELETE <path> <stat...>                 an entry confirmed gone; stat is what it was
  *   HEARTBEAT <n>                           every HEARTBEAT_INTERVAL_MS, so silence means trouble
  *   WARN <message>                          something the user should see; the filter goes on
  *   ERROR <message>                         the filter stops (its root vanished, the watcher died)
  *
  * Brain -> helper, after HELLO (the helper answers each request, in order):
- *   MOVE <id> <from> <to> <stat...>         rename `from` to `to`; stat is what `from` must still be
+ *   MOVE <id> <from> <to> <stat...> [<replaces...>]
+ *                                           rename `from` to `to`; stat is what `from` must still be;
+ *                                           a file at `to` that is not `replaces` is kept as a conflict copy
  *   DELETE <id> <path> <stat...>            remove `path`; stat is what it must still be
  *   RESOLVE <id> <dir> <path> <n> <stat...>*n
  *                                           after an rsync run that kept what it replaced in
@@ -92,7 +96,7 @@ export function encodeAction(action: Action): { verb: string; args: string[] } {
     case 'rsync':
       return { verb: 'RSYNC', args: [action.path, ...encodeStat(action.stat), ...(action.prev === undefined ? [] : encodeStat(action.prev))] };
     case 'move':
-      return { verb: 'MOVE', args: [action.from, action.to, ...encodeStat(action.stat)] };
+      return { verb: 'MOVE', args: [action.from, action.to, ...encodeStat(action.stat), ...(action.replaces === undefined ? [] : encodeStat(action.replaces))] };
     case 'delete':
       return { verb: 'DELETE', args: [action.path, ...encodeStat(action.stat)] };
   }
@@ -108,11 +112,12 @@ export function decodeAction(frame: Frame): Action {
       return frame.args.length === 6 ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev: decodeStat(frame.args, 6) };
     }
     case 'MOVE': {
-      expectArgs(frame, 7);
+      if (frame.args.length !== 7 && frame.args.length !== 12) throw new ProtocolError(`MOVE takes 7 or 12 arguments, got ${frame.args.length}`);
       const from = guardPath(frame.args[0]!);
       const to = guardPath(frame.args[1]!);
       if (from === to) throw new ProtocolError(`MOVE onto itself: ${JSON.stringify(from)}`);
-      return { kind: 'move', from, to, stat: decodeStat(frame.args, 2) };
+      const stat = decodeStat(frame.args, 2);
+      return frame.args.length === 7 ? { kind: 'move', from, to, stat } : { kind: 'move', from, to, stat, replaces: decodeStat(frame.args, 7) };
     }
     case 'DELETE':
       expectArgs(frame, 6);
@@ -125,7 +130,7 @@ export function decodeAction(frame: Frame): Action {
 export const isActionVerb = (verb: string): boolean => verb === 'RSYNC' || verb === 'MOVE' || verb === 'DELETE';
 
 export type HelperRequest =
-  | { readonly id: number; readonly kind: 'move'; readonly from: string; readonly to: string; readonly expect: Stat }
+  | { readonly id: number; readonly kind: 'move'; readonly from: string; readonly to: string; readonly expect: Stat; readonly replaces?: Stat }
   | { readonly id: number; readonly kind: 'delete'; readonly path: string; readonly expect: Stat }
   | { readonly id: number; readonly kind: 'resolve'; readonly dir: string; readonly path: string; readonly expected: readonly Stat[] }
   | { readonly id: number; readonly kind: 'purge'; readonly dir: string };
@@ -144,7 +149,10 @@ export function encodeHelperRequest(request: HelperRequest): { verb: string; arg
   const id = String(request.id);
   switch (request.kind) {
     case 'move':
-      return { verb: 'MOVE', args: [id, request.from, request.to, ...encodeStat(request.expect)] };
+      return {
+        verb: 'MOVE',
+        args: [id, request.from, request.to, ...encodeStat(request.expect), ...(request.replaces === undefined ? [] : encodeStat(request.replaces))],
+      };
     case 'delete':
       return { verb: 'DELETE', args: [id, request.path, ...encodeStat(request.expect)] };
     case 'resolve':
@@ -173,14 +181,15 @@ function decodeId(text: string | undefined): number {
 
 export function decodeHelperRequest(frame: Frame): HelperRequest {
   if (frame.verb === 'MOVE') {
-    expectArgs(frame, 8);
-    return {
+    if (frame.args.length !== 8 && frame.args.length !== 13) throw new ProtocolError(`MOVE takes 8 or 13 arguments, got ${frame.args.length}`);
+    const move = {
       id: decodeId(frame.args[0]),
-      kind: 'move',
+      kind: 'move' as const,
       from: guardPath(frame.args[1]!),
       to: guardPath(frame.args[2]!),
       expect: decodeStat(frame.args, 3),
     };
+    return frame.args.length === 8 ? move : { ...move, replaces: decodeStat(frame.args, 8) };
   }
   if (frame.verb === 'DELETE') {
     expectArgs(frame, 7);

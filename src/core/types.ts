@@ -53,7 +53,18 @@ export type Action =
        */
       readonly prev?: Stat;
     }
-  | { readonly kind: 'move'; readonly from: string; readonly to: string; readonly stat: Stat }
+  | {
+      readonly kind: 'move';
+      readonly from: string;
+      readonly to: string;
+      readonly stat: Stat;
+      /**
+       * The file or symlink the move replaced at `to` on the source, as it
+       * last reported it. A target holding something else there changed it
+       * on its own: it is kept as a conflict copy, not overwritten.
+       */
+      readonly replaces?: Stat;
+    }
   | { readonly kind: 'delete'; readonly path: string; readonly stat: Stat };
 
 export type ActionKind = Action['kind'];

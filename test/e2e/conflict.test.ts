@@ -96,3 +96,25 @@ test('an edit on the target while a transfer to that file is in flight is not ov
   }
   await waitFor('the conflict to be counted', async () => (await conflicts()) > before);
 }, 60_000);
+
+test('a rename onto a file that the other side is editing at the same moment loses neither version', async () => {
+  const { left, right } = pair;
+  await synced('onto-a.txt', 'moved over b');
+  await synced('onto-b.txt', 'old b');
+  await Promise.all([rename(join(left, 'onto-a.txt'), join(left, 'onto-b.txt')), writeFile(join(right, 'onto-b.txt'), 'edited on the right')]);
+  const contents = async (root: string): Promise<string[]> =>
+    Promise.all((await readdir(root)).filter((n) => n.startsWith('onto-')).map((n) => read(join(root, n)))).then((all) => all.sort());
+  for (const root of [left, right]) {
+    await waitFor(`both versions on ${root}`, async () => {
+      const all = await contents(root);
+      return all.includes('moved over b') && all.includes('edited on the right');
+    }).catch(withLog);
+  }
+  await waitForSameTrees(left, right).catch(withLog);
+  expect(await exists(join(left, 'onto-a.txt'))).toBe(false);
+});
+
+const exists = (path: string): Promise<boolean> => stat(path).then(
+  () => true,
+  () => false,
+);

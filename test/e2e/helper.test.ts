@@ -178,12 +178,36 @@ describe('MOVE', () => {
     expect(exists('d')).toBe(false);
   });
 
-  test('replaces an existing file at the destination', async () => {
+  test('replaces the file the source replaced at the destination', async () => {
     const helper = await startHelper();
     const stat = file('a', 'new');
-    file('b', 'old');
-    expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: true });
+    const old = file('b', 'the old b');
+    const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat, replaces: old });
+    expect(reply).toMatchObject({ ok: true });
+    expect(reply.ok && reply.conflict).toBeFalsy();
     expect(readFileSync(at('b'), 'utf8')).toBe('new');
+    expect(readdirSync(root)).toEqual(['b']);
+  });
+
+  test('keeps a destination file the source did not have there as a conflict copy', async () => {
+    const helper = await startHelper();
+    const stat = file('a', 'moved here');
+    file('b', 'edited on this side');
+    utimesSync(at('b'), new Date(3_000_000), new Date(3_000_000));
+    const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat, replaces: { ...stat, size: 99 } });
+    expect(reply).toMatchObject({ ok: true, conflict: { copy: 'b.psync-conflict-19700101-005000', kept: 'written' } });
+    expect(readFileSync(at('b'), 'utf8')).toBe('moved here');
+    expect(readFileSync(at('b.psync-conflict-19700101-005000'), 'utf8')).toBe('edited on this side');
+  });
+
+  test('a destination file with no replaced file on the source is a conflict too (both created it)', async () => {
+    const helper = await startHelper();
+    const stat = file('a', 'moved here');
+    file('b', 'created on this side');
+    utimesSync(at('b'), new Date(3_000_000), new Date(3_000_000));
+    const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat });
+    expect(reply).toMatchObject({ ok: true, conflict: { kept: 'written' } });
+    expect(readdirSync(root).sort()).toEqual(['b', 'b.psync-conflict-19700101-005000']);
   });
 
   test('replaces an empty directory at the destination', async () => {

@@ -68,6 +68,10 @@ function applyActions(target: Fs, source: Fs, actions: readonly Action[]): void 
         const existing = target.get(action.to);
         if (existing?.type === 'dir' && hasChildren(target, action.to)) throw new Error(`helper refuses ${what}: non-empty directory`);
         if (existing !== undefined && existing.type !== 'dir' && action.stat.type === 'dir') throw new Error(`helper refuses ${what}: dir onto a file`);
+        // The helper keeps a file it finds at `to` as a conflict copy unless it is what the move says it replaces.
+        if (existing !== undefined && existing.type !== 'dir' && (action.replaces === undefined || !stillAsExpected(existing, action.replaces))) {
+          throw new Error(`${what} would keep the target's ${contentOf(existing)} as a conflict copy: replaces is ${action.replaces === undefined ? 'none' : contentOf(action.replaces)}`);
+        }
         for (const a of ancestorsOf(action.to).reverse()) if (!target.has(a)) target.set(a, dir(0));
         mv(target, action.from, action.to);
         break;
@@ -921,5 +925,19 @@ describe('splitByAncestry: a path waits for its renamed, removed or replaced anc
     const index = fixtureIndex();
     index.set('d/sub', { type: 'symlink', ino: 78, size: 5, mtimeMs: 1, mode: 0o777 });
     expect(splitByAncestry(index, ['d/sub/y'], disk({}))).toEqual({ ready: [], gone: ['d/sub/y'], later: [], changedAncestors: [] });
+  });
+});
+
+describe('a move onto an existing file names what it replaces', () => {
+  test('mv a.txt d/x: the MOVE carries d/x as it was, so the target can tell its own edit of d/x from it', () => {
+    const state = fixtureState();
+    const decision = reconcile(state, [{ path: 'a.txt', stat: null }, { path: 'd/x', stat: file(10) }], classify, 10);
+    expect(decision.actions).toEqual([{ kind: 'move', from: 'a.txt', to: 'd/x', stat: file(10), replaces: file(21) }]);
+  });
+
+  test('a move to a free name replaces nothing', () => {
+    const state = fixtureState();
+    const decision = reconcile(state, [{ path: 'a.txt', stat: null }, { path: 'd/new', stat: file(10) }], classify, 10);
+    expect(decision.actions).toEqual([{ kind: 'move', from: 'a.txt', to: 'd/new', stat: file(10) }]);
   });
 });

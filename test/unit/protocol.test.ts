@@ -37,6 +37,7 @@ describe('actions round trip', () => {
     { description: 'RSYNC of a non-UTF-8 name', action: { kind: 'rsync', path: 'x/\udcff\udcfe', stat: file }, verb: 'RSYNC' },
     { description: 'RSYNC of a name with a leading dash', action: { kind: 'rsync', path: '-rf', stat: file }, verb: 'RSYNC' },
     { description: 'MOVE', action: { kind: 'move', from: 'a', to: 'd/b', stat: file }, verb: 'MOVE' },
+    { description: 'MOVE onto a file it replaces', action: { kind: 'move', from: 'a', to: 'b', stat: file, replaces: { ...file, size: 1 } }, verb: 'MOVE' },
     { description: 'MOVE of a directory to a name with %', action: { kind: 'move', from: 'd', to: '100%', stat: dir }, verb: 'MOVE' },
     { description: 'RSYNC keeps every digit of a sub-millisecond mtime', action: { kind: 'rsync', path: 'm', stat: { ...file, mtimeMs: 1_700_000_000_123.4567 } }, verb: 'RSYNC' },
     { description: 'DELETE', action: { kind: 'delete', path: 'a/b.txt', stat: file }, verb: 'DELETE' },
@@ -113,6 +114,7 @@ describe('decodeAction rejects', () => {
 describe('helper requests', () => {
   test.each(described<{ description: string; request: HelperRequest }>([
     { description: 'MOVE', request: { id: 1, kind: 'move', from: 'a b', to: 'd/\udcff', expect: file } },
+    { description: 'MOVE with the file it replaces', request: { id: 1, kind: 'move', from: 'a', to: 'b', expect: file, replaces: link } },
     { description: 'MOVE of a directory', request: { id: 0, kind: 'move', from: 'd', to: 'e/f', expect: dir } },
     { description: 'DELETE', request: { id: 123_456_789_012_345, kind: 'delete', path: 'x\ny', expect: file } },
     { description: 'RESOLVE with nothing expected', request: { id: 2, kind: 'resolve', dir: '.psync/replaced/12-3', path: 'n\u00e9w', expected: [] } },
