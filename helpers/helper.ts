@@ -39,7 +39,7 @@ import type { Stats } from 'node:fs';
 import { lstat, mkdir, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError } from '../src/core/errors.js';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
 import { isPsyncInternal, IGNORE_MARK } from '../src/core/patterns.js';
 import { ancestorsOf, baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
@@ -154,6 +154,7 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
     if (!rootStats.isDirectory()) throw new ConfigError(`root ${show(config.root)} is not a directory`);
     await replies.send('HELLO', [String(PROTOCOL_VERSION), 'helper', String(process.pid)]);
     if (config.relay) await offerRelay(replies, log);
+    await reportInterruptedRuns(config.root, log);
     return new Session(new Tree(config, log), replies, log);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -174,6 +175,37 @@ async function offerRelay(replies: ReplyChannel, log: (line: string) => void): P
     await replies.send('RELAY', [String(relay.port), relay.token]);
   } catch (error) {
     await replies.send('NORELAY', [errorMessage(error)]);
+  }
+}
+
+/**
+ * A psync killed between a transfer and its conflict check (kill -9, a
+ * crash) leaves the versions that transfer replaced in
+ * `.psync/replaced/<pid>-<n>`. They may hold an edit made on this side, so
+ * they are never removed unread: say where they are.
+ */
+async function reportInterruptedRuns(root: string, log: (line: string) => void): Promise<void> {
+  let runs: string[];
+  try {
+    runs = await readdir(join(root, REPLACED_DIR));
+  } catch {
+    return;
+  }
+  const dead = runs.filter((run) => {
+    const pid = Number(run.split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) return true;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code !== 'EPERM';
+    }
+  });
+  if (dead.length > 0) {
+    log(
+      `an interrupted psync left the versions its last transfers replaced in ${join(root, REPLACED_DIR)}/` +
+        `{${dead.join(',')}}: they may hold edits made here; compare them with the files and remove them`,
+    );
   }
 }
 
