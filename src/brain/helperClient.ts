@@ -1,6 +1,5 @@
 /** The brain's client for one side's helper: pipelined requests, replies matched by id. */
 
-
 import type { Frame } from '../core/frame.js';
 import { decodeHelperReply, encodeHelperRequest, type HelperReply, type HelperRequest } from '../core/protocol.js';
 import type { ChildLink } from './childLink.js';
