@@ -7,7 +7,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { appendFile, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { conflictName } from '../../src/core/conflict.js';
@@ -118,3 +118,28 @@ const exists = (path: string): Promise<boolean> => stat(path).then(
   () => true,
   () => false,
 );
+
+test('files changed and then moved with their directory while the queue is busy arrive with their new content, and nothing comes back', async () => {
+  const { left, right } = pair;
+  await mkdir(join(left, 'busy-d'));
+  for (let i = 0; i < 5; i++) await synced(`busy-d/f${i}`, `old ${i}`);
+  const before = (await pair.psync.status())!.counters.applied.rightToLeft;
+  // A transfer that keeps the queue busy for a second or two.
+  await writeFile(join(left, 'busy-big.bin'), randomBytes(6 << 20));
+  await waitFor('the big transfer to start', async () => (await readdir(right)).some((n) => n.startsWith('.busy-big.bin.')), 20_000);
+  for (let i = 0; i < 5; i++) await writeFile(join(left, 'busy-d', `f${i}`), `new ${i}`);
+  await new Promise((resolve) => setTimeout(resolve, 400)); // let the writes be reported (and queued) before the rename
+  await rename(join(left, 'busy-d'), join(left, 'busy-e'));
+  await waitFor('the new contents under the new name', async () => {
+    for (let i = 0; i < 5; i++) if ((await read(join(right, 'busy-e', `f${i}`)).catch(() => '')) !== `new ${i}`) return false;
+    return true;
+  }, 40_000).catch(withLog);
+  await waitForSameTrees(left, right, 20_000).catch(withLog);
+  // A barrier from the right proves any echo would have been dispatched by now.
+  await writeFile(join(right, 'busy-barrier'), 'b');
+  await waitFor('the barrier', () => stat(join(left, 'busy-barrier')));
+  await waitFor('the barrier to be counted', async () => (await pair.psync.status())!.counters.applied.rightToLeft > before);
+  expect((await pair.psync.status())!.counters.applied.rightToLeft - before, pair.psync.log().slice(-6000)).toBe(1);
+  // The race this test sets up did happen: rsync found the files gone and they were sent again.
+  expect(pair.psync.log()).toContain('moved with its directory before rsync sent it');
+}, 90_000);
