@@ -48,14 +48,16 @@ export async function runSide(input: Readable, output: Writable): Promise<number
     send('ERROR', [(error as Error).message]);
     return 2;
   }
-  input.once('end', () => toHelper.end());
 
   const toFilter = new PassThrough();
   toFilter.write(new FrameWriter().encode('CONFIG', [JSON.stringify(config.filter)]));
   toHelper.write(helperWriter.encode('CONFIG', [JSON.stringify(config.helper)]));
   toHelperReady = true;
   for (const frame of early.splice(0)) request(frame);
-  input.once('end', () => toFilter.end());
+  input.once('end', () => {
+    toFilter.end();
+    toHelper.end();
+  });
 
   // Both HELLOs first; an ERROR from either stops the side before it says HELLO itself.
   let hellos = 0;

@@ -31,7 +31,10 @@ export class HelperClient {
       this.failAll('the helper exited');
       this.offered({ ok: false, reason: 'the helper exited' });
     });
-    if (!relayAsked) this.offered({ ok: false, reason: 'not asked for' });
+    if (!relayAsked) {
+      this.offered({ ok: false, reason: 'not asked for' });
+      return;
+    }
     const timer = setTimeout(() => this.offered({ ok: false, reason: 'the helper did not offer its relay in time' }), RELAY_OFFER_TIMEOUT_MS);
     void this.relay.then(() => clearTimeout(timer));
   }
