@@ -38,6 +38,8 @@
 
 #include <node_api.h>
 
+#include "napi_errno.h"
+
 #define READ_BUFFER_BYTES (64 * 1024)
 #define QUEUE_CHUNKS 2
 
@@ -57,35 +59,6 @@ typedef struct {
   size_t length;
   char bytes[];
 } Chunk;
-
-static const char *errno_name(int error) {
-  switch (error) {
-#define NAME(e) \
-  case e:       \
-    return #e;
-    NAME(EACCES) NAME(EBADF) NAME(EEXIST) NAME(EFAULT) NAME(EINTR) NAME(EINVAL) NAME(EIO) NAME(ELOOP)
-    NAME(EMFILE) NAME(ENAMETOOLONG) NAME(ENFILE) NAME(ENODEV) NAME(ENOENT) NAME(ENOMEM) NAME(ENOSPC)
-    NAME(ENOTDIR) NAME(EPERM) NAME(ESTALE)
-#undef NAME
-    default:
-      return "EUNKNOWN";
-  }
-}
-
-static napi_value throw_errno(napi_env env, int error, const char *syscall) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s, %s", errno_name(error), strerror(error), syscall);
-  napi_throw_error(env, errno_name(error), message);
-  return NULL;
-}
-
-#define CHECK(env, call)                                             \
-  do {                                                               \
-    if ((call) != napi_ok) {                                         \
-      napi_throw_error((env), "EINVAL", "psync_inotify: " #call);    \
-      return NULL;                                                   \
-    }                                                                \
-  } while (0)
 
 static void push_chunk(Instance *self, Chunk *chunk, int *stop) {
   if (napi_call_threadsafe_function(self->tsfn, chunk, napi_tsfn_blocking) != napi_ok) {

@@ -17,11 +17,9 @@
  * the directory may still be there: the caller rescans it and watches again.
  */
 
-import { existsSync, watch } from 'node:fs';
-import { createRequire } from 'node:module';
+import { watch } from 'node:fs';
 import { endianness } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../native.js';
 
 export interface DirWatch {
   close(): void;
@@ -204,23 +202,9 @@ export class FsWatchBackend implements WatchBackend {
   close(): void {}
 }
 
-const ADDON_PATH = join('build', 'Release', 'psync_inotify.node');
-
-/** Load the addon from the package root (found upwards from this module: src/ in tests, dist/src/ when built). */
+/** The inotify addon, or an Error saying why it cannot be loaded. */
 export function loadInotifyAddon(): InotifyAddon | Error {
-  if (process.platform !== 'linux') return new Error('inotify exists only on Linux');
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) return new Error('package root not found');
-    dir = parent;
-  }
-  try {
-    return createRequire(import.meta.url)(join(dir, ADDON_PATH)) as InotifyAddon;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return new Error(`${ADDON_PATH} was not built`);
-    return error as Error;
-  }
+  return loadAddon<InotifyAddon>('psync_inotify');
 }
 
 /**

@@ -1,0 +1,300 @@
+/*
+ * psync_fs: the system calls of psync's symlink-safe file layer
+ * (src/fs/directory.ts), which node's fs does not offer.
+ *
+ * Every operation is relative to a directory descriptor and names ONE
+ * component: a name with a '/' or a NUL, "", "." or ".." is refused with
+ * EINVAL before any system call. Nothing here follows a symlink: directories
+ * are opened with O_NOFOLLOW | O_DIRECTORY, files with O_NOFOLLOW, stats are
+ * AT_SYMLINK_NOFOLLOW. So a path is walked one held directory at a time from
+ * the root, and a component that an attacker swaps for a symlink between a
+ * check and an act makes the act fail (ELOOP, ENOTDIR) instead of reaching
+ * outside the tree (rsync's secure_relative_open and Mutagen's Directory do
+ * the same).
+ *
+ * JS API (synchronous; errors are thrown as Error with .code = errno name):
+ *   openRoot(path: Buffer) -> fd         the operator's root: the one open that may follow links
+ *   openDir(dirfd, name) -> fd           O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+ *   openFile(dirfd, name, flags, mode) -> fd   flags | O_NOFOLLOW | O_CLOEXEC
+ *   stat(dirfd, name) -> Stat            statx, AT_SYMLINK_NOFOLLOW; name "" is the directory itself
+ *   rename(fromfd, from, tofd, to, flags)  renameat2; flags 1 = RENAME_NOREPLACE, 2 = RENAME_EXCHANGE
+ *   unlink(dirfd, name, isDir)           unlinkat, AT_REMOVEDIR when isDir
+ *   mkdir(dirfd, name, mode)             mkdirat
+ *   symlink(target: Buffer, dirfd, name) symlinkat
+ *   readlink(dirfd, name) -> Buffer      readlinkat
+ *   readdir(dirfd) -> { names: Buffer[], types: number[] }   d_type per name (0 = unknown)
+ * Descriptors are closed with node's fs.closeSync; every one is O_CLOEXEC.
+ */
+
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+#include "napi_errno.h"
+
+#define MAX_ARGS 5
+
+/* The arguments of one call, converted; a failed conversion has already thrown. */
+typedef struct {
+  napi_value argv[MAX_ARGS];
+  size_t argc;
+} Args;
+
+static int get_args(napi_env env, napi_callback_info info, Args *args, size_t needed, const char *usage) {
+  args->argc = MAX_ARGS;
+  if (napi_get_cb_info(env, info, &args->argc, args->argv, NULL, NULL) != napi_ok || args->argc < needed) {
+    napi_throw_type_error(env, "EINVAL", usage);
+    return 0;
+  }
+  return 1;
+}
+
+static int get_int(napi_env env, napi_value value, int32_t *out) {
+  if (napi_get_value_int32(env, value, out) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "psync_fs: expected an integer");
+    return 0;
+  }
+  return 1;
+}
+
+/* Copy a Buffer into `out` (size `room`) as a C string; NUL bytes inside are refused. */
+static int get_bytes(napi_env env, napi_value value, char *out, size_t room) {
+  void *bytes = NULL;
+  size_t length = 0;
+  if (napi_get_buffer_info(env, value, &bytes, &length) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "psync_fs: expected a Buffer");
+    return 0;
+  }
+  if (length >= room) {
+    throw_errno(env, ENAMETOOLONG, "psync_fs");
+    return 0;
+  }
+  if (length > 0 && memchr(bytes, '\0', length) != NULL) {
+    throw_errno(env, EINVAL, "psync_fs: NUL in a name");
+    return 0;
+  }
+  memcpy(out, bytes, length);
+  out[length] = '\0';
+  return 1;
+}
+
+/* One path component. `allow_empty` lets "" stand for the directory itself (stat only). */
+static int get_name(napi_env env, napi_value value, char out[NAME_MAX + 1], int allow_empty) {
+  if (!get_bytes(env, value, out, NAME_MAX + 1)) return 0;
+  if ((out[0] == '\0' && !allow_empty) || strchr(out, '/') != NULL || strcmp(out, ".") == 0 || strcmp(out, "..") == 0) {
+    throw_errno(env, EINVAL, "psync_fs: not a single path component");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value make_int(napi_env env, int64_t value) {
+  napi_value result = NULL;
+  napi_create_int64(env, value, &result);
+  return result;
+}
+
+static napi_value js_open_root(napi_env env, napi_callback_info info) {
+  Args a;
+  char path[PATH_MAX];
+  if (!get_args(env, info, &a, 1, "openRoot(path)") || !get_bytes(env, a.argv[0], path, sizeof path)) return NULL;
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "open");
+  return make_int(env, fd);
+}
+
+static napi_value js_open_dir(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  char name[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 2, "openDir(dirfd, name)") || !get_int(env, a.argv[0], &dirfd) ||
+      !get_name(env, a.argv[1], name, 0))
+    return NULL;
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "openat");
+  return make_int(env, fd);
+}
+
+static napi_value js_open_file(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd, flags, mode;
+  char name[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 4, "openFile(dirfd, name, flags, mode)") || !get_int(env, a.argv[0], &dirfd) ||
+      !get_name(env, a.argv[1], name, 0) || !get_int(env, a.argv[2], &flags) || !get_int(env, a.argv[3], &mode))
+    return NULL;
+  int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+  if (fd < 0) return throw_errno(env, errno, "openat");
+  return make_int(env, fd);
+}
+
+static int set_number(napi_env env, napi_value object, const char *key, double value) {
+  napi_value number;
+  return napi_create_double(env, value, &number) == napi_ok && napi_set_named_property(env, object, key, number) == napi_ok;
+}
+
+static napi_value js_stat(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  char name[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 2, "stat(dirfd, name)") || !get_int(env, a.argv[0], &dirfd) ||
+      !get_name(env, a.argv[1], name, 1))
+    return NULL;
+  struct statx sx;
+  int flags = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+  if (statx(dirfd, name, flags, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0) return throw_errno(env, errno, "statx");
+  napi_value result;
+  CHECK(env, napi_create_object(env, &result));
+  int ok = set_number(env, result, "mode", sx.stx_mode) && set_number(env, result, "size", (double)sx.stx_size) &&
+           set_number(env, result, "ino", (double)sx.stx_ino) &&
+           set_number(env, result, "dev", (double)makedev(sx.stx_dev_major, sx.stx_dev_minor)) &&
+           set_number(env, result, "nlink", sx.stx_nlink) && set_number(env, result, "uid", sx.stx_uid) &&
+           set_number(env, result, "gid", sx.stx_gid) && set_number(env, result, "mtimeSec", (double)sx.stx_mtime.tv_sec) &&
+           set_number(env, result, "mtimeNsec", sx.stx_mtime.tv_nsec) &&
+           set_number(env, result, "ctimeSec", (double)sx.stx_ctime.tv_sec) &&
+           set_number(env, result, "ctimeNsec", sx.stx_ctime.tv_nsec) &&
+           /* 0 where the file system keeps no birth time */
+           set_number(env, result, "birthSec", (sx.stx_mask & STATX_BTIME) ? (double)sx.stx_btime.tv_sec : 0) &&
+           set_number(env, result, "birthNsec", (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_nsec : 0);
+  if (!ok) {
+    napi_throw_error(env, "EINVAL", "psync_fs: cannot build the stat object");
+    return NULL;
+  }
+  return result;
+}
+
+static napi_value js_rename(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t fromfd, tofd, flags;
+  char from[NAME_MAX + 1], to[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 5, "rename(fromfd, from, tofd, to, flags)") || !get_int(env, a.argv[0], &fromfd) ||
+      !get_name(env, a.argv[1], from, 0) || !get_int(env, a.argv[2], &tofd) || !get_name(env, a.argv[3], to, 0) ||
+      !get_int(env, a.argv[4], &flags))
+    return NULL;
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0) return throw_errno(env, EINVAL, "rename: unknown flags");
+  if (renameat2(fromfd, from, tofd, to, (unsigned)flags) < 0) return throw_errno(env, errno, "renameat2");
+  return NULL;
+}
+
+static napi_value js_unlink(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  bool is_dir = false;
+  char name[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 3, "unlink(dirfd, name, isDir)") || !get_int(env, a.argv[0], &dirfd) ||
+      !get_name(env, a.argv[1], name, 0))
+    return NULL;
+  CHECK(env, napi_get_value_bool(env, a.argv[2], &is_dir));
+  if (unlinkat(dirfd, name, is_dir ? AT_REMOVEDIR : 0) < 0) return throw_errno(env, errno, "unlinkat");
+  return NULL;
+}
+
+static napi_value js_mkdir(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd, mode;
+  char name[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 3, "mkdir(dirfd, name, mode)") || !get_int(env, a.argv[0], &dirfd) ||
+      !get_name(env, a.argv[1], name, 0) || !get_int(env, a.argv[2], &mode))
+    return NULL;
+  if (mkdirat(dirfd, name, (mode_t)mode) < 0) return throw_errno(env, errno, "mkdirat");
+  return NULL;
+}
+
+static napi_value js_symlink(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  char target[PATH_MAX], name[NAME_MAX + 1];
+  if (!get_args(env, info, &a, 3, "symlink(target, dirfd, name)") || !get_bytes(env, a.argv[0], target, sizeof target) ||
+      !get_int(env, a.argv[1], &dirfd) || !get_name(env, a.argv[2], name, 0))
+    return NULL;
+  if (symlinkat(target, dirfd, name) < 0) return throw_errno(env, errno, "symlinkat");
+  return NULL;
+}
+
+static napi_value js_readlink(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  char name[NAME_MAX + 1], target[PATH_MAX];
+  if (!get_args(env, info, &a, 2, "readlink(dirfd, name)") || !get_int(env, a.argv[0], &dirfd) ||
+      !get_name(env, a.argv[1], name, 0))
+    return NULL;
+  ssize_t n = readlinkat(dirfd, name, target, sizeof target);
+  if (n < 0) return throw_errno(env, errno, "readlinkat");
+  if ((size_t)n >= sizeof target) return throw_errno(env, ENAMETOOLONG, "readlinkat");
+  napi_value result;
+  CHECK(env, napi_create_buffer_copy(env, (size_t)n, target, NULL, &result));
+  return result;
+}
+
+/* List a held directory. It reads through its own descriptor (openat "."), so `dirfd` keeps its offset. */
+static napi_value js_readdir(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  if (!get_args(env, info, &a, 1, "readdir(dirfd)") || !get_int(env, a.argv[0], &dirfd)) return NULL;
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "openat");
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    int error = errno;
+    close(fd);
+    return throw_errno(env, error, "fdopendir");
+  }
+  napi_value names, types, result;
+  if (napi_create_array(env, &names) != napi_ok || napi_create_array(env, &types) != napi_ok ||
+      napi_create_object(env, &result) != napi_ok) {
+    closedir(dir);
+    napi_throw_error(env, "EINVAL", "psync_fs: cannot build the listing");
+    return NULL;
+  }
+  uint32_t count = 0;
+  int error = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *entry = readdir(dir);
+    if (entry == NULL) {
+      error = errno;
+      break;
+    }
+    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+    napi_value name, type;
+    if (napi_create_buffer_copy(env, strlen(entry->d_name), entry->d_name, NULL, &name) != napi_ok ||
+        napi_create_uint32(env, entry->d_type, &type) != napi_ok || napi_set_element(env, names, count, name) != napi_ok ||
+        napi_set_element(env, types, count, type) != napi_ok) {
+      error = ENOMEM;
+      break;
+    }
+    count++;
+  }
+  closedir(dir);
+  if (error != 0) return throw_errno(env, error, "readdir");
+  if (napi_set_named_property(env, result, "names", names) != napi_ok ||
+      napi_set_named_property(env, result, "types", types) != napi_ok) {
+    napi_throw_error(env, "EINVAL", "psync_fs: cannot build the listing");
+    return NULL;
+  }
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor properties[] = {
+      {"openRoot", NULL, js_open_root, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openDir", NULL, js_open_dir, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openFile", NULL, js_open_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stat", NULL, js_stat, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rename", NULL, js_rename, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unlink", NULL, js_unlink, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mkdir", NULL, js_mkdir, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"symlink", NULL, js_symlink, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readlink", NULL, js_readlink, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readdir", NULL, js_readdir, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok) return NULL;
+  return exports;
+}

@@ -1,0 +1,339 @@
+/**
+ * The symlink-safe file layer: every place psync touches a tree (the
+ * helper's moves, deletes and conflict copies, the filter's scan, the root
+ * lock, `.psync/`) goes through here.
+ *
+ * A `Directory` is a held directory descriptor; every operation names one
+ * component inside it (native/fs.c refuses anything else). A `Tree` opens
+ * root-relative paths one component at a time from the root with
+ * O_NOFOLLOW | O_DIRECTORY. So:
+ * - a symlink anywhere below the root is never followed: a component that
+ *   is one ends the operation with UnsafePathError (`unsafe`), and nothing is
+ *   retried through a path string;
+ * - a check and the act that follows it are made on the same held
+ *   directory, so swapping a directory for a symlink between them changes
+ *   nothing outside the root (RACE: the swapped directory itself may have
+ *   been moved elsewhere by then; the act then happens in that directory,
+ *   which held only tree entries).
+ * The root path itself is the operator's: it is the one open that may follow
+ * symlinks (a root given as a link to the real tree is fine).
+ *
+ * The addon is required: there is no safe fallback through path strings.
+ */
+
+import { closeSync } from 'node:fs';
+import { SafetyError } from '../core/errors.js';
+import { baseName, bytesToPath, joinPath, parentOf, pathToBytes } from '../core/paths.js';
+import type { EntryType, Stat } from '../core/types.js';
+import { loadAddon } from '../native.js';
+
+/** native/fs.c */
+interface FsAddon {
+  openRoot(path: Buffer): number;
+  openDir(dirfd: number, name: Buffer): number;
+  openFile(dirfd: number, name: Buffer, flags: number, mode: number): number;
+  stat(dirfd: number, name: Buffer): RawStat;
+  rename(fromfd: number, from: Buffer, tofd: number, to: Buffer, flags: number): void;
+  unlink(dirfd: number, name: Buffer, isDir: boolean): void;
+  mkdir(dirfd: number, name: Buffer, mode: number): void;
+  symlink(target: Buffer, dirfd: number, name: Buffer): void;
+  readlink(dirfd: number, name: Buffer): Buffer;
+  readdir(dirfd: number): { names: Buffer[]; types: number[] };
+}
+
+interface RawStat {
+  mode: number;
+  size: number;
+  ino: number;
+  dev: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+  birthSec: number;
+  birthNsec: number;
+}
+
+let addon: FsAddon | undefined;
+
+/** The addon, loaded once; throws SafetyError when it was not built (there is no safe fallback). */
+function fs(): FsAddon {
+  if (addon !== undefined) return addon;
+  const loaded = loadAddon<FsAddon>('psync_fs');
+  if (loaded instanceof Error) {
+    throw new SafetyError(`psync's file layer is not available (${loaded.message}); rebuild it with "npm rebuild" (needs make, g++, python3; see native/build.log)`);
+  }
+  addon = loaded;
+  return addon;
+}
+
+/** Throws when the file layer cannot be used here: call it once at start for a clear error. */
+export function requireFileLayer(): void {
+  fs();
+}
+
+/** What the file layer reads of an entry: the core's Stat plus what a same-entry check needs. */
+export interface EntryStat extends Stat {
+  readonly dev: number;
+  readonly nlink: number;
+  readonly uid: number;
+  /** Change time in milliseconds: moves with every write and chmod, cannot be set by a user. */
+  readonly ctimeMs: number;
+}
+
+const S_IFMT = 0o170000;
+const TYPES: Readonly<Record<number, EntryType>> = { 0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink' };
+
+function toEntryStat(raw: RawStat): EntryStat {
+  const birthMs = raw.birthSec * 1000 + raw.birthNsec / 1e6;
+  return {
+    type: TYPES[raw.mode & S_IFMT] ?? 'other',
+    ino: raw.ino,
+    size: raw.size,
+    mtimeMs: raw.mtimeSec * 1000 + raw.mtimeNsec / 1e6,
+    mode: raw.mode & 0o7777,
+    ...(birthMs > 0 ? { birthMs } : {}),
+    dev: raw.dev,
+    nlink: raw.nlink,
+    uid: raw.uid,
+    ctimeMs: raw.ctimeSec * 1000 + raw.ctimeNsec / 1e6,
+  };
+}
+
+/** The core's Stat of an entry (without the identity fields). */
+export function coreStat(stat: EntryStat): Stat {
+  const { type, ino, size, mtimeMs, mode, birthMs } = stat;
+  return birthMs === undefined ? { type, ino, size, mtimeMs, mode } : { type, ino, size, mtimeMs, mode, birthMs };
+}
+
+/** The same inode, not a new one under the same name. */
+export const sameInode = (a: EntryStat, b: EntryStat): boolean => a.ino === b.ino && a.dev === b.dev;
+
+/** A component below the root that is a symlink (or an ancestor that is not a directory): psync does not act through it. */
+export class UnsafePathError extends SafetyError {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const errnoOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException | undefined)?.code;
+
+/** An error that says the entry is not there (ENOENT). */
+export const isMissing = (error: unknown): boolean => errnoOf(error) === 'ENOENT';
+
+export type RenameMode = 'replace' | 'noReplace' | 'exchange';
+const RENAME_FLAGS: Readonly<Record<RenameMode, number>> = { replace: 0, noReplace: 1, exchange: 2 };
+
+const name = (component: string): Buffer => Buffer.from(pathToBytes(component));
+
+/** A held directory of a tree: `path` is its root-relative path, for messages. */
+export class Directory {
+  private closed = false;
+
+  private constructor(
+    readonly fd: number,
+    readonly path: string,
+  ) {}
+
+  /** Open the operator's root (it may be reached through a symlink; nothing below it is). */
+  static openRoot(root: string): Directory {
+    return new Directory(fs().openRoot(Buffer.from(pathToBytes(root))), '');
+  }
+
+  /**
+   * Open the child directory `component`. A symlink there is UnsafePathError;
+   * a non-directory throws ENOTDIR, a missing one ENOENT.
+   */
+  openDir(component: string): Directory {
+    const path = joinPath(this.path, component);
+    try {
+      return new Directory(fs().openDir(this.fd, name(component)), path);
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === 'ELOOP' || (code === 'ENOTDIR' && this.stat(component)?.type === 'symlink')) {
+        throw new UnsafePathError(path, `${JSON.stringify(path)} is a symlink: refusing to act through it`);
+      }
+      throw error;
+    }
+  }
+
+  /** lstat of `component` ("" is this directory), or undefined when there is none. */
+  stat(component: string): EntryStat | undefined {
+    try {
+      return toEntryStat(fs().stat(this.fd, name(component)));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** The names in this directory (without . and ..), as core path components. */
+  list(): string[] {
+    return fs()
+      .readdir(this.fd)
+      .names.map((bytes) => bytesToPath(bytes));
+  }
+
+  /** The names with their directory-entry types (d_type: 4 directory, 8 file, 10 symlink, 0 unknown). */
+  listTyped(): { names: string[]; types: number[] } {
+    const { names, types } = fs().readdir(this.fd);
+    return { names: names.map((bytes) => bytesToPath(bytes)), types };
+  }
+
+  /** renameat2 from here to `target` (which may be this directory). `noReplace` fails with EEXIST. */
+  rename(from: string, target: Directory, to: string, mode: RenameMode = 'replace'): void {
+    fs().rename(this.fd, name(from), target.fd, name(to), RENAME_FLAGS[mode]);
+  }
+
+  unlink(component: string): void {
+    fs().unlink(this.fd, name(component), false);
+  }
+
+  rmdir(component: string): void {
+    fs().unlink(this.fd, name(component), true);
+  }
+
+  mkdir(component: string, mode = 0o777): void {
+    fs().mkdir(this.fd, name(component), mode);
+  }
+
+  symlink(target: string, component: string): void {
+    fs().symlink(Buffer.from(pathToBytes(target)), this.fd, name(component));
+  }
+
+  readlink(component: string): string {
+    return bytesToPath(fs().readlink(this.fd, name(component)));
+  }
+
+  /** A file descriptor for `component`, never through a symlink (O_NOFOLLOW is always added). Close it with closeSync. */
+  openFile(component: string, flags: number, mode = 0o666): number {
+    return fs().openFile(this.fd, name(component), flags, mode);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+}
+
+/** Run `fn` with `dir`, then close it. */
+export function using<T>(dir: Directory, fn: (dir: Directory) => T): T {
+  try {
+    return fn(dir);
+  } finally {
+    dir.close();
+  }
+}
+
+/** A tree: root-relative paths opened component by component from the root. */
+export class Tree {
+  constructor(readonly root: string) {}
+
+  /** The directory at `dir` ("" is the root). Missing: ENOENT; a symlink on the way: UnsafePathError. */
+  openDir(dir: string): Directory {
+    let current = Directory.openRoot(this.root);
+    if (dir === '') return current;
+    for (const component of dir.split('/')) {
+      try {
+        const next = current.openDir(component);
+        current.close();
+        current = next;
+      } catch (error) {
+        current.close();
+        throw error;
+      }
+    }
+    return current;
+  }
+
+  /**
+   * Like openDir, but missing directories are created (mkdirat, `mode`), top
+   * first, each in the directory just opened. A component that exists and
+   * is not a directory throws ENOTDIR; a symlink, UnsafePathError.
+   */
+  makeDir(dir: string, mode = 0o777): Directory {
+    let current = Directory.openRoot(this.root);
+    if (dir === '') return current;
+    for (const component of dir.split('/')) {
+      try {
+        if (current.stat(component) === undefined) {
+          try {
+            current.mkdir(component, mode);
+          } catch (error) {
+            if (errnoOf(error) !== 'EEXIST') throw error; // RACE: created meanwhile; openDir checks what it is
+          }
+        }
+        const next = current.openDir(component);
+        current.close();
+        current = next;
+      } catch (error) {
+        current.close();
+        throw error;
+      }
+    }
+    return current;
+  }
+
+  /** Run `fn` with the held parent of `path` and its last component; `path` is not "". */
+  withParent<T>(path: string, fn: (dir: Directory, component: string) => T): T {
+    return using(this.openDir(parentOf(path)), (dir) => fn(dir, baseName(path)));
+  }
+
+  /**
+   * lstat of `path`, or undefined when it or an ancestor is missing or an
+   * ancestor is not a directory. An ancestor that is a symlink throws
+   * UnsafePathError: what lies behind it is not in the tree.
+   */
+  lstat(path: string): EntryStat | undefined {
+    if (path === '') return using(Directory.openRoot(this.root), (dir) => dir.stat(''));
+    try {
+      return this.withParent(path, (dir, component) => dir.stat(component));
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw error;
+    }
+  }
+}
+
+/** d_type of a directory in readdir's answer. */
+export const DT_DIR = 4;
+
+/**
+ * Remove `component` of `dir` and, when it is a directory, everything in
+ * it, deepest first. Every directory is entered through openDir (O_NOFOLLOW):
+ * a directory swapped for a symlink mid-walk is unlinked as the symlink it
+ * now is, never followed. `onEntry` is called before each removal (for a
+ * caller that wants to yield or count).
+ */
+export function removeTree(dir: Directory, component: string, onEntry: () => void = () => {}): void {
+  const stat = dir.stat(component);
+  if (stat === undefined) return;
+  onEntry();
+  if (stat.type !== 'dir') {
+    dir.unlink(component);
+    return;
+  }
+  let child: Directory;
+  try {
+    child = dir.openDir(component);
+  } catch (error) {
+    // RACE: swapped for a symlink or a file since the stat: remove the name, never what it points to.
+    if (error instanceof UnsafePathError || errnoOf(error) === 'ENOTDIR') {
+      dir.unlink(component);
+      return;
+    }
+    throw error;
+  }
+  using(child, (held) => {
+    for (const entry of held.list()) removeTree(held, entry, onEntry);
+  });
+  dir.rmdir(component);
+}
