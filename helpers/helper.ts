@@ -17,32 +17,29 @@
  *
  * Invariants:
  * - The root itself is never renamed or removed (guardPath refuses "").
- * - A path is joined onto the root only after guardPath, and acted on only
- *   when no component between the root and it is a symlink: nothing
- *   outside the tree is ever reached through a link. lstat, never stat.
+ * - Every path is reached through the file layer (src/fs): held directories
+ *   opened component by component from the root, never through a symlink.
+ *   A check and the act that follows it use the same held directory, so a
+ *   directory swapped for a symlink in between changes nothing outside the
+ *   tree; an ancestor that is a symlink is answered `unsafe`.
+ * - psync's own names (`.psync`, `*.psync.ignore*`) are never acted on for
+ *   a request: they are refused as `unsafe`.
  * - Check, then act: an entry that differs from what the brain expects is
  *   left alone (`changed`), so an edit made on the target is never lost.
+ *   Renames onto a name that should be free are RENAME_NOREPLACE.
  * - Nothing is left under a `.psync.ignore` name: an interrupted dance puts
  *   the entry back under its own name before answering FAIL.
- * - Names are bytes: paths go to fs as Buffers made with pathToBytes.
- *
- * RACE: between the checks (lstat of each ancestor, of the entry) and the
- * renames, another process can still swap an ancestor for a symlink or edit
- * the entry. Node has no renameat/openat, so the window cannot be closed;
- * it is kept short, and the entry is re-checked once it sits under its
- * scratch name, where no other process looks for it.
+ * - Names are bytes: paths go to the file layer as core paths (paths.ts).
  */
 
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type { Stats } from 'node:fs';
-import { lstat, mkdir, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
-import { ConfigError } from '../src/core/errors.js';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { ConfigError, SafetyError } from '../src/core/errors.js';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
 import { isPsyncInternal, IGNORE_MARK } from '../src/core/patterns.js';
-import { ancestorsOf, baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
+import { baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
 import { conflictName, judgeReplaced } from '../src/core/conflict.js';
 import { startRelay } from './rsyncRelay.js';
 import { sameAsWritten } from '../src/core/echo.js';
@@ -59,7 +56,8 @@ import {
   type HelperRequest,
 } from '../src/core/protocol.js';
 import type { Stat } from '../src/core/types.js';
-import { entryTypeOf, toStat } from '../src/fsStat.js';
+import { coreStat, Directory, removeTree, sameInode, Tree, UnsafePathError, using, type EntryStat } from '../src/fs/directory.js';
+import { openPsyncDir } from '../src/fs/psyncDir.js';
 
 export interface HelperOptions {
   /** Where diagnostics go (never stdout, which carries frames); stderr by default. */
@@ -68,9 +66,6 @@ export interface HelperOptions {
 
 /** Exit codes of runHelper. */
 export const HELPER_EXIT = { ok: 0, failed: 1, badConfig: 2 } as const;
-
-/** Longest file name (bytes) on the usual Linux file systems. */
-const NAME_MAX_BYTES = 255;
 
 /** A refusal or failure that becomes `FAIL <id> <code> <message>`. */
 class Refusal extends Error {
@@ -148,14 +143,13 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
   try {
     if (!received.ok) throw new ConfigError(`expected CONFIG, got a malformed frame: ${received.error.message}`);
     const config = parseConfig(received.frame);
-    const rootStats = await stat(config.root).catch((error: unknown) => {
-      throw new ConfigError(`cannot use root ${show(config.root)}: ${errorMessage(error)}`);
-    });
-    if (!rootStats.isDirectory()) throw new ConfigError(`root ${show(config.root)} is not a directory`);
+    const tree = new HelperTree(config, log);
+    const root = rootStat(tree);
+    if (root?.type !== 'dir') throw new ConfigError(`cannot use root ${show(config.root)}: it is not a directory`);
     await replies.send('HELLO', [String(PROTOCOL_VERSION), 'helper', String(process.pid)]);
     if (config.relay) await offerRelay(replies, log);
-    await reportInterruptedRuns(config.root, log);
-    return new Session(new Tree(config, log), replies, log);
+    reportInterruptedRuns(tree, log);
+    return new Session(tree, replies, log);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     log(error.message);
@@ -184,11 +178,14 @@ async function offerRelay(replies: ReplyChannel, log: (line: string) => void): P
  * `.psync/replaced/<pid>-<n>`. They may hold an edit made on this side, so
  * they are never removed unread: say where they are.
  */
-async function reportInterruptedRuns(root: string, log: (line: string) => void): Promise<void> {
+function reportInterruptedRuns(tree: HelperTree, log: (line: string) => void): void {
   let runs: string[];
   try {
-    runs = await readdir(join(root, REPLACED_DIR));
-  } catch {
+    const psync = openPsyncDir(tree.fs, false);
+    if (psync === undefined) return;
+    runs = using(psync, (dir) => using(dir.openDir(baseName(REPLACED_DIR)), (replaced) => replaced.list()));
+  } catch (error) {
+    if (error instanceof SafetyError) log(error.message);
     return;
   }
   const dead = runs.filter((run) => {
@@ -203,9 +200,18 @@ async function reportInterruptedRuns(root: string, log: (line: string) => void):
   });
   if (dead.length > 0) {
     log(
-      `an interrupted psync left the versions its last transfers replaced in ${join(root, REPLACED_DIR)}/` +
+      `an interrupted psync left the versions its last transfers replaced in ${tree.config.root}/${REPLACED_DIR}/` +
         `{${dead.join(',')}}: they may hold edits made here; compare them with the files and remove them`,
     );
+  }
+}
+
+/** The root's own stat; a root that cannot be opened is a ConfigError. */
+function rootStat(tree: HelperTree): EntryStat | undefined {
+  try {
+    return tree.fs.lstat('');
+  } catch (error) {
+    throw new ConfigError(`cannot use root ${show(tree.config.root)}: ${errorMessage(error)}`);
   }
 }
 
@@ -230,7 +236,7 @@ function parseConfig(frame: Frame): HelperConfig {
 
 class Session {
   constructor(
-    private readonly tree: Tree,
+    private readonly tree: HelperTree,
     private readonly replies: ReplyChannel,
     private readonly log: (line: string) => void,
   ) {}
@@ -253,7 +259,7 @@ class Session {
       await this.refuseFrame(frame, errorMessage(error));
       return;
     }
-    await this.reply(await perform(this.tree, request));
+    await this.reply(perform(this.tree, request));
   }
 
   /** An untrusted request is never acted on; it is answered only when its id is readable. */
@@ -273,17 +279,17 @@ class Session {
   }
 }
 
-async function perform(tree: Tree, request: HelperRequest): Promise<HelperReply> {
+function perform(tree: HelperTree, request: HelperRequest): HelperReply {
   try {
     switch (request.kind) {
       case 'move':
-        return { id: request.id, ok: true, ...(await moveEntry(tree, request)) };
+        return { id: request.id, ok: true, ...moveEntry(tree, request) };
       case 'delete':
-        return { id: request.id, ok: true, stat: await deleteEntry(tree, request) };
+        return { id: request.id, ok: true, stat: deleteEntry(tree, request) };
       case 'resolve':
-        return { id: request.id, ok: true, ...(await resolveReplaced(tree, request)) };
+        return { id: request.id, ok: true, ...resolveReplaced(tree, request) };
       case 'purge':
-        return { id: request.id, ok: true, stat: await purgeReplaced(tree, request.dir) };
+        return { id: request.id, ok: true, stat: purgeReplaced(tree, request.dir) };
     }
   } catch (error) {
     const refusal = toRefusal(error);
@@ -294,107 +300,85 @@ async function perform(tree: Tree, request: HelperRequest): Promise<HelperReply>
 /** Any error as a Refusal: the errno says what kind of failure it was. */
 function toRefusal(error: unknown): Refusal {
   if (error instanceof Refusal) return error;
+  if (error instanceof SafetyError) return new Refusal('unsafe', error.message);
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const message = errorMessage(error);
   if (code === 'ENOENT') return new Refusal('missing', message);
   if (code === 'ENOTEMPTY') return new Refusal('notempty', message);
+  if (code === 'EEXIST') return new Refusal('exists', message);
   return new Refusal('error', message);
 }
 
 // ---------------------------------------------------------------------------
-// The tree: root-relative paths to Buffer paths, and the checks
+// The helper's tree: the file layer (src/fs) plus the dance's names
 
-class Tree {
-  private readonly rootBytes: Buffer;
+/** Longest file name (bytes) on the usual Linux file systems. */
+const NAME_MAX_BYTES = 255;
+
+class HelperTree {
+  readonly fs: Tree;
   private counter = 0;
 
   constructor(
     readonly config: HelperConfig,
     readonly log: (line: string) => void,
   ) {
-    this.rootBytes = Buffer.from(pathToBytes(config.root.replace(/\/+$/, '')));
+    this.fs = new Tree(config.root);
   }
 
-  /** The absolute path as bytes. `path` has passed guardPath (decodeHelperRequest does it). */
-  abs(path: string): Buffer {
-    return Buffer.concat([this.rootBytes, SLASH, pathToBytes(path)]);
-  }
-
-  /** lstat, or undefined when nothing is there. */
-  async lstat(path: string): Promise<Stats | undefined> {
+  /**
+   * The held parent directory of `path`, which must exist: an ancestor that
+   * is a symlink is `unsafe`, one that is missing or not a directory `missing`.
+   */
+  parentOf(path: string): Directory {
     try {
-      return await lstat(this.abs(path));
+      return this.fs.openDir(parentOf(path));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new Refusal('missing', `an ancestor of ${show(path)} does not exist or is not a directory`);
       throw error;
     }
   }
 
   /**
-   * Check every ancestor of `path` inside the root, top down: none may be a
-   * symlink (`unsafe`) or a non-directory (`notDir`). Returns the missing
-   * ancestors, top first (everything below the first missing one is missing too).
+   * The held parent directory of `path`, created (mkdirat, top first) where
+   * missing. An ancestor that is not a directory is `exists`.
    */
-  async checkAncestors(path: string, notDir: HelperFailure = 'exists'): Promise<string[]> {
-    const ancestors = ancestorsOf(path).reverse();
-    for (const [index, dir] of ancestors.entries()) {
-      const stats = await this.lstat(dir);
-      if (stats === undefined) return ancestors.slice(index);
-      if (stats.isSymbolicLink()) throw new Refusal('unsafe', `${show(dir)} is a symlink: refusing to act through it`);
-      if (!stats.isDirectory()) throw new Refusal(notDir, `${show(dir)} is not a directory`);
-    }
-    return [];
-  }
-
-  /** Like checkAncestors, but every ancestor must exist. */
-  async requireAncestors(path: string): Promise<void> {
-    const missing = await this.checkAncestors(path, 'missing');
-    if (missing.length > 0) throw new Refusal('missing', `${show(missing[0]!)} does not exist`);
-  }
-
-  /** Create missing directories (top first, each under a directory just checked). */
-  async createDirs(dirs: readonly string[]): Promise<void> {
-    for (const dir of dirs) {
-      try {
-        await mkdir(this.abs(dir));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        // RACE: someone created it meanwhile: fine if it is a real directory.
-        const stats = await this.lstat(dir);
-        if (stats === undefined || !stats.isDirectory()) throw new Refusal('exists', `${show(dir)} appeared and is not a directory`);
-      }
+  makeParentOf(path: string): Directory {
+    try {
+      return this.fs.makeDir(parentOf(path));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') throw new Refusal('exists', `an ancestor of ${show(path)} is not a directory`);
+      throw error;
     }
   }
 
   /**
-   * A free scratch name beside `path`: `<name>.<id>.psync.ignore`, the name
-   * cut (in bytes) so the whole stays within NAME_MAX.
+   * A free scratch name beside `name` in `dir`: `<name>.<id>.psync.ignore`,
+   * cut (in bytes) so the whole stays within NAME_MAX. Free when checked;
+   * every rename onto it is RENAME_NOREPLACE, so a name taken meanwhile
+   * fails instead of replacing.
    */
-  async scratchFor(path: string): Promise<string> {
+  scratchFor(dir: Directory, name: string): string {
     for (;;) {
       this.counter += 1;
       const suffix = Buffer.from(`.${process.pid}-${this.counter}-${randomBytes(3).toString('hex')}${IGNORE_MARK}`);
-      const name = Buffer.from(pathToBytes(baseName(path))).subarray(0, NAME_MAX_BYTES - suffix.length);
-      const scratch = joinPath(parentOf(path), bytesToPath(Buffer.concat([name, suffix])));
-      if ((await this.lstat(scratch)) === undefined) return scratch;
+      const cut = Buffer.from(pathToBytes(name)).subarray(0, NAME_MAX_BYTES - suffix.length);
+      const scratch = bytesToPath(Buffer.concat([cut, suffix]));
+      if (dir.stat(scratch) === undefined) return scratch;
     }
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    await rename(this.abs(from), this.abs(to));
-  }
-
   /**
-   * A name for the losing version `loser` of `path` (conflictName), free or
-   * already holding that very version (both sides keep the same loser under
-   * the same name, so one may arrive from the other side first).
+   * A name in `dir` for the losing version `loser` of `path` (conflictName),
+   * free or already holding that very version (both sides keep the same
+   * loser under the same name, so one may arrive from the other side first).
    */
-  async freeConflictName(path: string, loser: Stat): Promise<string> {
+  freeConflictName(dir: Directory, path: string, loser: Stat): string {
     for (let attempt = 0; ; attempt++) {
-      const name = conflictName(path, loser.mtimeMs, attempt);
-      const there = await this.lstat(name);
-      if (there === undefined || sameAsWritten(loser, toStat(there))) return name;
+      const name = baseName(conflictName(path, loser.mtimeMs, attempt));
+      const there = dir.stat(name);
+      if (there === undefined || sameAsWritten(loser, there)) return name;
     }
   }
 
@@ -415,62 +399,45 @@ class Tree {
   forgetReplacedDir(dir: string): void {
     this.emptyRuns.delete(dir);
   }
+}
 
-  /**
-   * Undo the first step of a dance. Never overwrites: if something new took
-   * the original name meanwhile, the entry stays under the scratch name and
-   * the message says where (RACE: the check and the rename are two calls).
-   */
-  async putBack(scratch: string, original: string): Promise<string> {
-    if ((await this.lstat(scratch)) === undefined) return ''; // the first step never happened
-    if ((await this.lstat(original)) !== undefined) {
-      return `; ${show(original)} was re-created meanwhile, the old entry is kept as ${show(scratch)}`;
+/**
+ * Undo the first step of a dance. Never overwrites (RENAME_NOREPLACE): if
+ * something new took the original name meanwhile, the entry stays under the
+ * scratch name and the message says where.
+ */
+function putBack(dir: Directory, scratch: string, original: string): string {
+  if (dir.stat(scratch) === undefined) return ''; // the first step never happened
+  const where = show(joinPath(dir.path, scratch));
+  try {
+    dir.rename(scratch, dir, original, 'noReplace');
+    return '';
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      return `; ${show(joinPath(dir.path, original))} was re-created meanwhile, the old entry is kept as ${where}`;
     }
-    try {
-      await this.rename(scratch, original);
-      return '';
-    } catch (error) {
-      return `; could not put it back, it is kept as ${show(scratch)}: ${errorMessage(error)}`;
-    }
-  }
-
-  async isEmptyDir(path: string): Promise<boolean> {
-    const dir = await opendir(this.abs(path));
-    try {
-      return (await dir.read()) === null;
-    } finally {
-      await dir.close();
-    }
-  }
-
-  /** Remove an entry; a directory only when empty unless `recursive`. Symlinks are unlinked, never followed. */
-  async remove(path: string, recursive: boolean): Promise<void> {
-    const target = this.abs(path);
-    if (!(await lstat(target)).isDirectory()) await unlink(target);
-    else if (recursive) await removeTree(target);
-    else await rmdir(target);
+    return `; could not put it back, it is kept as ${where}: ${errorMessage(error)}`;
   }
 }
 
-const SLASH = Buffer.from('/');
+const isEmptyDir = (dir: Directory, name: string): boolean => using(dir.openDir(name), (held) => held.list().length === 0);
 
-async function removeTree(path: Buffer): Promise<void> {
-  if (!(await lstat(path)).isDirectory()) {
-    await unlink(path);
-    return;
-  }
-  for (const name of await readdir(path, { encoding: 'buffer' })) await removeTree(Buffer.concat([path, SLASH, name]));
-  await rmdir(path);
+/** Remove `name` of `dir`; a directory only when empty unless `recursive`. Symlinks are unlinked, never followed. */
+function remove(dir: Directory, name: string, recursive: boolean): void {
+  const stats = dir.stat(name);
+  if (stats === undefined) throw new Refusal('missing', `${show(joinPath(dir.path, name))} does not exist`);
+  if (stats.type !== 'dir') dir.unlink(name);
+  else if (recursive) removeTree(dir, name);
+  else dir.rmdir(name);
 }
 
 // ---------------------------------------------------------------------------
 // Check before act
 
 /** The entry must still be what the brain expects (the inode is not comparable across hosts). */
-function checkExpected(path: string, actual: Stats, expect: Stat): void {
-  const type = entryTypeOf(actual);
-  if (type !== expect.type) throw new Refusal('changed', `${show(path)} is a ${type} now, expected a ${expect.type}`);
-  if (type !== 'file' && type !== 'symlink') return;
+function checkExpected(path: string, actual: EntryStat, expect: Stat): void {
+  if (actual.type !== expect.type) throw new Refusal('changed', `${show(path)} is a ${actual.type} now, expected a ${expect.type}`);
+  if (actual.type !== 'file' && actual.type !== 'symlink') return;
   // rsync preserves mtimes to the nanosecond; 1 ms absorbs float rounding.
   if (actual.size !== expect.size || Math.abs(actual.mtimeMs - expect.mtimeMs) >= 1) {
     throw new Refusal(
@@ -481,32 +448,30 @@ function checkExpected(path: string, actual: Stats, expect: Stat): void {
 }
 
 /** Under its scratch name the entry must be the one we checked: else someone swapped it in between. */
-function isSameEntry(before: Stats, after: Stats | undefined): boolean {
-  if (after === undefined || after.ino !== before.ino || after.dev !== before.dev) return false;
-  return before.isDirectory() || (after.size === before.size && after.mtimeMs === before.mtimeMs);
+function isSameEntry(before: EntryStat, after: EntryStat | undefined): boolean {
+  if (after === undefined || !sameInode(before, after)) return false;
+  return before.type === 'dir' || (after.size === before.size && after.mtimeMs === before.mtimeMs);
 }
 
 const refuseInternal = (path: string): void => {
   if (isPsyncInternal(path)) throw new Refusal('unsafe', `${show(path)} is psync's own`);
 };
 
-/** Load the entry at `path`, checked against the request's expectation. */
-async function checkedEntry(tree: Tree, path: string, expect: Stat): Promise<Stats> {
-  refuseInternal(path);
-  await tree.requireAncestors(path);
-  const stats = await tree.lstat(path);
+/** The entry `name` in the held `dir`, checked against the request's expectation. */
+function checkedEntry(dir: Directory, path: string, expect: Stat): EntryStat {
+  const stats = dir.stat(baseName(path));
   if (stats === undefined) throw new Refusal('missing', `${show(path)} does not exist`);
   checkExpected(path, stats, expect);
   return stats;
 }
 
 /** First step of every dance: rename to a scratch name and make sure it is still the entry we checked. */
-async function setAside(tree: Tree, path: string, before: Stats): Promise<string> {
-  const scratch = await tree.scratchFor(path);
-  await tree.rename(path, scratch);
-  if (!isSameEntry(before, await tree.lstat(scratch))) {
-    const note = await tree.putBack(scratch, path);
-    throw new Refusal('changed', `${show(path)} changed while being set aside${note}`);
+function setAside(tree: HelperTree, dir: Directory, name: string, before: EntryStat): string {
+  const scratch = tree.scratchFor(dir, name);
+  dir.rename(name, dir, scratch, 'noReplace');
+  if (!isSameEntry(before, dir.stat(scratch))) {
+    const note = putBack(dir, scratch, name);
+    throw new Refusal('changed', `${show(joinPath(dir.path, name))} changed while being set aside${note}`);
   }
   return scratch;
 }
@@ -514,95 +479,132 @@ async function setAside(tree: Tree, path: string, before: Stats): Promise<string
 // ---------------------------------------------------------------------------
 // DELETE: path -> scratch -> gone
 
-async function deleteEntry(tree: Tree, request: Extract<HelperRequest, { kind: 'delete' }>): Promise<Stat> {
+function deleteEntry(tree: HelperTree, request: Extract<HelperRequest, { kind: 'delete' }>): Stat {
   const { force, dryRun } = tree.config;
-  const before = await checkedEntry(tree, request.path, request.expect);
-  if (before.isDirectory() && !force && !(await tree.isEmptyDir(request.path))) {
-    throw new Refusal('notempty', `${show(request.path)} is a non-empty directory`);
-  }
-  if (dryRun) return toStat(before);
-  const scratch = await setAside(tree, request.path, before);
-  try {
-    await tree.remove(scratch, force);
-  } catch (error) {
-    const refusal = toRefusal(error);
-    const note = await tree.putBack(scratch, request.path);
-    throw new Refusal(refusal.code, `${show(request.path)} not deleted: ${refusal.message}${note}`);
-  }
-  return toStat(before);
+  const { path } = request;
+  refuseInternal(path);
+  return using(tree.parentOf(path), (dir) => {
+    const name = baseName(path);
+    const before = checkedEntry(dir, path, request.expect);
+    if (before.type === 'dir' && !force && !isEmptyDir(dir, name)) throw new Refusal('notempty', `${show(path)} is a non-empty directory`);
+    if (dryRun) return coreStat(before);
+    const scratch = setAside(tree, dir, name, before);
+    try {
+      remove(dir, scratch, force);
+    } catch (error) {
+      const refusal = toRefusal(error);
+      const note = putBack(dir, scratch, name);
+      throw new Refusal(refusal.code, `${show(path)} not deleted: ${refusal.message}${note}`);
+    }
+    return coreStat(before);
+  });
 }
 
 // ---------------------------------------------------------------------------
 // MOVE: from -> scratch -> to
 
-async function moveEntry(tree: Tree, request: Extract<HelperRequest, { kind: 'move' }>): Promise<{ stat: Stat; conflict?: ConflictOutcome }> {
+/**
+ * Both parents are held from the check to the last rename, so neither can
+ * be redirected by a directory swapped for a symlink. What stood at `to` is
+ * set aside first (when the source had it there) or kept as a conflict copy
+ * (when it was changed here), and the final rename is RENAME_NOREPLACE: an
+ * entry created at `to` meanwhile makes the move fail, never vanish.
+ */
+function moveEntry(tree: HelperTree, request: Extract<HelperRequest, { kind: 'move' }>): { stat: Stat; conflict?: ConflictOutcome } {
   const { from, to } = request;
+  refuseInternal(from);
   refuseInternal(to);
   if (isSameOrUnder(to, from)) throw new Refusal('unsafe', `cannot move ${show(from)} into itself (${show(to)})`);
   if (isSameOrUnder(from, to)) throw new Refusal('unsafe', `cannot move ${show(from)} onto its own ancestor ${show(to)}`);
-  const before = await checkedEntry(tree, from, request.expect);
-  const missingDirs = await tree.checkAncestors(to);
-  const existing = missingDirs.length === 0 ? await tree.lstat(to) : undefined;
-  if (existing !== undefined) await checkReplaceable(tree, to, before, existing);
-  if (tree.config.dryRun) return { stat: toStat(before) };
+  return using(tree.parentOf(from), (fromDir) => {
+    const before = checkedEntry(fromDir, from, request.expect);
+    if (tree.config.dryRun) {
+      checkDestination(tree, to, before);
+      return { stat: coreStat(before) };
+    }
+    return using(tree.makeParentOf(to), (toDir) => moveInto(tree, request, fromDir, before, toDir));
+  });
+}
+
+/** A dry run's check of `to`, creating nothing. */
+function checkDestination(tree: HelperTree, to: string, moving: EntryStat): void {
+  let toDir: Directory;
+  try {
+    toDir = tree.parentOf(to);
+  } catch (error) {
+    if (error instanceof Refusal && error.code === 'missing') return; // would be created
+    throw error;
+  }
+  using(toDir, (dir) => {
+    const existing = dir.stat(baseName(to));
+    if (existing !== undefined) checkReplaceable(tree, dir, to, moving, existing);
+  });
+}
+
+function moveInto(
+  tree: HelperTree,
+  request: Extract<HelperRequest, { kind: 'move' }>,
+  fromDir: Directory,
+  before: EntryStat,
+  toDir: Directory,
+): { stat: Stat; conflict?: ConflictOutcome } {
+  const { from, to } = request;
+  const fromName = baseName(from);
+  const toName = baseName(to);
+  const existing = toDir.stat(toName);
+  if (existing !== undefined) checkReplaceable(tree, toDir, to, before, existing);
 
   // A file at `to` that the source never had there was changed on this side: keep it beside.
   let conflict: ConflictOutcome | undefined;
-  if (existing !== undefined && !existing.isDirectory()) {
-    const there = toStat(existing);
-    const expected = [toStat(before), ...(request.replaces === undefined ? [] : [request.replaces])];
-    if (!expected.some((stat) => sameAsWritten(stat, there))) {
-      const copy = await tree.freeConflictName(to, there);
-      await tree.rename(to, copy);
-      conflict = { copy, kept: 'written' };
+  let replaced: string | undefined;
+  if (existing !== undefined && existing.type !== 'dir') {
+    const expected = [coreStat(before), ...(request.replaces === undefined ? [] : [request.replaces])];
+    if (!expected.some((stat) => sameAsWritten(stat, existing))) {
+      const copy = tree.freeConflictName(toDir, to, existing);
+      toDir.rename(toName, toDir, copy, 'noReplace');
+      conflict = { copy: joinPath(parentOf(to), copy), kept: 'written' };
+    } else {
+      replaced = setAside(tree, toDir, toName, existing);
     }
+  } else if (existing !== undefined) {
+    replaced = setAside(tree, toDir, toName, existing);
   }
 
-  await tree.createDirs(missingDirs);
-  const scratch = await setAside(tree, from, before);
-  const replaced = existing?.isDirectory() === true ? await tree.scratchFor(to) : undefined;
+  const scratch = setAside(tree, fromDir, fromName, before);
   try {
-    // rename(2) replaces a file or symlink at `to` by itself; a directory is set aside first.
-    if (replaced !== undefined) await tree.rename(to, replaced);
-    await tree.rename(scratch, to);
+    fromDir.rename(scratch, toDir, toName, 'noReplace');
   } catch (error) {
     const refusal = toRefusal(error);
-    const notes = (replaced === undefined ? '' : await tree.putBack(replaced, to)) + (await tree.putBack(scratch, from));
-    throw new Refusal(refusal.code === 'missing' ? 'error' : refusal.code, `${show(from)} not moved: ${refusal.message}${notes}`);
+    const notes = (replaced === undefined ? '' : putBack(toDir, replaced, toName)) + putBack(fromDir, scratch, fromName);
+    const code = refusal.code === 'exists' ? 'changed' : refusal.code === 'missing' ? 'error' : refusal.code;
+    throw new Refusal(code, `${show(from)} not moved: ${refusal.message}${notes}`);
   }
-  const after = await tree.lstat(to);
+  const after = toDir.stat(toName);
   if (after === undefined) throw new Refusal('error', `${show(to)} vanished right after the move`);
-  await finishMove(tree, scratch, after, replaced);
-  return conflict === undefined ? { stat: toStat(after) } : { stat: toStat(after), conflict };
+  if (replaced !== undefined) dropReplaced(tree, toDir, replaced);
+  return conflict === undefined ? { stat: coreStat(after) } : { stat: coreStat(after), conflict };
 }
 
 /** What may stand at `to`: a file or symlink, or an empty directory (any directory with force). */
-async function checkReplaceable(tree: Tree, to: string, moving: Stats, existing: Stats): Promise<void> {
-  if (!existing.isDirectory()) {
-    if (moving.isDirectory()) throw new Refusal('exists', `cannot move a directory onto the ${entryTypeOf(existing)} ${show(to)}`);
+function checkReplaceable(tree: HelperTree, dir: Directory, to: string, moving: EntryStat, existing: EntryStat): void {
+  if (existing.type !== 'dir') {
+    if (moving.type === 'dir') throw new Refusal('exists', `cannot move a directory onto the ${existing.type} ${show(to)}`);
     return;
   }
-  if (!tree.config.force && !(await tree.isEmptyDir(to))) throw new Refusal('notempty', `${show(to)} is a non-empty directory`);
+  if (!tree.config.force && !isEmptyDir(dir, baseName(to))) throw new Refusal('notempty', `${show(to)} is a non-empty directory`);
 }
 
 /**
- * After the final rename: drop the scratch name if rename(2) left it (it
- * does nothing when both names are hard links of one file), and remove the
- * directory that stood at `to`. The move itself is done either way, so a
+ * Remove what stood at `to` before the move. The move itself is done, so a
  * failure here is logged, not answered with FAIL.
  */
-async function finishMove(tree: Tree, scratch: string, moved: Stats, replaced: string | undefined): Promise<void> {
-  const leftover = await tree.lstat(scratch);
-  if (leftover !== undefined && leftover.ino === moved.ino && leftover.dev === moved.dev && !leftover.isDirectory()) {
-    await unlink(tree.abs(scratch));
-  }
-  if (replaced === undefined) return;
+function dropReplaced(tree: HelperTree, dir: Directory, replaced: string): void {
   try {
-    await tree.remove(replaced, tree.config.force);
+    remove(dir, replaced, tree.config.force);
   } catch (error) {
     // RACE: something was created inside the replaced directory after our
     // check. Keep it (under the scratch name, never synced) rather than lose it.
-    tree.log(`moved, but the directory it replaced is kept as ${show(replaced)}: ${errorMessage(error)}`);
+    tree.log(`moved, but what it replaced is kept as ${show(joinPath(dir.path, replaced))}: ${errorMessage(error)}`);
   }
 }
 
@@ -610,50 +612,95 @@ async function finishMove(tree: Tree, scratch: string, moved: Stats, replaced: s
 // RESOLVE: what rsync replaced, kept in a `.psync/replaced/<run>` directory
 
 /**
+ * The held directory of the replaced version of `path` in the run's
+ * directory `run` (`.psync/replaced/<run>/<parent of path>`), or undefined
+ * when there is none. Every component is opened O_NOFOLLOW: a component
+ * that is a symlink (a link rsync replaced and kept) holds no version of
+ * anything below it.
+ */
+function openReplacedParent(tree: HelperTree, run: string, path: string): Directory | undefined {
+  const psync = openPsyncDir(tree.fs, false);
+  if (psync === undefined) return undefined;
+  let current: Directory = psync;
+  try {
+    for (const component of [...run.split('/').slice(1), ...parentOf(path).split('/').filter((part) => part !== '')]) {
+      const next = current.openDir(component);
+      current.close();
+      current = next;
+    }
+    return current;
+  } catch (error) {
+    current.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (error instanceof UnsafePathError || code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+/**
  * Judge the version rsync replaced at `path` (conflict.ts). A conflict keeps
  * both: the loser is renamed to a conflict copy beside the file, and when
  * the replaced version is the newer one it is put back under the name.
  * Whatever is not a conflict stays in the run's directory until PURGE.
  */
-async function resolveReplaced(
-  tree: Tree,
-  request: Extract<HelperRequest, { kind: 'resolve' }>,
-): Promise<{ stat: Stat; conflict?: ConflictOutcome }> {
-  const { path, dir } = request;
+function resolveReplaced(tree: HelperTree, request: Extract<HelperRequest, { kind: 'resolve' }>): { stat: Stat; conflict?: ConflictOutcome } {
+  const { path, dir: run } = request;
   refuseInternal(path);
-  await tree.requireAncestors(path);
-  const now = await tree.lstat(path);
-  const written = now === undefined ? undefined : toStat(now);
-  const nothing = { stat: written ?? NO_STAT };
-  if (tree.replacedDirGone(dir)) return nothing;
-  const kept = joinPath(dir, path);
-  const old = await tree.lstat(kept);
-  if (old === undefined) {
-    if ((await tree.lstat(dir)) === undefined) tree.noteReplacedDirGone(dir);
-    return nothing;
-  }
-  const replaced = toStat(old);
-  const verdict = judgeReplaced(replaced, written, request.expected);
-  if (verdict.kind !== 'conflict' || old.isDirectory()) return nothing;
-  if (verdict.keep === 'written' || written === undefined) {
-    const copy = await tree.freeConflictName(path, replaced);
-    await tree.rename(kept, copy);
-    return { ...nothing, conflict: { copy, kept: 'written' } };
-  }
-  // The replaced version is newer: the written one steps aside, the replaced one takes the name back.
-  const copy = await tree.freeConflictName(path, written);
-  await tree.rename(path, copy);
-  await tree.rename(kept, path);
-  return { stat: replaced, conflict: { copy, kept: 'replaced' } };
+  return using(tree.parentOf(path), (dir) => {
+    const name = baseName(path);
+    const now = dir.stat(name);
+    const written = now === undefined ? undefined : coreStat(now);
+    const nothing = { stat: written ?? NO_STAT };
+    if (tree.replacedDirGone(run)) return nothing;
+    const keptDir = openReplacedParent(tree, run, path);
+    if (keptDir === undefined) {
+      if (tree.fs.lstat(run) === undefined) tree.noteReplacedDirGone(run);
+      return nothing;
+    }
+    return using(keptDir, (kept) => {
+      const old = kept.stat(name);
+      if (old === undefined || old.type === 'dir') return nothing;
+      const verdict = judgeReplaced(old, written, request.expected);
+      if (verdict.kind !== 'conflict') return nothing;
+      if (verdict.keep === 'written' || written === undefined) {
+        const copy = tree.freeConflictName(dir, path, old);
+        kept.rename(name, dir, copy, 'noReplace');
+        return { ...nothing, conflict: { copy: joinPath(parentOf(path), copy), kept: 'written' as const } };
+      }
+      // The replaced version is newer: the written one steps aside, the replaced one takes the name back.
+      const copy = tree.freeConflictName(dir, path, written);
+      dir.rename(name, dir, copy, 'noReplace');
+      kept.rename(name, dir, name, 'noReplace');
+      return { stat: coreStat(old), conflict: { copy: joinPath(parentOf(path), copy), kept: 'replaced' as const } };
+    });
+  });
 }
 
 /** Remove a run's directory of replaced versions, and `.psync/replaced` once it is empty. */
-async function purgeReplaced(tree: Tree, dir: string): Promise<Stat> {
-  tree.forgetReplacedDir(dir);
-  const stats = await tree.lstat(dir);
-  if (stats === undefined) return NO_STAT;
-  if (!stats.isDirectory()) throw new Refusal('unsafe', `${show(dir)} is not a directory`);
-  await removeTree(tree.abs(dir));
-  await rmdir(tree.abs(REPLACED_DIR)).catch(() => undefined); // others still running, or gone already
-  return toStat(stats);
+function purgeReplaced(tree: HelperTree, run: string): Stat {
+  tree.forgetReplacedDir(run);
+  const psync = openPsyncDir(tree.fs, false);
+  if (psync === undefined) return NO_STAT;
+  return using(psync, (held) => {
+    const [replacedName, runName] = run.split('/').slice(1) as [string, string];
+    let replaced: Directory;
+    try {
+      replaced = held.openDir(replacedName);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return NO_STAT;
+      throw error;
+    }
+    return using(replaced, (dir) => {
+      const stats = dir.stat(runName);
+      if (stats === undefined) return NO_STAT;
+      if (stats.type !== 'dir') throw new Refusal('unsafe', `${show(run)} is not a directory`);
+      removeTree(dir, runName);
+      try {
+        held.rmdir(replacedName);
+      } catch {
+        // others still running, or gone already
+      }
+      return coreStat(stats);
+    });
+  });
 }

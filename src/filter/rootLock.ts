@@ -3,51 +3,106 @@
  * the other's writes for user changes and send them back and forth forever
  * (realtime transfers always rewrite, see --ignore-times). The filter holds
  * `<root>/.psync/lock` (its pid) while it runs; a lock whose pid is no
- * longer a psync filter is stale and taken over.
+ * longer a psync filter is stale and taken over. A lock that does not hold a
+ * pid was not written by psync: it is never taken over.
+ *
+ * Everything goes through the file layer (src/fs): `.psync` must be psync's
+ * own directory (psyncDir.ts) and the lock is opened O_NOFOLLOW, so a user
+ * of the tree cannot make psync create, read or remove a file elsewhere.
  */
 
-import { mkdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, constants, readFileSync, readSync, writeSync } from 'node:fs';
 import { PSYNC_DIR } from '../core/patterns.js';
+import { Tree, using, type Directory } from '../fs/directory.js';
+import { openPsyncDir } from '../fs/psyncDir.js';
 
 export class RootLockedError extends Error {
   override readonly name = 'RootLockedError';
 }
 
+const LOCK = 'lock';
+/** A pid as psync writes it; anything else in the lock is not ours. */
+const PID_TEXT = /^[1-9][0-9]{0,9}\n?$/;
+
 /** Take the lock on `root`; returns its release. Throws RootLockedError when another psync holds it. */
 export function lockRoot(root: string): () => void {
-  const dir = join(root, PSYNC_DIR);
-  const lock = join(dir, 'lock');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return () => release(lock);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  const tree = new Tree(root);
+  const where = `${root}/${PSYNC_DIR}/${LOCK}`;
+  const dir = openPsyncDir(tree, true)!;
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (tryCreate(dir)) return () => release(tree);
+      const text = readLock(dir);
+      if (text === undefined) continue; // gone meanwhile: try again
+      if (!PID_TEXT.test(text)) {
+        throw new RootLockedError(`${where} does not hold a psync pid: psync did not write it; remove it if no psync watches ${root}`);
+      }
+      const holder = Number.parseInt(text, 10);
+      if (holder !== process.pid && isPsyncFilter(holder)) {
+        throw new RootLockedError(`another psync (pid ${holder}) already watches ${root}; stop it first (or, if it is gone, remove ${where})`);
+      }
+      // Stale: take it over atomically (rename within the held directory), then try again.
+      const stale = `${LOCK}.${process.pid}.stale`;
+      try {
+        dir.rename(LOCK, dir, stale);
+        dir.unlink(stale);
+      } catch {
+        // someone else took it over meanwhile: the next attempt sees who
+      }
     }
-    const holder = Number.parseInt(readOr(lock, ''), 10);
-    if (Number.isInteger(holder) && holder !== process.pid && isPsyncFilter(holder)) {
-      throw new RootLockedError(
-        `another psync (filter pid ${holder}) already watches ${root}; stop it first (or, if it is gone, remove ${lock})`,
-      );
-    }
-    // Stale: take it over atomically, then try again.
-    const stale = `${lock}.${process.pid}.stale`;
-    try {
-      renameSync(lock, stale);
-      unlinkSync(stale);
-    } catch {
-      // someone else took it over meanwhile: the next attempt sees who
-    }
+  } finally {
+    dir.close();
   }
-  throw new RootLockedError(`cannot take the psync lock ${lock}`);
+  throw new RootLockedError(`cannot take the psync lock ${where}`);
 }
 
-function release(lock: string): void {
+function tryCreate(dir: Directory): boolean {
+  let fd: number;
   try {
-    if (Number.parseInt(readOr(lock, ''), 10) === process.pid) unlinkSync(lock);
-    rmdirSync(dirname(lock)); // leave no empty .psync behind
+    fd = dir.openFile(LOCK, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    writeSync(fd, `${process.pid}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/** The lock's text (at most a few bytes: a pid), or undefined when there is none. */
+function readLock(dir: Directory): string | undefined {
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO planted as the lock must not hang the open.
+    fd = dir.openFile(LOCK, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') return 'a symlink';
+    throw error;
+  }
+  try {
+    const buffer = Buffer.alloc(32);
+    const length = readSync(fd, buffer, 0, buffer.length, null);
+    return buffer.subarray(0, length).toString('latin1');
+  } catch {
+    return 'unreadable';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function release(tree: Tree): void {
+  try {
+    const dir = openPsyncDir(tree, false);
+    if (dir === undefined) return;
+    using(dir, (held) => {
+      if (Number.parseInt(readLock(held) ?? '', 10) === process.pid) held.unlink(LOCK);
+    });
+    using(tree.openDir(''), (root) => root.rmdir(PSYNC_DIR)); // leave no empty .psync behind
   } catch {
     // already gone, or .psync holds something else
   }
@@ -60,14 +115,11 @@ function isPsyncFilter(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
   // A live pid: ours only if it is a psync filter, alone or in a side process (the pid may have been reused).
-  const args = readOr(`/proc/${pid}/cmdline`, '_filter').split('\0');
-  return args.includes('_filter') || args.includes('_side');
-}
-
-function readOr(path: string, fallback: string): string {
+  let args: string[];
   try {
-    return readFileSync(path, 'utf8');
+    args = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
   } catch {
-    return fallback;
+    return true; // alive, but we cannot tell what it is: do not take its lock
   }
+  return args.includes('_filter') || args.includes('_side');
 }

@@ -1,5 +1,4 @@
-import * as fsPromises from 'node:fs/promises';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -18,16 +17,16 @@ import {
 import type { Stat } from '../../src/core/types.js';
 import { toStat } from '../../src/fsStat.js';
 import { runHelper } from '../../helpers/helper.js';
+import { Directory } from '../../src/fs/directory.js';
 import { connect } from 'node:net';
 import { encodeRelayHeader, PROBE_ANSWER, PROBE_COMMAND } from '../../src/core/relay.js';
 import { described } from '../support/table.js';
 import { waitFor } from '../support/psync.js';
 
-// Fault injection: a test can make one rename fail (errorfs style); by default rename is the real one.
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:fs/promises')>();
-  return { ...real, rename: vi.fn(real.rename) };
-});
+// Fault injection (errorfs style): a test can make one rename of the file layer fail; by default it is the real one.
+const realRename = Directory.prototype.rename;
+type RenameArgs = Parameters<Directory['rename']>;
+const renames = vi.spyOn(Directory.prototype, 'rename');
 
 /** Drives runHelper in-process through two PassThrough pipes, as the brain would. */
 class Driver {
@@ -89,7 +88,7 @@ afterEach(async () => {
   for (const driver of drivers.splice(0)) expect(await driver.close()).toBe(0);
   expect(scratchNames(root)).toEqual([]);
   expect(existsSync(root)).toBe(true);
-  vi.mocked(fsPromises.rename).mockReset();
+  renames.mockReset();
   rmSync(base, { recursive: true, force: true });
 });
 
@@ -305,7 +304,7 @@ describe('MOVE', () => {
   test('moves one hard link onto another of the same file', async () => {
     const helper = await startHelper();
     const stat = file('a');
-    await fsPromises.link(at('a'), at('b'));
+    linkSync(at('a'), at('b'));
     const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: statOf('a') });
     expect(reply).toMatchObject({ ok: true, stat: { ino: stat.ino } });
     expect(exists('a')).toBe(false);
@@ -314,12 +313,12 @@ describe('MOVE', () => {
   test('an interrupted dance puts the entry back under its own name', async () => {
     const helper = await startHelper();
     const stat = file('a', 'precious');
-    const real = await vi.importActual<typeof import('node:fs/promises')>('node:fs/promises');
-    vi.mocked(fsPromises.rename).mockImplementation(async (from, to) => {
-      if (String(from).includes('.psync.ignore') && String(to).endsWith('/b')) {
+    renames.mockImplementation(function (this: Directory, ...args: RenameArgs) {
+      const [from, , to] = args;
+      if (from.includes('.psync.ignore') && to === 'b') {
         throw Object.assign(new Error('EXDEV: cross-device link not permitted'), { code: 'EXDEV' });
       }
-      return real.rename(from, to);
+      realRename.apply(this, args);
     });
     const reply = await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat });
     expect(reply).toMatchObject({ ok: false, code: 'error' });
@@ -332,12 +331,11 @@ describe('MOVE', () => {
     const helper = await startHelper();
     const stat = file('a');
     const target = dir('b');
-    const real = await vi.importActual<typeof import('node:fs/promises')>('node:fs/promises');
     let calls = 0;
-    vi.mocked(fsPromises.rename).mockImplementation(async (from, to) => {
+    renames.mockImplementation(function (this: Directory, ...args: RenameArgs) {
       calls += 1;
       if (calls === 3) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }); // scratch -> b
-      return real.rename(from, to);
+      realRename.apply(this, args);
     });
     expect(await helper.request({ kind: 'move', from: 'a', to: 'b', expect: stat })).toMatchObject({ ok: false, code: 'error' });
     expect(statOf('a').ino).toBe(stat.ino);
@@ -414,10 +412,10 @@ describe('DELETE', () => {
   test('a failed delete puts the entry back', async () => {
     const helper = await startHelper();
     const stat = dir('d');
-    const real = await vi.importActual<typeof import('node:fs/promises')>('node:fs/promises');
-    vi.mocked(fsPromises.rename).mockImplementation(async (from, to) => {
-      await real.rename(from, to);
-      if (String(to).includes('.psync.ignore')) writeFileSync(join(String(to), 'created-meanwhile'), 'x');
+    renames.mockImplementation(function (this: Directory, ...args: RenameArgs) {
+      realRename.apply(this, args);
+      const [, target, to] = args;
+      if (to.includes('.psync.ignore')) writeFileSync(join(root, target.path, to, 'created-meanwhile'), 'x');
     });
     expect(await helper.request({ kind: 'delete', path: 'd', expect: stat })).toMatchObject({ ok: false, code: 'notempty' });
     expect(readdirSync(at('d'))).toEqual(['created-meanwhile']);
