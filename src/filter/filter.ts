@@ -12,20 +12,26 @@
  * directory is renamed the node moves and its watch keeps reporting under
  * the new name. A directory that appears is watched first and listed second,
  * so nothing created in between is missed.
+ *
+ * The tree is read only through the file layer (src/fs): listings and stats
+ * are made on directories held open from the root component by component,
+ * and each watch is added on the held directory (`/proc/self/fd/N`), so a
+ * directory swapped for a symlink never makes the filter read, watch or
+ * report anything outside the root.
  */
 
-import { lstatSync, readdirSync, realpathSync, type Dirent } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, splitByAncestry, type Observation } from '../core/filterRules.js';
 import { FrameReceiver, FrameWriter } from '../core/frame.js';
 import { compilePathClassifier } from '../core/patterns.js';
-import { bytesToPath, joinPath, pathToBytes } from '../core/paths.js';
+import { bytesToPath, joinPath } from '../core/paths.js';
 import { encodeAction, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION, type FilterConfig } from '../core/protocol.js';
 import { Settler } from '../core/settle.js';
 import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
-import { toStat } from '../fsStat.js';
+import { coreStat, DT_DIR, Tree, using, type Directory } from '../fs/directory.js';
 import { lockRoot } from './rootLock.js';
 import { openWatchBackend, type DirWatch, type WatchBackend } from './watcher.js';
 import { readConfigFrame } from '../childConfig.js';
@@ -56,8 +62,9 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
     // A root given through a symlink (/data -> /mnt/data) is watched where it really is;
     // a relative root is relative to where the filter starts (the remote home over SSH).
     config = { ...config, root: realpathSync(resolve(config.root)) };
-    rootStat = toStat(lstatSync(config.root));
-    if (rootStat.type !== 'dir') throw new Error('not a directory');
+    const root = new Tree(config.root).lstat('');
+    if (root?.type !== 'dir') throw new Error('not a directory');
+    rootStat = coreStat(root);
   } catch (error) {
     send('ERROR', [`root ${config.root} is not a readable directory: ${(error as Error).message}`]);
     return FILTER_EXIT.badConfig;
@@ -97,12 +104,15 @@ class TreeWatcher {
   /** Why overflow detection is off (fs.watch fallback), reported once at start. */
   private readonly watcherFallback: string | undefined;
   private overflowRescan: NodeJS.Immediate | undefined;
+  /** The tree, reached only through the file layer: nothing behind a symlink is read, listed or watched. */
+  private readonly tree: Tree;
 
   constructor(
     private readonly config: FilterConfig,
     private readonly state: FilterState,
     private readonly send: (verb: string, args?: string[]) => void,
   ) {
+    this.tree = new Tree(config.root);
     this.classify = compilePathClassifier({ excludes: config.excludes, tempfiles: config.tempfiles });
     this.settler = new Settler(config.settleMs, config.maxDelayMs, Math.min(GROUP_MS, config.settleMs / 2));
     const { backend, fallback } = openWatchBackend((reason) => this.onOverflow(reason));
@@ -165,7 +175,7 @@ class TreeWatcher {
    * before every round of actions and at every heartbeat; stops the filter.
    */
   private rootLost(): boolean {
-    const root = lstatOrNull(this.config.root);
+    const root = this.lstat('');
     if (root !== null && root.type === 'dir' && root.ino === this.index.root.stat.ino) return false;
     this.send('ERROR', [`root ${this.config.root} disappeared or was replaced; stopping without sending its deletes`]);
     this.stop(FILTER_EXIT.rootLost);
@@ -187,26 +197,25 @@ class TreeWatcher {
       const node = this.index.get(dir);
       if (node === undefined || node.stat.type !== 'dir') continue;
       this.watchNode(node, dir);
-      let entries: Dirent<Buffer>[];
-      try {
-        entries = readdirSync(this.absolute(dir), { encoding: 'buffer', withFileTypes: true });
-      } catch {
-        continue; // gone already: its own event reports that
-      }
+      const held = this.openDir(dir);
+      if (held === undefined) continue; // gone already (or now a symlink): its own event reports that
       const now = performance.now();
       const subdirs: string[] = [];
-      for (const entry of entries) {
-        const child = joinPath(dir, bytesToPath(entry.name));
-        if (mode === 'dirty') {
-          if (entry.isDirectory()) subdirs.push(child);
-          else this.touch(child, now);
-          continue;
+      using(held, (handle) => {
+        const { names, types } = handle.listTyped();
+        for (const [i, name] of names.entries()) {
+          const child = joinPath(dir, name);
+          if (mode === 'dirty') {
+            if (types[i] === DT_DIR) subdirs.push(child);
+            else this.touch(child, now);
+            continue;
+          }
+          const stat = handle.stat(name);
+          if (stat === undefined || this.classify(child, stat.type === 'dir') !== 'sync') continue;
+          this.index.set(child, coreStat(stat));
+          if (stat.type === 'dir') stack.push(child);
         }
-        const stat = lstatOrNull(this.absolute(child));
-        if (stat === null || this.classify(child, stat.type === 'dir') !== 'sync') continue;
-        this.index.set(child, stat);
-        if (stat.type === 'dir') stack.push(child);
-      }
+      });
       if (subdirs.length > 0) this.settle(subdirs, now);
     }
   }
@@ -237,24 +246,24 @@ class TreeWatcher {
         this.fail(error);
         return;
       }
-      let names: Buffer[];
-      try {
-        names = readdirSync(this.absolute(dir), { encoding: 'buffer' });
-      } catch {
+      const held = this.openDir(dir);
+      if (held === undefined) {
         if (dir !== '') mark(dir);
         continue;
       }
       const seen = new Set<string>();
-      for (const raw of names) {
-        const name = bytesToPath(raw);
-        const path = joinPath(dir, name);
-        const stat = lstatOrNull(this.absolute(path));
-        if (stat === null || this.classify(path, stat.type === 'dir') !== 'sync') continue;
-        seen.add(name);
-        const known = node.children.get(name);
-        if (known === undefined || !isSameEntry(known.stat, stat) || hasChanged(known.stat, stat)) mark(path);
-        else if (stat.type === 'dir') stack.push(path);
-      }
+      using(held, (handle) => {
+        for (const name of handle.list()) {
+          const path = joinPath(dir, name);
+          const found = handle.stat(name);
+          if (found === undefined || this.classify(path, found.type === 'dir') !== 'sync') continue;
+          const stat = coreStat(found);
+          seen.add(name);
+          const known = node.children.get(name);
+          if (known === undefined || !isSameEntry(known.stat, stat) || hasChanged(known.stat, stat)) mark(path);
+          else if (stat.type === 'dir') stack.push(path);
+        }
+      });
       for (const name of node.children.keys()) if (!seen.has(name)) mark(joinPath(dir, name));
     }
     if (marked > 0) this.send('WARN', [`rescan found ${marked} change(s) the watcher missed; sending them`]);
@@ -272,10 +281,14 @@ class TreeWatcher {
 
   private watchNode(node: TreeNode, dir: string): void {
     if (node.watch !== undefined) return;
+    const held = this.openDir(dir);
+    if (held === undefined) return; // gone, or a symlink now: never watched through it
     let handle: DirWatch;
     try {
+      // The watch goes on the held directory itself (its /proc/self/fd link), not on a path
+      // that a directory swapped for a symlink could redirect out of the tree.
       handle = this.watcher.watchDir(
-        this.absolute(dir),
+        Buffer.from(`/proc/self/fd/${held.fd}`),
         (name) => this.onEvent(node, name),
         () => this.onWatchError(node, handle),
       );
@@ -291,6 +304,8 @@ class TreeWatcher {
         );
       }
       throw error;
+    } finally {
+      held.close();
     }
     node.watch = handle;
   }
@@ -354,14 +369,14 @@ class TreeWatcher {
   private settle(all: string[], now: number): void {
     if (this.rootLost()) return;
     // A path below a directory that was renamed, removed or replaced waits for that directory's round.
-    const ancestry = splitByAncestry(this.index, all, (path) => lstatOrNull(this.absolute(path)));
+    const ancestry = splitByAncestry(this.index, all, (path) => this.lstat(path));
     for (const ancestor of ancestry.changedAncestors) this.touch(ancestor, now);
     for (const path of ancestry.later) this.touch(path, now);
     const due = [...ancestry.ready, ...ancestry.gone];
     const gone = new Set(ancestry.gone);
     const observations: Observation[] = due.map((path) => ({
       path,
-      stat: path === '' || gone.has(path) ? null : lstatOrNull(this.absolute(path)),
+      stat: path === '' || gone.has(path) ? null : this.lstat(path),
     }));
     // A path that reappeared with an inode the index holds elsewhere may be a move whose other half
     // is not due yet (or never reported): look at that other name now.
@@ -372,7 +387,7 @@ class TreeWatcher {
         const other = this.index.pathOf(node);
         if (seen.has(other) || !this.index.isAttached(node)) continue;
         seen.add(other);
-        const otherStat = lstatOrNull(this.absolute(other));
+        const otherStat = this.lstat(other);
         if (otherStat === null || otherStat.ino !== stat.ino) observations.push({ path: other, stat: otherStat });
       }
     }
@@ -413,15 +428,23 @@ class TreeWatcher {
     }
   }
 
-  private absolute(path: string): Buffer {
-    return Buffer.from(pathToBytes(path === '' ? this.config.root : `${this.config.root}/${path}`));
+  /** lstat through the file layer; null when the path is not in the tree (missing, or behind a symlink). */
+  private lstat(path: string): Stat | null {
+    try {
+      const stat = this.tree.lstat(path);
+      return stat === undefined ? null : coreStat(stat);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The held directory at `path`, or undefined when it is gone, not a directory, or behind a symlink. */
+  private openDir(path: string): Directory | undefined {
+    try {
+      return this.tree.openDir(path);
+    } catch {
+      return undefined;
+    }
   }
 }
 
-function lstatOrNull(path: Buffer | string): Stat | null {
-  try {
-    return toStat(lstatSync(path));
-  } catch {
-    return null;
-  }
-}

@@ -60,9 +60,15 @@ export const IN = {
   ISDIR: 0x4000_0000,
 } as const;
 
+/**
+ * No IN_DONT_FOLLOW: the filter names a directory it holds open through the
+ * file layer by its `/proc/self/fd/N` link, which must be followed to reach
+ * that very directory (it cannot be redirected: it is bound to the open
+ * descriptor, not to a path).
+ */
 export const DIR_MASK =
   IN.MODIFY | IN.ATTRIB | IN.CLOSE_WRITE | IN.MOVED_FROM | IN.MOVED_TO | IN.CREATE | IN.DELETE |
-  IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR | IN.DONT_FOLLOW | IN.EXCL_UNLINK;
+  IN.DELETE_SELF | IN.MOVE_SELF | IN.ONLYDIR | IN.EXCL_UNLINK;
 
 const EVENT_HEADER_BYTES = 16; // int wd; uint32_t mask, cookie, len
 

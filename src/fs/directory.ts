@@ -32,7 +32,7 @@ interface FsAddon {
   openRoot(path: Buffer): number;
   openDir(dirfd: number, name: Buffer): number;
   openFile(dirfd: number, name: Buffer, flags: number, mode: number): number;
-  stat(dirfd: number, name: Buffer): RawStat;
+  stat(dirfd: number, name: Buffer, out: Float64Array): boolean;
   rename(fromfd: number, from: Buffer, tofd: number, to: Buffer, flags: number): void;
   unlink(dirfd: number, name: Buffer, isDir: boolean): void;
   mkdir(dirfd: number, name: Buffer, mode: number): void;
@@ -41,21 +41,25 @@ interface FsAddon {
   readdir(dirfd: number): { names: Buffer[]; types: number[] };
 }
 
-interface RawStat {
-  mode: number;
-  size: number;
-  ino: number;
-  dev: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  ctimeSec: number;
-  ctimeNsec: number;
-  birthSec: number;
-  birthNsec: number;
+/** The indexes of the numbers native stat() writes (native/fs.c, enum ST_*). */
+const enum St {
+  mode,
+  size,
+  ino,
+  dev,
+  nlink,
+  uid,
+  gid,
+  mtimeSec,
+  mtimeNsec,
+  ctimeSec,
+  ctimeNsec,
+  birthSec,
+  birthNsec,
+  count,
 }
+/** One buffer for every stat: the layer is synchronous, so no two calls overlap. */
+const statBuffer = new Float64Array(St.count);
 
 let addon: FsAddon | undefined;
 
@@ -87,19 +91,20 @@ export interface EntryStat extends Stat {
 const S_IFMT = 0o170000;
 const TYPES: Readonly<Record<number, EntryType>> = { 0o100000: 'file', 0o040000: 'dir', 0o120000: 'symlink' };
 
-function toEntryStat(raw: RawStat): EntryStat {
-  const birthMs = raw.birthSec * 1000 + raw.birthNsec / 1e6;
+function readStatBuffer(): EntryStat {
+  const raw = statBuffer;
+  const birthMs = raw[St.birthSec]! * 1000 + raw[St.birthNsec]! / 1e6;
   return {
-    type: TYPES[raw.mode & S_IFMT] ?? 'other',
-    ino: raw.ino,
-    size: raw.size,
-    mtimeMs: raw.mtimeSec * 1000 + raw.mtimeNsec / 1e6,
-    mode: raw.mode & 0o7777,
+    type: TYPES[raw[St.mode]! & S_IFMT] ?? 'other',
+    ino: raw[St.ino]!,
+    size: raw[St.size]!,
+    mtimeMs: raw[St.mtimeSec]! * 1000 + raw[St.mtimeNsec]! / 1e6,
+    mode: raw[St.mode]! & 0o7777,
     ...(birthMs > 0 ? { birthMs } : {}),
-    dev: raw.dev,
-    nlink: raw.nlink,
-    uid: raw.uid,
-    ctimeMs: raw.ctimeSec * 1000 + raw.ctimeNsec / 1e6,
+    dev: raw[St.dev]!,
+    nlink: raw[St.nlink]!,
+    uid: raw[St.uid]!,
+    ctimeMs: raw[St.ctimeSec]! * 1000 + raw[St.ctimeNsec]! / 1e6,
   };
 }
 
@@ -123,9 +128,6 @@ export class UnsafePathError extends SafetyError {
 }
 
 const errnoOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException | undefined)?.code;
-
-/** An error that says the entry is not there (ENOENT). */
-export const isMissing = (error: unknown): boolean => errnoOf(error) === 'ENOENT';
 
 export type RenameMode = 'replace' | 'noReplace' | 'exchange';
 const RENAME_FLAGS: Readonly<Record<RenameMode, number>> = { replace: 0, noReplace: 1, exchange: 2 };
@@ -165,12 +167,7 @@ export class Directory {
 
   /** lstat of `component` ("" is this directory), or undefined when there is none. */
   stat(component: string): EntryStat | undefined {
-    try {
-      return toEntryStat(fs().stat(this.fd, name(component)));
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      throw error;
-    }
+    return fs().stat(this.fd, name(component), statBuffer) ? readStatBuffer() : undefined;
   }
 
   /** The names in this directory (without . and ..), as core path components. */
