@@ -303,6 +303,9 @@ export class Tree {
 /** d_type of a directory in readdir's answer. */
 export const DT_DIR = 4;
 
+/** An entry removed this many times in a row changed its type between the look and the act: give up on it. */
+const REMOVE_ATTEMPTS = 5;
+
 /**
  * Remove `component` of `dir` and, when it is a directory, everything in
  * it, deepest first. Every directory is entered through openDir (O_NOFOLLOW):
@@ -311,26 +314,26 @@ export const DT_DIR = 4;
  * caller that wants to yield or count).
  */
 export function removeTree(dir: Directory, component: string, onEntry: () => void = () => {}): void {
-  const stat = dir.stat(component);
-  if (stat === undefined) return;
-  onEntry();
-  if (stat.type !== 'dir') {
-    dir.unlink(component);
-    return;
-  }
-  let child: Directory;
-  try {
-    child = dir.openDir(component);
-  } catch (error) {
-    // RACE: swapped for a symlink or a file since the stat: remove the name, never what it points to.
-    if (error instanceof UnsafePathError || errnoOf(error) === 'ENOTDIR') {
-      dir.unlink(component);
+  for (let attempt = 0; attempt < REMOVE_ATTEMPTS; attempt++) {
+    const stat = dir.stat(component);
+    if (stat === undefined) return;
+    onEntry();
+    try {
+      if (stat.type !== 'dir') {
+        dir.unlink(component);
+        return;
+      }
+      using(dir.openDir(component), (held) => {
+        for (const entry of held.list()) removeTree(held, entry, onEntry);
+      });
+      dir.rmdir(component);
       return;
+    } catch (error) {
+      // RACE: swapped for another type since the stat (EISDIR: a directory now; ENOTDIR or
+      // unsafe: a file or symlink now): look again and remove the name, never what it points to.
+      if (error instanceof UnsafePathError || errnoOf(error) === 'EISDIR' || errnoOf(error) === 'ENOTDIR') continue;
+      throw error;
     }
-    throw error;
   }
-  using(child, (held) => {
-    for (const entry of held.list()) removeTree(held, entry, onEntry);
-  });
-  dir.rmdir(component);
+  throw Object.assign(new Error(`${JSON.stringify(joinPath(dir.path, component))} keeps changing its type: not removed`), { code: 'EBUSY' });
 }

@@ -1,0 +1,198 @@
+/**
+ * The file layer (src/fs) on real files: a symlink at any component of a
+ * path below the root is never followed, by any operation, and a directory
+ * swapped for a symlink while a recursive delete walks the tree never makes
+ * it delete anything outside the root.
+ */
+
+import { spawn } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { Directory, removeTree, Tree, UnsafePathError, using } from '../../src/fs/directory.js';
+import { openPsyncDir } from '../../src/fs/psyncDir.js';
+import { SafetyError } from '../../src/core/errors.js';
+import { described } from '../support/table.js';
+
+let base: string;
+let root: string;
+let outside: string;
+
+/** The same names inside the root and outside it: following a link would find the outside twin. */
+const PATH = ['a', 'b', 'c'];
+const CANARY = 'canary';
+
+beforeEach(() => {
+  base = mkdtempSync(join(tmpdir(), 'psync-fs-'));
+  root = join(base, 'root');
+  outside = join(base, 'outside');
+  for (const top of [root, outside]) {
+    mkdirSync(join(top, ...PATH), { recursive: true });
+    writeFileSync(join(top, ...PATH, 'f'), top === root ? 'inside' : CANARY);
+    writeFileSync(join(top, 'a', 'g'), top === root ? 'inside' : CANARY);
+  }
+});
+
+afterEach(() => {
+  rmSync(base, { recursive: true, force: true });
+});
+
+/** Replace the directory at depth `depth` of PATH inside the root by a symlink to its outside twin. */
+function plantLink(depth: number): string {
+  const rel = PATH.slice(0, depth + 1);
+  rmSync(join(root, ...rel), { recursive: true });
+  symlinkSync(join(outside, ...rel), join(root, ...rel));
+  return rel.join('/');
+}
+
+/** Every outside file still there with its content, and nothing new outside. */
+function expectOutsideIntact(): void {
+  expect(readFileSync(join(outside, ...PATH, 'f'), 'utf8')).toBe(CANARY);
+  expect(readFileSync(join(outside, 'a', 'g'), 'utf8')).toBe(CANARY);
+  expect(readdirSync(join(outside, ...PATH)).sort()).toEqual(['f']);
+  expect(readdirSync(join(outside, 'a')).sort()).toEqual(['b', 'g']);
+}
+
+const DEEP = `${PATH.join('/')}/f`;
+
+const OPERATIONS = [
+  { description: 'lstat of the deepest file', act: (tree: Tree) => tree.lstat(DEEP) },
+  { description: 'opening the deepest directory', act: (tree: Tree) => tree.openDir(PATH.join('/')).close() },
+  { description: 'makeDir below it', act: (tree: Tree) => tree.makeDir(`${PATH.join('/')}/new/deeper`).close() },
+  { description: 'unlink of the deepest file', act: (tree: Tree) => tree.withParent(DEEP, (dir, name) => dir.unlink(name)) },
+  {
+    description: 'creating a file beside it',
+    act: (tree: Tree) => tree.withParent(DEEP, (dir) => dir.openFile('planted', 0o101 /* O_WRONLY|O_CREAT */)),
+  },
+  { description: 'a symlink created beside it', act: (tree: Tree) => tree.withParent(DEEP, (dir) => dir.symlink('/etc', 'planted')) },
+  { description: 'a rename within its directory', act: (tree: Tree) => tree.withParent(DEEP, (dir, name) => dir.rename(name, dir, 'moved')) },
+];
+
+const LINK_DEPTHS = PATH.map((_, depth) => ({ description: `a symlink at ${PATH.slice(0, depth + 1).join('/')}`, depth }));
+
+test.each(described(OPERATIONS.flatMap((op) => LINK_DEPTHS.map((at) => ({ ...at, description: `${op.description}, ${at.description}`, act: op.act })))))(
+  '%s is refused as unsafe and touches nothing outside',
+  (_, { depth, act }) => {
+    const link = plantLink(depth);
+    const tree = new Tree(root);
+    let thrown: unknown;
+    try {
+      act(tree);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(UnsafePathError);
+    expect((thrown as UnsafePathError).path).toBe(link);
+    expectOutsideIntact();
+  },
+);
+
+test('single components only: a name with a slash, "." or ".." is refused before any system call', () => {
+  using(Directory.openRoot(root), (dir) => {
+    for (const bad of ['a/b', '.', '..', '']) {
+      expect(() => dir.openDir(bad), bad).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      expect(() => dir.unlink(bad), bad).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    }
+    expect(() => dir.rename('a', dir, '../escaped')).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+  expect(existsSync(join(root, 'a'))).toBe(true);
+});
+
+test('lstat sees a symlink as a symlink, and a path below a file or a missing directory as missing', () => {
+  symlinkSync(outside, join(root, 'link'));
+  const tree = new Tree(root);
+  expect(tree.lstat('link')?.type).toBe('symlink');
+  expect(tree.lstat('a/g/below')).toBeUndefined();
+  expect(tree.lstat('nothing/here')).toBeUndefined();
+  expect(tree.lstat(DEEP)).toMatchObject({ type: 'file', size: 'inside'.length, ino: lstatSync(join(root, DEEP)).ino });
+});
+
+test('RENAME_NOREPLACE fails on a taken name; a plain rename replaces it', () => {
+  using(new Tree(root).openDir('a'), (dir) => {
+    writeFileSync(join(root, 'a', 'h'), 'h');
+    expect(() => dir.rename('g', dir, 'h', 'noReplace')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(readFileSync(join(root, 'a', 'h'), 'utf8')).toBe('h');
+    dir.rename('g', dir, 'h');
+    expect(readFileSync(join(root, 'a', 'h'), 'utf8')).toBe('inside');
+  });
+});
+
+test('removeTree removes a tree and unlinks the symlinks in it, never what they point to', () => {
+  symlinkSync(outside, join(root, 'a', 'b', 'to-outside'));
+  symlinkSync(join(outside, 'a'), join(root, 'a', 'b', 'c', 'to-a'));
+  using(Directory.openRoot(root), (dir) => removeTree(dir, 'a'));
+  expect(readdirSync(root)).toEqual([]);
+  expectOutsideIntact();
+});
+
+test('.psync must be psync\'s own directory: a symlink there or one owned by another user is refused; a wider mode is narrowed', () => {
+  const tree = new Tree(root);
+  symlinkSync(outside, join(root, '.psync'));
+  expect(() => openPsyncDir(tree, true)).toThrow(SafetyError);
+  rmSync(join(root, '.psync'));
+  mkdirSync(join(root, '.psync'), { mode: 0o755 });
+  using(openPsyncDir(tree, true)!, () => undefined);
+  expect(lstatSync(join(root, '.psync')).mode & 0o777).toBe(0o700);
+  rmSync(join(root, '.psync'), { recursive: true });
+  expect(openPsyncDir(tree, false)).toBeUndefined();
+  using(openPsyncDir(tree, true)!, () => undefined);
+  expect(lstatSync(join(root, '.psync')).isDirectory()).toBe(true);
+  expectOutsideIntact();
+});
+
+/**
+ * A child process swaps `root/victim/sub` with a symlink to the outside
+ * (renameat2 RENAME_EXCHANGE through the same addon) as fast as it can while
+ * removeTree deletes `root/victim`, many times over.
+ */
+test('removeTree racing a directory swapped for a symlink never deletes outside the root', async () => {
+  const rounds = 30;
+  // The outside twin holds the very names the swapped directory holds: a walk that follows the link finds them.
+  const twin = join(outside, 'twin');
+  const names = Array.from({ length: 50 }, (_, i) => `f${i}`);
+  mkdirSync(twin);
+  for (const name of names) writeFileSync(join(twin, name), CANARY);
+  for (let round = 0; round < rounds; round++) {
+    const victim = join(root, 'victim');
+    mkdirSync(join(victim, 'sub'), { recursive: true });
+    for (const name of names) writeFileSync(join(victim, 'sub', name), 'inside');
+    symlinkSync(twin, join(victim, 'swap'));
+    const swapper = startSwapper(victim, 'sub', 'swap');
+    await swapper.running;
+    try {
+      using(Directory.openRoot(root), (dir) => {
+        try {
+          removeTree(dir, 'victim');
+        } catch (error) {
+          // ENOENT / ENOTEMPTY / ENOTDIR from the race are fine: only what happened outside matters.
+          if (!['ENOENT', 'ENOTEMPTY', 'EBUSY'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+        }
+      });
+    } finally {
+      swapper.child.kill('SIGKILL');
+      await swapper.exited;
+    }
+    expectOutsideIntact();
+    expect(readdirSync(twin).sort()).toEqual([...names].sort());
+    rmSync(victim, { recursive: true, force: true });
+  }
+});
+
+function startSwapper(dir: string, a: string, b: string) {
+  const script = `
+    const { Directory } = await import(${JSON.stringify(new URL('../../dist/src/fs/directory.js', import.meta.url).href)});
+    const dir = Directory.openRoot(${JSON.stringify(dir)});
+    process.stdout.write('ready\\n');
+    for (;;) { try { dir.rename(${JSON.stringify(a)}, dir, ${JSON.stringify(b)}, 'exchange'); } catch {} }
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const running = new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the swapper exited early (${code})`)));
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { child, running, exited };
+}
