@@ -56,7 +56,7 @@ import {
   type HelperRequest,
 } from '../src/core/protocol.js';
 import type { Stat } from '../src/core/types.js';
-import { coreStat, Directory, removeTree, sameInode, Tree, UnsafePathError, using, type EntryStat } from '../src/fs/directory.js';
+import { coreStat, Directory, removeTree, requireFileLayer, sameInode, Tree, UnsafePathError, using, type EntryStat } from '../src/fs/directory.js';
 import { openPsyncDir } from '../src/fs/psyncDir.js';
 
 export interface HelperOptions {
@@ -143,6 +143,11 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
   try {
     if (!received.ok) throw new ConfigError(`expected CONFIG, got a malformed frame: ${received.error.message}`);
     const config = parseConfig(received.frame);
+    try {
+      requireFileLayer();
+    } catch (error) {
+      throw new ConfigError(errorMessage(error));
+    }
     const tree = new HelperTree(config, log);
     const root = rootStat(tree);
     if (root?.type !== 'dir') throw new ConfigError(`cannot use root ${show(config.root)}: it is not a directory`);

@@ -31,7 +31,7 @@ import { encodeAction, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION, type FilterConfi
 import { Settler } from '../core/settle.js';
 import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
-import { coreStat, DT_DIR, Tree, using, type Directory } from '../fs/directory.js';
+import { coreStat, DT_DIR, requireFileLayer, Tree, using, type Directory } from '../fs/directory.js';
 import { lockRoot } from './rootLock.js';
 import { openWatchBackend, type DirWatch, type WatchBackend } from './watcher.js';
 import { readConfigFrame } from '../childConfig.js';
@@ -58,6 +58,12 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
   send('HELLO', [String(PROTOCOL_VERSION), 'filter', String(process.pid)]);
 
   let rootStat: Stat;
+  try {
+    requireFileLayer();
+  } catch (error) {
+    send('ERROR', [(error as Error).message]);
+    return FILTER_EXIT.badConfig;
+  }
   try {
     // A root given through a symlink (/data -> /mnt/data) is watched where it really is;
     // a relative root is relative to where the filter starts (the remote home over SSH).
