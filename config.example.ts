@@ -47,6 +47,13 @@ const config: Config = {
   skipInitialSync: false,
   /** -f: let the helper delete non-empty directories and move onto them. */
   force: false,
+  /**
+   * --preserve-suid: keep setuid and setgid bits on the files psync makes.
+   * Off by default: psync runs as root and keeps owners, so a user's setuid
+   * program on one side would become a setuid program of that owner on the
+   * other. Setgid directories keep their bit either way.
+   */
+  preserveSuid: false,
   /** -i: settle delay in seconds: a path must be quiet this long before it is sent. */
   intervalSeconds: 0.1,
   /** --max-delay: a path that never goes quiet (a growing log) is sent at least this often. */

@@ -152,7 +152,7 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
     const root = rootStat(tree);
     if (root?.type !== 'dir') throw new ConfigError(`cannot use root ${show(config.root)}: it is not a directory`);
     await replies.send('HELLO', [String(PROTOCOL_VERSION), 'helper', String(process.pid)]);
-    if (config.relay) await offerRelay(replies, log);
+    if (config.relay) await offerRelay(replies, config.root, log);
     reportInterruptedRuns(tree, log);
     return new Session(tree, replies, log);
   } catch (error) {
@@ -168,9 +168,9 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
  * `RELAY <port> <token>`, or `NORELAY <reason>` when it cannot listen (the
  * brain then keeps starting rsync through a remote shell).
  */
-async function offerRelay(replies: ReplyChannel, log: (line: string) => void): Promise<void> {
+async function offerRelay(replies: ReplyChannel, root: string, log: (line: string) => void): Promise<void> {
   try {
-    const relay = await startRelay(log);
+    const relay = await startRelay(log, root);
     await replies.send('RELAY', [String(relay.port), relay.token]);
   } catch (error) {
     await replies.send('NORELAY', [errorMessage(error)]);

@@ -35,6 +35,12 @@ export interface Config {
   skipInitialSync: boolean;
   /** Let the helper delete non-empty directories and move onto them. */
   force: boolean;
+  /**
+   * Keep setuid and setgid bits on the files rsync makes. Off by default:
+   * psync runs as root and keeps owners, so a user's setuid file on one side
+   * would become a setuid file of that owner on the other.
+   */
+  preserveSuid: boolean;
   /** Settle delay: a path must be quiet this long before it is sent. */
   intervalSeconds: number;
   /** A path that never goes quiet is sent at least this often. */
@@ -63,6 +69,7 @@ export const DEFAULTS = {
   syncOnly: false,
   skipInitialSync: false,
   force: false,
+  preserveSuid: false,
   intervalSeconds: 0.1,
   maxDelaySeconds: 5,
   rescanSeconds: 600,

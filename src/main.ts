@@ -85,6 +85,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('sync-only', { alias: 's', type: 'boolean', describe: 'run the initial merge, then exit' })
     .option('skip-initial-sync', { alias: 'k', type: 'boolean', describe: 'start watching without the initial merge' })
     .option('force', { alias: 'f', type: 'boolean', describe: 'let deletes and moves replace non-empty directories' })
+    .option('preserve-suid', { type: 'boolean', describe: 'keep setuid/setgid bits on synced files (by default they are dropped: psync runs as root and keeps owners)' })
     .option('interval', { alias: 'i', type: 'number', describe: `settle delay in seconds: a path must be quiet this long before it is sent (default ${DEFAULTS.intervalSeconds})` })
     .option('max-delay', { type: 'number', describe: `a path that never goes quiet is sent at least every this many seconds (default ${DEFAULTS.maxDelaySeconds})` })
     .option('rescan', { type: 'number', describe: `re-read both trees against the index every this many seconds and send what inotify missed; 0 turns it off (default ${DEFAULTS.rescanSeconds})` })
@@ -102,7 +103,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
         'Exit codes: 0 done (or stopped by SIGINT/SIGTERM), 1 internal error, 2 bad usage or settings,',
         '3 cannot reach or lost the remote host (refused host key included), 4 rsync failed,',
         '5 a filter or helper failed (a root vanished, a protocol error), 6 --banned program running,',
-        '7 refused as unsafe.',
+        '7 refused as unsafe (running as root with an rsync older than 3.5.0 included).',
       ].join('\n'),
     )
     .wrap(Math.min(110, process.stdout.columns || 100))
@@ -132,6 +133,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     syncOnly: given(parsed['sync-only'], file.syncOnly ?? false),
     skipInitialSync: given(parsed['skip-initial-sync'], file.skipInitialSync ?? false),
     force: given(parsed.force, file.force ?? false),
+    preserveSuid: given(parsed['preserve-suid'], file.preserveSuid ?? false),
     intervalSeconds: given(parsed.interval, file.intervalSeconds ?? DEFAULTS.intervalSeconds),
     maxDelaySeconds: given(parsed['max-delay'], file.maxDelaySeconds ?? DEFAULTS.maxDelaySeconds),
     rescanSeconds: given(parsed.rescan, file.rescanSeconds ?? DEFAULTS.rescanSeconds),
@@ -181,7 +183,7 @@ async function runPsync(config: Config, log: Logger): Promise<number> {
   const left = new LocalEndpoint('left', config.srcRoot);
   let right: Endpoint;
   if (config.remoteHost === undefined) {
-    right = new LocalEndpoint('right', config.dstRoot);
+    right = new LocalEndpoint('right', config.dstRoot, { separateRsync: true });
   } else {
     log.info(`connecting to ${config.remoteHost}`);
     right = await SshEndpoint.connect({

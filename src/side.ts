@@ -9,7 +9,9 @@
  * on in-process pipes, answers `HELLO <version> side <pid>` once both said
  * HELLO (or passes on the first ERROR), and from then on:
  *   - every frame either child writes goes out, renumbered in one stream;
- *   - every frame the brain sends after CONFIG is a helper request.
+ *   - of the frames the brain sends after CONFIG, PAUSE and RESUME (flow
+ *     control, protocol.ts) go to the filter, every other one is a helper
+ *     request.
  * The side ends when its input ends and both children have finished.
  */
 
@@ -17,7 +19,7 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { runHelper } from '../helpers/helper.js';
 import { readConfigFrame } from './childConfig.js';
 import { FrameReceiver, FrameWriter, type Frame } from './core/frame.js';
-import { PROTOCOL_VERSION, type FilterConfig, type HelperConfig } from './core/protocol.js';
+import { isFlowControlVerb, PROTOCOL_VERSION, type FilterConfig, type HelperConfig } from './core/protocol.js';
 import { runFilter } from './filter/filter.js';
 
 export interface SideConfig {
@@ -31,12 +33,15 @@ export async function runSide(input: Readable, output: Writable): Promise<number
   const send = (verb: string, args: readonly string[]): void => void output.write(writer.encode(verb, [...args]));
   const toHelper = new PassThrough();
   const helperWriter = new FrameWriter();
-  // Requests that came in CONFIG's own chunk wait until the helper has its CONFIG.
+  const toFilter = new PassThrough();
+  const filterWriter = new FrameWriter();
+  // Frames that came in CONFIG's own chunk wait until the children have their CONFIG.
   const early: Frame[] = [];
-  let toHelperReady = false;
+  let childrenReady = false;
   const request = (frame: Frame): void => {
-    if (toHelperReady) toHelper.write(helperWriter.encode(frame.verb, frame.args));
-    else early.push(frame);
+    if (!childrenReady) early.push(frame);
+    else if (isFlowControlVerb(frame.verb)) toFilter.write(filterWriter.encode(frame.verb, frame.args));
+    else toHelper.write(helperWriter.encode(frame.verb, frame.args));
   };
   let config: SideConfig;
   try {
@@ -49,10 +54,9 @@ export async function runSide(input: Readable, output: Writable): Promise<number
     return 2;
   }
 
-  const toFilter = new PassThrough();
-  toFilter.write(new FrameWriter().encode('CONFIG', [JSON.stringify(config.filter)]));
+  toFilter.write(filterWriter.encode('CONFIG', [JSON.stringify(config.filter)]));
   toHelper.write(helperWriter.encode('CONFIG', [JSON.stringify(config.helper)]));
-  toHelperReady = true;
+  childrenReady = true;
   for (const frame of early.splice(0)) request(frame);
   input.once('end', () => {
     toFilter.end();

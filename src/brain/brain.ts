@@ -1,17 +1,25 @@
 /**
- * The brain: starts a filter and a helper on each side, runs the initial
- * merge, then turns the filters' reports into transfers. Decisions live in
- * src/core (echo ledger, queue and batches); this loop only wires them to
- * the children and to rsync.
+ * The brain: starts a side (its filter and helper) on each root, checks
+ * each host's rsync, runs the initial merge, then turns the filters'
+ * reports into transfers. Decisions live in src/core (echo ledger, queue and
+ * its bound, batches, the fallback after a helper's refusal, which rsync may
+ * run); this loop only wires them to the sides and to rsync.
+ *
+ * rsync's client always runs here, on the left; the right is its server
+ * (over SSH, through the right helper's relay or a remote shell, or a
+ * separate local process: transport/local.ts). Each end is confined to its
+ * own root (`--confine-root`, transfer/rsync.ts).
  */
 
-import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR } from '../core/protocol.js';
+import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
 import type { SideConfig } from '../side.js';
 import { expectedVersions, LastSynced } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
-import { ActionQueue, type Batch } from '../core/batch.js';
+import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
 import { EchoLedger, sameAsMerged } from '../core/echo.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
+import { fallbackAfterRefusal } from '../core/fallback.js';
+import { rsyncVerdict } from '../core/rsyncVersion.js';
 import { toRsyncFilterArgs } from '../core/patterns.js';
 import { directionFrom, sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
 import type { Config } from '../config.js';
@@ -31,6 +39,8 @@ export interface BrainCounters {
   helperRuns: number;
   failures: number;
   conflicts: number;
+  /** MOVEs and DELETEs a helper refused after which nothing was sent in their place (an `unsafe` refusal, say). */
+  refused: number;
 }
 
 /** Why the brain stopped: a clean stop, or a failure the CLI turns into an exit code. */
@@ -55,9 +65,15 @@ export class Brain {
     helperRuns: 0,
     failures: 0,
     conflicts: 0,
+    refused: 0,
   };
   private readonly ledger = new EchoLedger();
   private readonly queue = new ActionQueue();
+  private readonly queueBound = new QueueBound();
+  /** Each end's `--confine-root` (its root's real path), once prepareRsync checked its rsync; unset for an rsync too old to take it. */
+  private readonly confine: Partial<Record<Side, string>> = {};
+  /** Sides whose rsync server the helper's relay starts (it adds --confine-root itself). */
+  private readonly relayed = new Set<Side>();
   private readonly links = new Map<Side, ChildLink>();
   private readonly helpers = new Map<Side, HelperClient>();
   private readonly lastBeat: Record<Side, number> = { left: 0, right: 0 };
@@ -116,12 +132,13 @@ export class Brain {
 
   private async start(): Promise<void> {
     if (this.config.syncOnly) {
+      await this.prepareRsync();
       await this.initialMerge();
       this.setState('stopped');
       this.finish({ ok: true });
       return;
     }
-    await Promise.all([this.startSide('left'), this.startSide('right')]);
+    await Promise.all([this.prepareRsync(), this.startSide('left'), this.startSide('right')]);
     if (this.stopping) return;
     if (this.config.skipInitialSync) this.log.info('skipping the initial merge (-k)');
     else await this.initialMerge();
@@ -131,6 +148,33 @@ export class Brain {
     this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
     this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
     void this.dispatchLoop();
+  }
+
+  /**
+   * Before the first transfer: each host's rsync and each root's real path.
+   * Running as root there with an rsync older than 3.5.0 stops psync
+   * (SafetyError, exit 7); otherwise an old rsync runs without
+   * `--confine-root` and psync says so once (core/rsyncVersion.ts).
+   */
+  private async prepareRsync(): Promise<void> {
+    const hosts = await Promise.all((['left', 'right'] as const).map(async (side) => [side, await this.endpoints[side].inspectRsync()] as const));
+    const warned = new Set<string>();
+    for (const [side, host] of hosts) {
+      const verdict = rsyncVerdict(host.versionOutput, host.euid, host.where);
+      if (verdict.kind !== 'ok') {
+        if (verdict.kind === 'refuse') throw new SafetyError(verdict.message);
+        if (!warned.has(verdict.message)) this.log.warn(verdict.message); // two local roots: one host, one warning
+        warned.add(verdict.message);
+        continue;
+      }
+      if (!host.realRoot.startsWith('/')) {
+        // A relative root that does not exist yet on that host: rsync makes it; --confine-root needs an absolute path.
+        this.log.warn(`${side}: ${JSON.stringify(host.realRoot)} was not found on ${host.where}; its transfers run without --confine-root`);
+        continue;
+      }
+      this.confine[side] = host.realRoot;
+      this.log.debug(`${side}: rsync ${verdict.version.major}.${verdict.version.minor}.${verdict.version.patch}, confined to ${host.realRoot}`);
+    }
   }
 
   /** Stop cleanly: let the running transfer finish (or abort it after a grace period). */
@@ -208,7 +252,11 @@ export class Brain {
       await Promise.race([link.exited, new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
       return;
     }
-    const helper = new HelperClient(link, relay);
+    const helper = new HelperClient(link, relay, (why) => {
+      this.counters.rejected[side] += 1;
+      this.status.touch();
+      this.log.warn(`${side} helper: rejected a reply: ${why}`);
+    });
     this.links.set(side, link);
     this.helpers.set(side, helper);
     let ready: () => void = () => {};
@@ -238,8 +286,12 @@ export class Brain {
     if (relay) {
       const offer = await helper.relay;
       const problem = offer.ok ? await endpoint.useRelay!(offer) : offer.reason;
-      if (problem === undefined) this.log.info(`${side}: rsync runs through the helper's relay`);
-      else this.log.warn(`${side}: every rsync run starts a remote shell (no relay: ${problem})`);
+      if (problem === undefined) {
+        this.relayed.add(side);
+        this.log.info(`${side}: rsync runs through the helper's relay`);
+      } else {
+        this.log.warn(`${side}: every rsync run starts a remote shell (no relay: ${problem})`);
+      }
     }
   }
 
@@ -272,6 +324,20 @@ export class Brain {
       return;
     }
     this.log.debug(`${side}: ${describe(action)}`);
+    const admission = this.queueBound.admit(side, this.queue.length);
+    if (admission === 'overflow') {
+      this.fail(
+        new ProtocolError(
+          `the ${side} side went on reporting after it was asked to pause (${HARD_MAX_QUEUED_ACTIONS} actions queued); ` +
+            'stopping rather than dropping its reports (the next start merges both trees)',
+        ),
+      );
+      return;
+    }
+    if (admission === 'acceptAndPause') {
+      this.tellSide(side, 'PAUSE');
+      this.log.warn(`${this.queue.length} actions queued: the ${side} side holds its reports until the queue has drained`);
+    }
     const { dropped } = this.queue.enqueue(side, action, !this.merged);
     if (action.kind === 'move') {
       for (const resend of this.vanished.noteMove(side, action.from, action.to, performance.now())) this.resend(directionFrom(side), resend);
@@ -288,6 +354,19 @@ export class Brain {
 
   private idle: Promise<void> = Promise.resolve();
 
+  /** A flow-control frame to a side's filter (protocol.ts: PAUSE, RESUME). */
+  private tellSide(side: Side, verb: FlowControlVerb): void {
+    this.links.get(side)?.send(verb);
+  }
+
+  /** The queue shrank: tell the sides that hold their reports to send them (QueueBound). */
+  private resumeDrained(): void {
+    for (const side of this.queueBound.drained(this.queue.length)) {
+      this.tellSide(side, 'RESUME');
+      this.log.info(`${this.queue.length} actions queued: the ${side} side sends its reports again`);
+    }
+  }
+
   private resend(direction: Direction, resend: Resend): void {
     this.log.info(`${JSON.stringify(resend.path)} moved with its directory before rsync sent it: sending it again`);
     const { path, stat, prev } = resend;
@@ -299,6 +378,7 @@ export class Brain {
     let markIdle: () => void = () => {};
     for (;;) {
       const batch = this.queue.takeBatch();
+      this.resumeDrained();
       if (batch === undefined || this.stopping) {
         markIdle();
         if (this.stopping) return;
@@ -464,6 +544,10 @@ export class Brain {
       filesFrom: options.files !== undefined,
       recursive: options.recursive === true,
       ...(options.backupDir === undefined ? {} : { backupDir: options.backupDir }),
+      // The client runs here, on the left; the right is the server, confined by the relay when it starts it.
+      ...(this.confine.left === undefined ? {} : { confineRoot: this.confine.left }),
+      ...(this.confine.right === undefined || this.relayed.has('right') ? {} : { serverConfineRoot: this.confine.right }),
+      preserveSuid: this.config.preserveSuid,
     });
     this.counters.rsyncRuns += 1;
     this.log.debug(`rsync ${argv.join(' ')}`);
@@ -506,10 +590,18 @@ export class Brain {
       }
       this.ledger.cancel(target, move.to);
       this.ledger.cancel(target, move.from);
-      this.log.warn(`move ${JSON.stringify(move.from)} -> ${JSON.stringify(move.to)} on ${target} not done (${reply.code}: ${reply.message}); sending ${JSON.stringify(move.to)} instead`);
+      const what = `move ${JSON.stringify(move.from)} -> ${JSON.stringify(move.to)} on ${target} not done (${reply.code}: ${reply.message})`;
+      const fallback = fallbackAfterRefusal('move', reply.code);
+      if (fallback.kind !== 'resend') {
+        this.counters.refused += 1;
+        this.status.touch();
+        this.log.warn(`${what}; nothing is sent in its place`);
+        continue;
+      }
+      this.log.warn(`${what}; sending ${JSON.stringify(move.to)} instead`);
       resend.push({ kind: 'rsync', path: move.to, stat: move.stat });
       // An old copy the target still holds under the old name goes, unless it was edited there.
-      if (reply.code !== 'missing' && reply.code !== 'changed') stale.push({ kind: 'delete', path: move.from, stat: move.stat });
+      if (fallback.deleteOld) stale.push({ kind: 'delete', path: move.from, stat: move.stat });
     }
     if (resend.length > 0) await this.rsyncBatch(direction, resend, false, resend.some((a) => a.stat.type === 'dir'));
     if (stale.length > 0) await this.deleteBatch(direction, stale);
@@ -525,12 +617,21 @@ export class Brain {
     const keep: string[] = [];
     for (const [i, reply] of replies.entries()) {
       const del = deletes[i]!;
-      if (reply.ok || reply.code === 'missing') {
+      const fallback = reply.ok ? ({ kind: 'done' } as const) : fallbackAfterRefusal('delete', reply.code);
+      if (reply.ok || fallback.kind === 'done') {
         this.synced.delete(del.path);
         continue;
       }
       this.ledger.cancel(target, del.path);
-      this.log.warn(`kept ${JSON.stringify(del.path)} on ${target} (${reply.code}: ${reply.message}); copying it back`);
+      const what = `kept ${JSON.stringify(del.path)} on ${target} (${reply.code}: ${reply.message})`;
+      if (fallback.kind !== 'copyBack') {
+        // Refused as unsafe (or failed): copying that path back could read through what the helper refused.
+        this.counters.refused += 1;
+        this.status.touch();
+        this.log.warn(`${what}; nothing is copied back`);
+        continue;
+      }
+      this.log.warn(`${what}; copying it back`);
       keep.push(del.path);
     }
     if (keep.length > 0) {
@@ -572,6 +673,7 @@ export class Brain {
       });
       for (const entry of written[side].values()) this.ledger.expect(side, { kind: 'merged', ...entry }, now);
     }
+    this.resumeDrained();
     this.log.info(
       `initial merge done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${written.right.size} entries written on the right, ${written.left.size} on the left`,
     );

@@ -1,11 +1,17 @@
 /**
- * The brain's end of a pipe to one child (filter or helper): sends CONFIG,
- * checks HELLO, verifies every frame, and relays the child's stderr to the log.
- * Bad frames are logged, counted and never acted on.
+ * The brain's end of the channel to one side (src/side.ts: its filter and
+ * helper): sends CONFIG, checks HELLO, verifies every frame, and relays the
+ * side's stderr to the log. Bad frames are logged, counted and never acted
+ * on. Both streams are split into lines by one bounded splitter
+ * (core/lines.ts): a side that writes without newlines makes the brain hold
+ * at most one line's worth (a frame's MAX_FRAME_BYTES on stdout,
+ * MAX_STDERR_LINE_CHARS on stderr), in linear time.
  */
 
+import { StringDecoder } from 'node:string_decoder';
 import { ProtocolError } from '../core/errors.js';
-import { FrameReceiver, FrameWriter, type Frame } from '../core/frame.js';
+import { FrameReceiver, FrameWriter, MAX_FRAME_BYTES, type Frame } from '../core/frame.js';
+import { LineSplitter, type Line } from '../core/lines.js';
 import { PROTOCOL_VERSION, type Role } from '../core/protocol.js';
 import type { Side } from '../core/types.js';
 import type { Logger } from '../log.js';
@@ -13,6 +19,8 @@ import type { Channel, Endpoint } from '../transport/endpoint.js';
 
 /** How long a child may take to answer CONFIG with HELLO (a remote node start included). */
 export const HELLO_TIMEOUT_MS = 30_000;
+/** A stderr line longer than this is logged cut, with a note; the rest of it is dropped. */
+export const MAX_STDERR_LINE_CHARS = 64 * 1024;
 
 export interface LinkCounters {
   frames: number;
@@ -24,6 +32,8 @@ export class ChildLink {
   readonly counters: LinkCounters = { frames: 0, rejected: 0, missed: 0 };
   private readonly writer = new FrameWriter();
   private readonly receiver = new FrameReceiver();
+  /** Frames are ASCII lines: split as latin1, one char per byte. */
+  private readonly stdoutLines = new LineSplitter(MAX_FRAME_BYTES);
   private onFrame: (frame: Frame) => void = () => {};
   /** Frames that arrived after HELLO but before `listen` (often in HELLO's own chunk). */
   private early: Frame[] | undefined;
@@ -111,7 +121,17 @@ export class ChildLink {
   }
 
   private receive(chunk: Buffer): void {
-    for (const received of this.receiver.push(chunk.toString('latin1'))) {
+    for (const line of this.stdoutLines.push(chunk.toString('latin1'))) this.receiveLine(line);
+  }
+
+  private receiveLine(line: Line): void {
+    if (line.cut) {
+      this.counters.rejected += 1;
+      this.onRejected();
+      this.log.warn(`${this.name}: rejected a frame: longer than ${MAX_FRAME_BYTES} bytes`);
+      return;
+    }
+    for (const received of this.receiver.push(`${line.text}\n`)) {
       if (!received.ok) {
         this.counters.rejected += 1;
         this.onRejected();
@@ -134,12 +154,16 @@ export class ChildLink {
   }
 
   private relayStderr(): void {
-    let pending = '';
-    this.channel.stderr.on('data', (chunk: Buffer) => {
-      pending += chunk.toString('utf8');
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) if (line.trim() !== '') this.log.warn(`${this.name}: ${line}`);
-    });
+    const decoder = new StringDecoder('utf8');
+    const lines = new LineSplitter(MAX_STDERR_LINE_CHARS);
+    const logLines = (found: readonly Line[]): void => {
+      for (const line of found) {
+        if (line.text.trim() === '') continue;
+        const note = line.cut ? ` [line cut at ${MAX_STDERR_LINE_CHARS} characters; the rest of it dropped]` : '';
+        this.log.warn(`${this.name}: ${line.text}${note}`);
+      }
+    };
+    this.channel.stderr.on('data', (chunk: Buffer) => logLines(lines.push(decoder.write(chunk))));
+    this.channel.stderr.on('end', () => logLines([...lines.push(decoder.end()), ...lines.end()]));
   }
 }

@@ -1,4 +1,11 @@
-/** The brain's client for one side's helper: pipelined requests, replies matched by id. */
+/**
+ * The brain's client for one side's helper: pipelined requests, replies
+ * matched by id. A reply that cannot be decoded, or whose id is not a
+ * pending request (forged, replayed, or late after its request was given
+ * up), is never acted on: it is counted and reported (`onRejected`). An
+ * unreadable reply to a pending request fails that request (`error`), so
+ * the brain never waits for ever.
+ */
 
 import type { Frame } from '../core/frame.js';
 import { decodeHelperReply, encodeHelperRequest, type HelperReply, type HelperRequest } from '../core/protocol.js';
@@ -23,9 +30,14 @@ export class HelperClient {
   /** The helper's relay offer; only a helper whose CONFIG asked for one makes it. */
   readonly relay = new Promise<RelayOffer>((resolve) => (this.offered = resolve));
 
+  /** Replies refused so far: undecodable, or naming no pending request. */
+  rejected = 0;
+
   constructor(
     readonly link: ChildLink,
     relayAsked: boolean,
+    /** Told of every refused reply, with why: the brain counts it in its status and logs it. */
+    private readonly onRejected: (why: string) => void = () => {},
   ) {
     void link.exited.then(() => {
       this.failAll('the helper exited');
@@ -49,12 +61,23 @@ export class HelperClient {
     let reply: HelperReply;
     try {
       reply = decodeHelperReply(frame);
-    } catch {
-      this.link.counters.rejected += 1;
+    } catch (error) {
+      const why = `${frame.verb}: ${(error as Error).message}`;
+      this.reject(why);
+      // A pending request whose reply is unreadable is not done: fail it rather than wait for ever.
+      const id = /^[0-9]{1,15}$/.test(frame.args[0] ?? '') ? Number(frame.args[0]) : undefined;
+      const waiting = id === undefined ? undefined : this.pending.get(id);
+      if (id !== undefined && waiting !== undefined) {
+        this.pending.delete(id);
+        waiting({ id, ok: false, code: 'error', message: `unreadable reply (${why})` });
+      }
       return true;
     }
     const resolve = this.pending.get(reply.id);
-    if (resolve === undefined) return true; // not ours: a forged or late reply is never acted on
+    if (resolve === undefined) {
+      this.reject(`${frame.verb} ${reply.id} answers no pending request (forged, replayed or late)`);
+      return true;
+    }
     this.pending.delete(reply.id);
     resolve(reply);
     return true;
@@ -72,6 +95,12 @@ export class HelperClient {
         return promise;
       }),
     );
+  }
+
+  private reject(why: string): void {
+    this.rejected += 1;
+    this.link.counters.rejected += 1;
+    this.onRejected(why);
   }
 
   close(): void {

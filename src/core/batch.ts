@@ -12,12 +12,68 @@
  * uses too) and the older report is dropped. The older version itself is
  * not lost: when the winner's transfer replaces it, the target's helper
  * keeps it as a conflict copy (conflict.ts).
+ *
+ * The queue is bounded (QueueBound): past MAX_QUEUED_ACTIONS the sides are
+ * asked to hold their reports until it has drained.
  */
 
 import { directionFrom, sourceOf, type Action, type ActionKind, type Direction, type Side, type Stat } from './types.js';
 
 /** At most this many actions go into one batch, so one rsync's file list stays bounded. */
 export const MAX_BATCH_ACTIONS = 20_000;
+
+/** With this many actions queued the brain asks each side that reports to hold its reports (PAUSE, protocol.ts). */
+export const MAX_QUEUED_ACTIONS = 100_000;
+/** Once the queue is down to this, the paused sides are told to go on (RESUME). */
+export const RESUME_QUEUED_ACTIONS = 50_000;
+/**
+ * Reports a side had already sent when its PAUSE reached it are still taken,
+ * up to this many queued actions in all. A side that goes beyond ignores
+ * PAUSE (a bug, or a forged stream): the brain stops rather than hold an
+ * unbounded queue or drop reports it cannot get back (QueueBound).
+ */
+export const HARD_MAX_QUEUED_ACTIONS = 200_000;
+
+/** What the brain does with a report, given how full the queue is (QueueBound.admit). */
+export type Admission = 'accept' | 'acceptAndPause' | 'overflow';
+
+/**
+ * Keeps the queue bounded without losing a report. Dropping reports and
+ * asking the side to rescan would not bring them back: a filter's rescan
+ * compares the tree with its own index, which already holds what it
+ * reported. So the brain asks the side to hold its reports instead (the
+ * filter keeps the paths pending: nothing is lost, repeated changes of one
+ * path merge) and to send them once the queue has drained.
+ */
+export class QueueBound {
+  private readonly paused = new Set<Side>();
+
+  constructor(
+    private readonly max = MAX_QUEUED_ACTIONS,
+    private readonly resumeAt = RESUME_QUEUED_ACTIONS,
+    private readonly hardMax = HARD_MAX_QUEUED_ACTIONS,
+  ) {}
+
+  /** A report from `side` arrives with `queued` actions in the queue. */
+  admit(side: Side, queued: number): Admission {
+    if (queued >= this.hardMax) return 'overflow';
+    if (queued < this.max || this.paused.has(side)) return 'accept';
+    this.paused.add(side);
+    return 'acceptAndPause';
+  }
+
+  /** The queue is down to `queued`: the sides to tell RESUME (each once per PAUSE). */
+  drained(queued: number): Side[] {
+    if (queued > this.resumeAt || this.paused.size === 0) return [];
+    const sides = [...this.paused];
+    this.paused.clear();
+    return sides;
+  }
+
+  isPaused(side: Side): boolean {
+    return this.paused.has(side);
+  }
+}
 
 export interface Queued {
   readonly direction: Direction;

@@ -168,7 +168,7 @@ function assertValid(patterns: readonly string[]): void {
   }
 }
 
-/** True for `.psync` at the root and below it, and for any path with a `.psync.ignore` component. */
+/** True for `.psync` at the root and below it, and for any path with a `.psync.ignore` component, whatever the entry's type. */
 export function isPsyncInternal(path: string): boolean {
   if (path === PSYNC_DIR || path.startsWith(`${PSYNC_DIR}/`)) return true;
   return path.split('/').some((part) => part.includes(IGNORE_MARK));
@@ -194,8 +194,17 @@ export function compilePathClassifier(patterns: PatternSet): PathClassifier {
   };
 }
 
-/** rsync's exclude rules that keep psync's own names out of every transfer. */
-export const INTERNAL_RSYNC_EXCLUDES: readonly string[] = [`/${PSYNC_DIR}/`, `*${IGNORE_MARK}*`];
+/**
+ * rsync's exclude rules that keep psync's own names out of every transfer,
+ * whatever the entry is: `.psync` at the root as a directory, a file or a
+ * symlink (`/.psync/` would match a directory only, and `psync -s` copied a
+ * `.psync` link from one side to the other), and every name holding
+ * `.psync.ignore`. Each rule comes twice: the entry itself, and `/**` for
+ * what is below it, because a `--files-from` list names entries one by one
+ * and rsync checks each listed path on its own, so an excluded parent does
+ * not exclude a listed child (`.psync/lock` went through `/.psync`).
+ */
+export const INTERNAL_RSYNC_EXCLUDES: readonly string[] = [`/${PSYNC_DIR}`, `/${PSYNC_DIR}/**`, `*${IGNORE_MARK}*`, `*${IGNORE_MARK}*/**`];
 
 /**
  * One psync pattern as rsync exclude patterns. A pattern with a slash is

@@ -1,11 +1,14 @@
 /**
- * The psync wire protocol between the brain and its two kinds of child: the
- * filter (one per side) and the helper (one per side). Every message is one
- * frame (see frame.ts); every stream numbers its own frames.
+ * The psync wire protocol between the brain and the process it starts on
+ * each side (src/side.ts: that side's filter and helper on one channel).
+ * Every message is one frame (see frame.ts); every stream numbers its own
+ * frames. The side passes the filter's and the helper's frames on in one
+ * stream, and routes what the brain sends: PAUSE and RESUME to its filter,
+ * every other frame after CONFIG to its helper.
  *
- * Start of every channel, protocol version 1:
- *   brain -> child   CONFIG <json>          the child's settings (FilterConfig or HelperConfig)
- *   child -> brain   HELLO <version> <role> <pid>
+ * Start of every channel, protocol version 3 (PROTOCOL_VERSION):
+ *   brain -> side    CONFIG <json>          the side's settings (SideConfig: a FilterConfig and a HelperConfig)
+ *   side -> brain    HELLO <version> <role> <pid>
  *   A child that cannot start (missing root, bad config) sends
  *   `ERROR <message>` and exits non-zero.
  *
@@ -20,6 +23,14 @@
  *   HEARTBEAT <n>                           every HEARTBEAT_INTERVAL_MS, so silence means trouble
  *   WARN <message>                          something the user should see; the filter goes on
  *   ERROR <message>                         the filter stops (its root vanished, the watcher died)
+ *
+ * Brain -> filter, after READY (flow control: the brain's queue is bounded, core/batch.ts):
+ *   PAUSE                                   hold every RSYNC, MOVE and DELETE report until RESUME:
+ *                                           keep watching, keep the changed paths pending (they
+ *                                           merge as usual), keep sending HEARTBEAT, WARN, ERROR
+ *   RESUME                                  send what was held, then report as usual
+ *   A filter may send a few reports after PAUSE (those already on their way);
+ *   one that goes on past HARD_MAX_QUEUED_ACTIONS stops the brain.
  *
  * Brain -> helper, after HELLO (the helper answers each request, in order):
  *   MOVE <id> <from> <to> <stat...> [<replaces...>]
@@ -40,14 +51,22 @@
  *   FAIL <id> <code> <message>              not done; code is one of HelperFailure
  *
  * `<stat...>` is five arguments: type ino size mtimeMs mode (mode in octal).
+ *
+ * Paths: every path in a frame passes the path guard (paths.ts), and none
+ * may name psync's own entries (`.psync` at the root and below it, any
+ * component holding `.psync.ignore`: patterns.ts isPsyncInternal), whatever
+ * the entry's type; a frame that does is refused (SafetyError). The one
+ * exception is the `<dir>` of RESOLVE and PURGE, which is by design a
+ * `.psync/replaced/<run>` directory and matches nothing else.
  */
 
-import { ProtocolError } from './errors.js';
+import { ProtocolError, SafetyError } from './errors.js';
 import type { Frame } from './frame.js';
 import { guardPath } from './paths.js';
+import { isPsyncInternal } from './patterns.js';
 import type { Action, EntryType, Stat } from './types.js';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** How often a filter proves it is alive. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
 /** A filter silent for this long is taken as lost. */
@@ -85,6 +104,17 @@ export function decodeStat(args: readonly string[], at: number): Stat {
   };
 }
 
+/**
+ * The path guard, and no psync-internal name: a path from a frame that names
+ * `.psync` or anything below it, or a `.psync.ignore` scratch name, is
+ * refused whatever the entry is (a file, a directory, a symlink).
+ */
+export function guardSyncedPath(path: string): string {
+  guardPath(path);
+  if (isPsyncInternal(path)) throw new SafetyError(`refusing psync's own name ${JSON.stringify(path)}`);
+  return path;
+}
+
 function expectArgs(frame: Frame, count: number): void {
   if (frame.args.length !== count) {
     throw new ProtocolError(`${frame.verb} takes ${count} arguments, got ${frame.args.length}`);
@@ -102,32 +132,36 @@ export function encodeAction(action: Action): { verb: string; args: string[] } {
   }
 }
 
-/** Decode a filter's action frame; every path goes through the path guard. */
+/** Decode a filter's action frame; every path goes through the path guard and must not be psync's own. */
 export function decodeAction(frame: Frame): Action {
   switch (frame.verb) {
     case 'RSYNC': {
       if (frame.args.length !== 6 && frame.args.length !== 11) throw new ProtocolError(`RSYNC takes 6 or 11 arguments, got ${frame.args.length}`);
-      const path = guardPath(frame.args[0]!);
+      const path = guardSyncedPath(frame.args[0]!);
       const stat = decodeStat(frame.args, 1);
       return frame.args.length === 6 ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev: decodeStat(frame.args, 6) };
     }
     case 'MOVE': {
       if (frame.args.length !== 7 && frame.args.length !== 12) throw new ProtocolError(`MOVE takes 7 or 12 arguments, got ${frame.args.length}`);
-      const from = guardPath(frame.args[0]!);
-      const to = guardPath(frame.args[1]!);
+      const from = guardSyncedPath(frame.args[0]!);
+      const to = guardSyncedPath(frame.args[1]!);
       if (from === to) throw new ProtocolError(`MOVE onto itself: ${JSON.stringify(from)}`);
       const stat = decodeStat(frame.args, 2);
       return frame.args.length === 7 ? { kind: 'move', from, to, stat } : { kind: 'move', from, to, stat, replaces: decodeStat(frame.args, 7) };
     }
     case 'DELETE':
       expectArgs(frame, 6);
-      return { kind: 'delete', path: guardPath(frame.args[0]!), stat: decodeStat(frame.args, 1) };
+      return { kind: 'delete', path: guardSyncedPath(frame.args[0]!), stat: decodeStat(frame.args, 1) };
     default:
       throw new ProtocolError(`unknown action ${frame.verb}`);
   }
 }
 
 export const isActionVerb = (verb: string): boolean => verb === 'RSYNC' || verb === 'MOVE' || verb === 'DELETE';
+
+/** What the brain sends a side's filter to bound its queue (see the header); the side routes them to its filter. */
+export type FlowControlVerb = 'PAUSE' | 'RESUME';
+export const isFlowControlVerb = (verb: string): verb is FlowControlVerb => verb === 'PAUSE' || verb === 'RESUME';
 
 export type HelperRequest =
   | { readonly id: number; readonly kind: 'move'; readonly from: string; readonly to: string; readonly expect: Stat; readonly replaces?: Stat }
@@ -179,21 +213,26 @@ function decodeId(text: string | undefined): number {
   return Number(text);
 }
 
+/**
+ * Decode a brain's request to a helper. Its paths pass the path guard and
+ * must not be psync's own (guardSyncedPath), except the `<dir>` of RESOLVE
+ * and PURGE, which must be exactly a `.psync/replaced/<run>` directory.
+ */
 export function decodeHelperRequest(frame: Frame): HelperRequest {
   if (frame.verb === 'MOVE') {
     if (frame.args.length !== 8 && frame.args.length !== 13) throw new ProtocolError(`MOVE takes 8 or 13 arguments, got ${frame.args.length}`);
     const move = {
       id: decodeId(frame.args[0]),
       kind: 'move' as const,
-      from: guardPath(frame.args[1]!),
-      to: guardPath(frame.args[2]!),
+      from: guardSyncedPath(frame.args[1]!),
+      to: guardSyncedPath(frame.args[2]!),
       expect: decodeStat(frame.args, 3),
     };
     return frame.args.length === 8 ? move : { ...move, replaces: decodeStat(frame.args, 8) };
   }
   if (frame.verb === 'DELETE') {
     expectArgs(frame, 7);
-    return { id: decodeId(frame.args[0]), kind: 'delete', path: guardPath(frame.args[1]!), expect: decodeStat(frame.args, 2) };
+    return { id: decodeId(frame.args[0]), kind: 'delete', path: guardSyncedPath(frame.args[1]!), expect: decodeStat(frame.args, 2) };
   }
   if (frame.verb === 'RESOLVE') {
     const count = Number(frame.args[3]);
@@ -205,7 +244,7 @@ export function decodeHelperRequest(frame: Frame): HelperRequest {
       id: decodeId(frame.args[0]),
       kind: 'resolve',
       dir: decodeReplacedDir(frame.args[1]),
-      path: guardPath(frame.args[2]!),
+      path: guardSyncedPath(frame.args[2]!),
       expected: Array.from({ length: count }, (_, i) => decodeStat(frame.args, 4 + 5 * i)),
     };
   }
@@ -229,7 +268,7 @@ export function decodeHelperReply(frame: Frame): HelperReply {
     if (frame.args.length === 6) return done;
     const kept = frame.args[7];
     if (kept !== 'written' && kept !== 'replaced') throw new ProtocolError(`bad conflict outcome ${JSON.stringify(kept)}`);
-    return { ...done, conflict: { copy: guardPath(frame.args[6]!), kept } };
+    return { ...done, conflict: { copy: guardSyncedPath(frame.args[6]!), kept } };
   }
   if (frame.verb === 'FAIL') {
     expectArgs(frame, 3);

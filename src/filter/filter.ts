@@ -24,7 +24,7 @@ import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, splitByAncestry, type Observation } from '../core/filterRules.js';
-import { FrameReceiver, FrameWriter } from '../core/frame.js';
+import { FrameReceiver, FrameWriter, type Frame } from '../core/frame.js';
 import { compilePathClassifier } from '../core/patterns.js';
 import { bytesToPath, joinPath } from '../core/paths.js';
 import { encodeAction, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION, type FilterConfig } from '../core/protocol.js';
@@ -49,8 +49,10 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
   };
   const receiver = new FrameReceiver();
   let config: FilterConfig;
+  // Flow control after CONFIG (PAUSE, RESUME) goes to the watcher once it exists.
+  let control: (frame: Frame) => void = () => {};
   try {
-    config = await readConfigFrame<FilterConfig>(input, receiver);
+    config = await readConfigFrame<FilterConfig>(input, receiver, (frame) => control(frame));
   } catch (error) {
     send('ERROR', [(error as Error).message]);
     return FILTER_EXIT.badConfig;
@@ -85,6 +87,7 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
   }
   try {
     const watcher = new TreeWatcher(config, new FilterState(new TreeIndex(rootStat)), send);
+    control = (frame) => watcher.control(frame);
     return await watcher.run(input);
   } finally {
     unlock();
@@ -124,6 +127,27 @@ class TreeWatcher {
     const { backend, fallback } = openWatchBackend((reason) => this.onOverflow(reason));
     this.watcher = backend;
     this.watcherFallback = fallback;
+  }
+
+  /**
+   * The brain asked to hold reports (its queue is full): changed paths stay
+   * pending in the settler, where repeated changes of one path merge, and
+   * are decided and reported once RESUME comes. Watching, heartbeats and
+   * rescans (which only mark paths) go on.
+   */
+  private paused = false;
+
+  control(frame: Frame): void {
+    if (frame.verb === 'PAUSE') {
+      this.paused = true;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else if (frame.verb === 'RESUME') {
+      this.paused = false;
+      this.schedule();
+    } else {
+      this.send('WARN', [`ignoring an unexpected ${frame.verb} from the brain`]);
+    }
   }
 
   private get index(): TreeIndex {
@@ -358,7 +382,7 @@ class TreeWatcher {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined) return;
+    if (this.timer !== undefined || this.paused) return;
     const next = this.settler.nextDueAt();
     if (next === undefined) return;
     this.timer = setTimeout(() => this.tick(), Math.max(1, next - performance.now()));

@@ -4,12 +4,16 @@
  * File names reach rsync only as NUL-separated bytes on stdin
  * (`--files-from=- --from0`) and the two roots only as argv elements; with
  * `--protect-args` rsync passes them to the remote rsync inside its own
- * protocol, never through the remote shell.
+ * protocol, never through the remote shell. psync needs rsync 3.5.0 or
+ * newer on both hosts (core/rsyncVersion.ts): each end is confined to its
+ * root with `--confine-root` (see buildRsyncArgv).
  */
 
 import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { RsyncError } from '../core/errors.js';
+import { LineSplitter, type Line } from '../core/lines.js';
 import { bytesToPath, guardPath, pathToBytes } from '../core/paths.js';
 
 export interface RsyncArgvOptions {
@@ -46,6 +50,21 @@ export interface RsyncArgvOptions {
    * in from outside the tree). Without `filesFrom` rsync always recurses.
    */
   readonly recursive?: boolean;
+  /**
+   * The real path (no symlink in it) of the root of the end where this rsync
+   * runs, the client: `--confine-root`. Unset when that rsync is too old to
+   * know the option (core/rsyncVersion.ts).
+   */
+  readonly confineRoot?: string;
+  /**
+   * The same for the other end, the rsync server, passed to it with
+   * `--remote-option` (it reaches the server inside rsync's protected args,
+   * never through a shell). Unset when the server is started by the
+   * helper's relay, which adds it itself (core/relay.ts), or is too old.
+   */
+  readonly serverConfineRoot?: string;
+  /** Keep setuid and setgid bits on the files made (`--preserve-suid`); by default they are dropped. */
+  readonly preserveSuid?: boolean;
 }
 
 /**
@@ -69,6 +88,27 @@ export interface RsyncArgvOptions {
  * - No `--inplace`, no `--partial-dir`: rsync writes `.name.XXXXXX` beside
  *   the file and renames it into place, so the target never sees a half
  *   file under the real name, and the filter treats the temp name as temp.
+ * - `--chmod=Fug-s` (unless `preserveSuid`): a file is never made setuid or
+ *   setgid. psync runs as root and `-a` keeps owners, so a user's setuid file
+ *   on one side (or one the other side merely claims) would become a
+ *   setuid file of that owner, root included, on the other, and the merge's
+ *   quick check updates the mode of an existing file in place. Only files
+ *   (`F`): a setgid directory (a group-shared directory) grants nothing and
+ *   keeps its meaning.
+ * - `--confine-root` on each end (rsync >= 3.5.0): a path rsync is handed
+ *   (a `--files-from` entry, `--backup-dir`) that resolves outside that
+ *   end's root is refused, even through a symlink owned by root (one rsync
+ *   itself made from the other side); rsync's ownership walk alone follows
+ *   those. Without it, `lnk/secret` with `lnk -> /root` was read through the
+ *   link. The client gets its own root; the server gets its root through
+ *   `--remote-option` (or from the relay). Each end needs its own rsync
+ *   process: a local copy forks its receiver with the client's options, and
+ *   the client's root there made rsync skip `--backup-dir` silently, so a
+ *   local right side is reached like a remote one (transport/local.ts).
+ * - No `-H`: hard links are not preserved; each name is synced as a file of
+ *   its own. A hard link made inside a tree to a file outside it therefore
+ *   never carries that file's inode to the other side, and psync never
+ *   links two names on the target.
  * - `--` before the roots, so a root can never be read as an option.
  */
 export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
@@ -82,6 +122,9 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     // Compare mtimes to the nanosecond, not the second (rsync >= 3.1.3): the merge's
     // --update and quick check then see a newer save made within the same second.
     '--modify-window=-1',
+    ...(options.preserveSuid === true ? [] : [NO_SUID_ARG]),
+    ...(options.confineRoot === undefined ? [] : [`--confine-root=${options.confineRoot}`]),
+    ...(options.serverConfineRoot === undefined ? [] : [`--remote-option=--confine-root=${options.serverConfineRoot}`]),
     ...listArgs,
     ...(options.update === true ? ['--update'] : []),
     ...(options.ignoreTimes === true ? ['--ignore-times'] : []),
@@ -95,6 +138,9 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     options.target,
   ];
 }
+
+/** Drops the setuid and setgid bits of every file rsync makes or updates (see buildRsyncArgv). */
+export const NO_SUID_ARG = '--chmod=Fug-s';
 
 /** What rsync's exit statuses mean (rsync(1), EXIT VALUES). */
 export const RSYNC_EXIT_MEANINGS: Readonly<Record<number, string>> = {
@@ -162,6 +208,12 @@ export interface TransferredEntry {
  * control bytes, a backslash before `#`), which parseTransferLine undoes.
  */
 export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%l %M %n'];
+/** A transfer-list line is a size, a time and a name (at most 4096 bytes, each escaped to at most 4): more is not one. */
+const MAX_LIST_LINE_CHARS = 64 * 1024;
+/** rsync's stderr lines longer than this are logged cut. */
+const MAX_STDERR_LINE_CHARS = 64 * 1024;
+/** How much of rsync's stderr the result keeps. */
+export const STDERR_KEEP_CHARS = 8 * 1024;
 
 /** Parse one transfer-list line (bytes as latin1 chars); undefined for a line that is not one. */
 export function parseTransferLine(line: string): TransferredEntry | undefined {
@@ -181,6 +233,7 @@ export interface RsyncResult {
   /** 0, or one of PARTIAL_EXIT_CODES. */
   readonly exitCode: number;
   readonly status: 'ok' | 'partial';
+  /** The last STDERR_KEEP_CHARS of what rsync wrote on stderr (every line went to `log` as it came). */
   readonly stderr: string;
   readonly durationMs: number;
 }
@@ -214,25 +267,39 @@ export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
     ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
     stdout: listing === undefined ? 'ignore' : 'pipe',
     stderr: 'pipe',
-    buffer: { stdout: false, stderr: true },
+    buffer: false,
     reject: false,
     stripFinalNewline: false,
   });
+  // stderr goes to the log line by line as it comes (bounded: it carries the remote rsync's messages
+  // too); only its end is kept, for the result and the error's last line.
+  let stderr = '';
+  const decoder = new StringDecoder('utf8');
+  const stderrLines = new LineSplitter(MAX_STDERR_LINE_CHARS);
+  const takeLines = (lines: readonly Line[]): void => {
+    for (const line of lines) {
+      if (line.text === '') continue;
+      options.log?.(line.cut ? `${line.text} [line cut]` : line.text);
+      stderr = `${stderr}${line.text}\n`.slice(-STDERR_KEEP_CHARS);
+    }
+  };
+  subprocess.stderr?.on('data', (chunk: Buffer) => takeLines(stderrLines.push(decoder.write(chunk))));
+  const stderrDone = new Promise<void>((resolve) => {
+    if (subprocess.stderr === null) resolve();
+    else subprocess.stderr.once('close', () => resolve());
+  }).then(() => takeLines([...stderrLines.push(decoder.end()), ...stderrLines.end()]));
   if (listing !== undefined) {
-    let pending = '';
+    const lines = new LineSplitter(MAX_LIST_LINE_CHARS);
     subprocess.stdout?.on('data', (chunk: Buffer) => {
-      const lines = (pending + chunk.toString('latin1')).split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) {
-        const entry = parseTransferLine(line);
+      for (const line of lines.push(chunk.toString('latin1'))) {
+        const entry = line.cut ? undefined : parseTransferLine(line.text);
         if (entry !== undefined) listing(entry);
       }
     });
   }
   const result = await subprocess;
+  await stderrDone;
   const durationMs = performance.now() - started;
-  const stderr = typeof result.stderr === 'string' ? result.stderr : '';
-  for (const line of stderr.split('\n')) if (line !== '') options.log?.(line);
   const cause = result instanceof Error ? { cause: result } : undefined;
 
   if (result.isCanceled || result.signal !== undefined) {

@@ -29,8 +29,13 @@ export interface Endpoint {
   start(role: Role): Promise<Channel>;
   /** The root as rsync names it, with a trailing slash: "/srv/a/" or "host:/srv/a/". */
   rsyncLocation(): string;
-  /** Extra rsync arguments to reach this side (`-e ...` for SSH); empty for a local root. */
+  /** Extra rsync arguments to reach this side (`-e ...` for SSH); empty for the left root, where rsync itself runs. */
   rsyncArgs(): string[];
+  /**
+   * What confining rsync to this side needs (transfer/rsync.ts
+   * `--confine-root`), asked once before the first transfer.
+   */
+  inspectRsync(): Promise<RsyncHost>;
   /**
    * For a side reached over SSH: from now on reach rsync through the
    * helper's relay (src/core/relay.ts) instead of a remote shell per run.
@@ -39,6 +44,21 @@ export interface Endpoint {
   useRelay?(relay: { readonly port: number; readonly token: string }): Promise<string | undefined>;
   /** Release what the endpoint holds (SSH connection, control socket). Idempotent. */
   close(): Promise<void>;
+}
+
+/** This side's host as rsync's confinement sees it (Endpoint.inspectRsync). */
+export interface RsyncHost {
+  /** The host, for messages: "this host" for a local root, else its name. */
+  readonly where: string;
+  /**
+   * The root with every symlink resolved: `--confine-root` takes a real path.
+   * A root that cannot be resolved (not there yet) is given as it is.
+   */
+  readonly realRoot: string;
+  /** The output of `rsync --version` there ('' when rsync could not be run). */
+  readonly versionOutput: string;
+  /** The effective uid psync runs as there. */
+  readonly euid: number;
 }
 
 /** Quote one word for a POSIX shell (used only for the remote psync command, never for file names). */

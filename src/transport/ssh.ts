@@ -1,7 +1,8 @@
 /**
- * The SSH endpoint: one ssh2 connection carries the filter and helper exec
- * channels, and one OpenSSH ControlMaster carries every rsync, so no
- * transfer pays for an SSH handshake.
+ * The SSH endpoint: one ssh2 connection carries the side's exec channel
+ * (its filter and helper) and the one command that tells which rsync the
+ * remote host has (inspectRsync), and one OpenSSH ControlMaster carries
+ * every rsync, so no transfer pays for an SSH handshake.
  *
  * Host keys are always checked against known_hosts, by us for ssh2 and by
  * OpenSSH (StrictHostKeyChecking=yes) for the master. An unknown key is
@@ -29,7 +30,7 @@ import { ConfigError, ConnectionError } from '../core/errors.js';
 import type { Role } from '../core/protocol.js';
 import type { Side } from '../core/types.js';
 import { ROLE_COMMAND } from '../install.js';
-import { shellQuote, type Channel, type Endpoint } from './endpoint.js';
+import { shellQuote, type Channel, type Endpoint, type RsyncHost } from './endpoint.js';
 import { PROBE_ANSWER, PROBE_COMMAND, relayScript } from '../core/relay.js';
 import {
   keyTypeOfBlob,
@@ -52,6 +53,9 @@ const CLOSE_GRACE_MS = 2_000;
 const STDERR_KEEP_CHARS = 8_192;
 /** The relay probe is one round trip through the master. */
 const PROBE_TIMEOUT_MS = 10_000;
+/** inspectRsync runs one remote shell; it answers a few hundred bytes. */
+const INSPECT_TIMEOUT_MS = 30_000;
+const INSPECT_KEEP_BYTES = 16_384;
 
 /** ssh2's default host key algorithms (Node 20 always has Ed25519), reordered per host below. */
 const HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
@@ -174,6 +178,41 @@ export class SshEndpoint implements Endpoint {
   rsyncArgs(): string[] {
     if (this.#relayScript !== undefined) return ['-e', rsyncQuote(this.#relayScript)];
     return ['-e', this.#sshThroughMaster().map(rsyncQuote).join(' ')];
+  }
+
+  /**
+   * One command on the remote host (through the user's shell, as the side
+   * is started): the root's real path, the effective uid, `rsync --version`,
+   * separated by NUL bytes. A root that does not resolve is given as it is.
+   */
+  async inspectRsync(): Promise<RsyncHost> {
+    const script = 'cd -P -- "$1" 2>/dev/null && pwd -P; printf "\\000"; id -u; printf "\\000"; exec rsync --version 2>/dev/null';
+    const channel = await this.exec(`sh -c ${shellQuote(script)} psync ${shellQuote(this.#options.root)}`);
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    channel.stdout.on('data', (chunk: Buffer) => {
+      if (kept >= INSPECT_KEEP_BYTES) return;
+      chunks.push(chunk);
+      kept += chunk.length;
+    });
+    channel.stderr.resume();
+    channel.stdin.end();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), INSPECT_TIMEOUT_MS)));
+    const ended = await Promise.race([channel.exited, timeout]);
+    clearTimeout(timer);
+    if (ended === 'timeout') {
+      channel.kill();
+      throw new ConnectionError(`${this.#options.host} did not answer within ${INSPECT_TIMEOUT_MS / 1000} s which rsync it has`);
+    }
+    const [real = '', uid = '', version = ''] = Buffer.concat(chunks).toString('utf8').split('\0');
+    const realRoot = real.replace(/\n$/, '');
+    return {
+      where: this.#options.host,
+      realRoot: realRoot.startsWith('/') && !realRoot.includes('\n') ? realRoot : this.#options.root,
+      versionOutput: version,
+      euid: /^\d+\n?$/.test(uid) ? Number(uid.trim()) : -1,
+    };
   }
 
   /** ssh through our master: no handshake, and no prompt ever. */

@@ -3,17 +3,27 @@
  * Driven in-process through pipes, as the brain drives it.
  */
 
-import { mkdtempSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { expect, test } from 'vitest';
+import { afterEach, expect, test } from 'vitest';
 import { FrameReceiver, FrameWriter, type Frame } from '../../src/core/frame.js';
 import { encodeHelperRequest, PROTOCOL_VERSION } from '../../src/core/protocol.js';
 import { toStat } from '../../src/fsStat.js';
 import { runSide, type SideConfig } from '../../src/side.js';
 import { lstatSync } from 'node:fs';
 import { waitFor } from '../support/psync.js';
+
+const made: string[] = [];
+const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'psync-side-'));
+  made.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 function drive(root: string) {
   const input = new PassThrough();
@@ -42,7 +52,7 @@ function drive(root: string) {
 }
 
 test('one HELLO for the side, the filter reports and the helper answers on the same channel, and input end stops both', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'psync-side-'));
+  const root = tempDir();
   writeFileSync(join(root, 'old'), 'x');
   const side = drive(root);
   const hello = await side.find('HELLO');
@@ -64,7 +74,7 @@ test('one HELLO for the side, the filter reports and the helper answers on the s
 });
 
 test('a missing root: one ERROR, no HELLO, a non-zero exit', async () => {
-  const base = mkdtempSync(join(tmpdir(), 'psync-side-'));
+  const base = tempDir();
   mkdirSync(join(base, 'other'));
   const side = drive(join(base, 'missing'));
   const error = await side.find('ERROR');
@@ -72,4 +82,24 @@ test('a missing root: one ERROR, no HELLO, a non-zero exit', async () => {
   expect(side.frames.filter((f) => f.verb === 'HELLO')).toEqual([]);
   side.input.end();
   expect(await side.exit).not.toBe(0);
+});
+
+test('PAUSE holds the filter\'s reports (repeated changes of a path merge) while heartbeats go on; RESUME sends them', async () => {
+  const root = tempDir();
+  const side = drive(root);
+  await side.find('READY');
+  side.send('PAUSE', []);
+  const beats = (): number => side.frames.filter((f) => f.verb === 'HEARTBEAT').length;
+  const before = beats();
+  writeFileSync(join(root, 'held'), 'one');
+  writeFileSync(join(root, 'held'), 'two, longer');
+  // Two heartbeats after the writes: far past the 50 ms settle delay, the filter is alive, and it held its report.
+  await waitFor('two heartbeats', () => beats() >= before + 2, 10_000);
+  expect(side.frames.filter((f) => f.verb === 'RSYNC')).toEqual([]);
+  side.send('RESUME', []);
+  const report = await side.find('RSYNC', 'held');
+  expect(Number(report.args[3])).toBe('two, longer'.length); // the last version, reported once
+  side.input.end();
+  expect(await side.exit).toBe(0);
+  expect(side.frames.filter((f) => f.verb === 'RSYNC' && f.args[0] === 'held')).toHaveLength(1);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ActionQueue, MAX_BATCH_ACTIONS, type Batch } from '../../src/core/batch.js';
+import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, MAX_BATCH_ACTIONS, MAX_QUEUED_ACTIONS, QueueBound, RESUME_QUEUED_ACTIONS, type Admission, type Batch } from '../../src/core/batch.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
 
@@ -175,5 +175,67 @@ describe('a merged rsync keeps what the target still holds', () => {
     if (action?.kind !== 'rsync') return;
     expect(action.stat.mtimeMs).toBe(actions.at(-1)!.stat.mtimeMs);
     expect(action.prev?.mtimeMs).toBe(prev);
+  });
+});
+
+describe('QueueBound: the queue stays bounded and no report is dropped', () => {
+  type Step = { report: Side; queued: number; admission: Admission } | { drain: number; resume: Side[] };
+  test.each(described<{ description: string; steps: Step[] }>([
+    {
+      description: 'below the limit every report is taken',
+      steps: [{ report: 'left', queued: 0, admission: 'accept' }, { report: 'right', queued: MAX_QUEUED_ACTIONS - 1, admission: 'accept' }],
+    },
+    {
+      description: 'at the limit the reporting side is asked to pause, once; its in-flight reports are still taken',
+      steps: [
+        { report: 'left', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+        { report: 'left', queued: MAX_QUEUED_ACTIONS + 1, admission: 'accept' },
+        { report: 'left', queued: HARD_MAX_QUEUED_ACTIONS - 1, admission: 'accept' },
+      ],
+    },
+    {
+      description: 'each side is paused on its own first report past the limit',
+      steps: [
+        { report: 'left', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+        { report: 'right', queued: MAX_QUEUED_ACTIONS + 5, admission: 'acceptAndPause' },
+      ],
+    },
+    {
+      description: 'a side that goes on past the hard limit overflows (the brain stops rather than drop)',
+      steps: [
+        { report: 'right', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+        { report: 'right', queued: HARD_MAX_QUEUED_ACTIONS, admission: 'overflow' },
+      ],
+    },
+    {
+      description: 'the paused sides resume once the queue is down to the resume mark, and only once',
+      steps: [
+        { report: 'left', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+        { report: 'right', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+        { drain: RESUME_QUEUED_ACTIONS + 1, resume: [] },
+        { drain: RESUME_QUEUED_ACTIONS, resume: ['left', 'right'] },
+        { drain: 0, resume: [] },
+      ],
+    },
+    {
+      description: 'a resumed side is paused again when the queue fills again',
+      steps: [
+        { report: 'left', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+        { drain: 10, resume: ['left'] },
+        { report: 'left', queued: MAX_QUEUED_ACTIONS, admission: 'acceptAndPause' },
+      ],
+    },
+    { description: 'nothing paused, nothing to resume', steps: [{ drain: 0, resume: [] }] },
+  ]))('%s', (_description, { steps }) => {
+    const bound = new QueueBound();
+    for (const step of steps) {
+      if ('report' in step) expect(bound.admit(step.report, step.queued), JSON.stringify(step)).toBe(step.admission);
+      else expect(bound.drained(step.drain), JSON.stringify(step)).toEqual(step.resume);
+    }
+  });
+
+  test('the limits leave room for what a side sent before its PAUSE arrived', () => {
+    expect(RESUME_QUEUED_ACTIONS).toBeLessThan(MAX_QUEUED_ACTIONS);
+    expect(HARD_MAX_QUEUED_ACTIONS - MAX_QUEUED_ACTIONS).toBeGreaterThanOrEqual(MAX_BATCH_ACTIONS);
   });
 });

@@ -26,11 +26,12 @@ import {
   encodeStat,
   NO_STAT,
   PROTOCOL_VERSION,
+  type HelperReply,
   type HelperRequest,
   type Role,
 } from '../../src/core/protocol.js';
 import type { Side, Stat } from '../../src/core/types.js';
-import type { Channel, Endpoint } from '../../src/transport/endpoint.js';
+import type { Channel, Endpoint, RsyncHost } from '../../src/transport/endpoint.js';
 import { described } from '../support/table.js';
 
 
@@ -96,6 +97,12 @@ class FakeChild implements Channel {
 
 class FakeEndpoint implements Endpoint {
   readonly children: Partial<Record<Role, FakeChild>> = {};
+  /** How this side's helper answers a request (DONE by default). */
+  answer: (request: HelperRequest) => HelperReply = (request) => ({
+    id: request.id,
+    ok: true,
+    stat: request.kind === 'move' || request.kind === 'delete' ? request.expect : NO_STAT,
+  });
 
   constructor(
     readonly side: Side,
@@ -118,7 +125,7 @@ class FakeEndpoint implements Endpoint {
   }
 
   async start(role: Role): Promise<Channel> {
-    const child = new FakeChild(role, playSide);
+    const child = new FakeChild(role, (c, frame) => playSide(c, frame, this.answer));
     this.children[role] = child;
     return child;
   }
@@ -131,20 +138,23 @@ class FakeEndpoint implements Endpoint {
     return [];
   }
 
+  async inspectRsync(): Promise<RsyncHost> {
+    return { where: 'this host', realRoot: this.root, versionOutput: 'rsync  version 3.5.0  protocol version 32\n', euid: 0 };
+  }
+
   async close(): Promise<void> {}
 }
 
-/** A side answers CONFIG with HELLO, READY and one beat (its filter), and every request with DONE (its helper). */
-function playSide(child: FakeChild, frame: Frame): void {
+/** A side answers CONFIG with HELLO, READY and one beat (its filter), and every request as `answer` says (its helper). */
+function playSide(child: FakeChild, frame: Frame, answer: (request: HelperRequest) => HelperReply): void {
   if (frame.verb === 'CONFIG') {
     child.send('HELLO', [String(PROTOCOL_VERSION), 'side', '1']);
     child.send('READY', ['0']);
     child.send('HEARTBEAT', ['1']);
     return;
   }
-  const request: HelperRequest = decodeHelperRequest(frame);
-  const stat = request.kind === 'move' || request.kind === 'delete' ? request.expect : NO_STAT;
-  const { verb, args } = encodeHelperReply({ id: request.id, ok: true, stat });
+  if (frame.verb === 'PAUSE' || frame.verb === 'RESUME') return; // the filter's flow control
+  const { verb, args } = encodeHelperReply(answer(decodeHelperRequest(frame)));
   child.send(verb, args);
 }
 
@@ -154,10 +164,11 @@ interface Harness {
   readonly right: FakeEndpoint;
   readonly logs: string[];
   readonly outcome: ReturnType<Brain['run']>;
+  readonly statusFile: string;
 }
 
 /** A brain on two fake endpoints, watching (-k: no initial merge, so no rsync of its own). */
-async function startBrain(): Promise<Harness> {
+async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => void = () => {}): Promise<Harness> {
   const base = await mkdtemp(join(tmpdir(), 'psync-brain-frames-'));
   const statusFile = join(base, 'status.json');
   const config: Config = { ...DEFAULTS, srcRoot: join(base, 'left'), dstRoot: join(base, 'right'), skipInitialSync: true, statusFile };
@@ -175,6 +186,7 @@ async function startBrain(): Promise<Harness> {
   });
   const left = new FakeEndpoint('left', config.srcRoot);
   const right = new FakeEndpoint('right', config.dstRoot);
+  setUp(left, right);
   const brain = new Brain(config, { left, right }, logger);
   const outcome = brain.run();
   await vi.waitFor(
@@ -184,7 +196,7 @@ async function startBrain(): Promise<Harness> {
     },
     { timeout: 5_000, interval: 10 },
   );
-  return { brain, left, right, logs, outcome };
+  return { brain, left, right, logs, outcome, statusFile };
 }
 
 /** The barrier: a valid DELETE of `x` from the left filter, seen by the right helper. */
@@ -226,6 +238,20 @@ describe('a filter frame that cannot be trusted is counted and never acted on', 
     { description: 'RSYNC of /etc/passwd', send: (f) => f.send('RSYNC', rsyncArgs('/etc/passwd')), brainRejected: 1, linkRejected: 0 },
     { description: 'RSYNC of a/../../b', send: (f) => f.send('RSYNC', rsyncArgs('a/../../b')), brainRejected: 1, linkRejected: 0 },
     { description: 'RSYNC with a wrong argument count', send: (f) => f.send('RSYNC', ['good.txt', 'file']), brainRejected: 1, linkRejected: 0 },
+    { description: 'RSYNC of .psync/lock', send: (f) => f.send('RSYNC', rsyncArgs('.psync/lock')), brainRejected: 1, linkRejected: 0 },
+    { description: 'RSYNC of a .psync symlink', send: (f) => f.send('RSYNC', ['.psync', ...encodeStat({ ...FILE_STAT, type: 'symlink' })]), brainRejected: 1, linkRejected: 0 },
+    { description: 'DELETE of .psync', send: (f) => f.send('DELETE', ['.psync', ...encodeStat({ ...FILE_STAT, type: 'dir' })]), brainRejected: 1, linkRejected: 0 },
+    { description: 'MOVE into .psync', send: (f) => f.send('MOVE', ['w/victim', '.psync/victim', ...encodeStat(FILE_STAT)]), brainRejected: 1, linkRejected: 0 },
+    { description: 'RSYNC of a scratch name', send: (f) => f.send('RSYNC', rsyncArgs('w/x.1-1-abcdef.psync.ignore')), brainRejected: 1, linkRejected: 0 },
+    {
+      description: 'a line longer than a frame, over many chunks, then a newline',
+      send: (f) => {
+        for (let i = 0; i < 40; i++) f.raw('x'.repeat(16 * 1024));
+        f.raw('\n');
+      },
+      brainRejected: 1,
+      linkRejected: 1,
+    },
     { description: 'an unknown verb', send: (f) => f.send('FROB', ['good.txt']), brainRejected: 1, linkRejected: 0 },
     {
       description: 'all of the above in one stream',
@@ -286,6 +312,91 @@ test('a valid DELETE from the left filter becomes exactly one DELETE request to 
     expect(h.left.helper.requests()).toEqual([]);
     expect(h.brain.counters.helperRuns).toBe(1);
     expect(h.brain.counters.rejected).toEqual({ left: 0, right: 0 });
+  } finally {
+    await stopBrain(h);
+  }
+});
+
+describe('a helper reply that answers no pending request is counted and never acted on', () => {
+  test.each(described<{ description: string; send: (helper: FakeChild) => void; rejected: number; why: RegExp }>([
+    { description: 'a forged DONE', send: (h) => h.send('DONE', ['999', ...encodeStat(FILE_STAT)]), rejected: 1, why: /DONE 999 answers no pending request/ },
+    { description: 'a forged FAIL', send: (h) => h.send('FAIL', ['7', 'changed', 'x']), rejected: 1, why: /FAIL 7 answers no pending request/ },
+    {
+      description: 'a DONE naming a conflict copy under .psync',
+      send: (h) => h.send('DONE', ['1', ...encodeStat(FILE_STAT), '.psync/lock', 'written']),
+      rejected: 1,
+      why: /rejected a reply: DONE: refusing psync's own name/,
+    },
+  ]))('%s', async (_description, row) => {
+    const h = await startBrain();
+    try {
+      row.send(h.right.helper);
+      await vi.waitFor(() => expect(h.brain.counters.rejected.right).toBe(row.rejected), { timeout: 5_000, interval: 5 });
+      expect(h.logs.join('')).toMatch(row.why);
+      await sendBarrier(h);
+      expect(h.brain.counters.rsyncRuns).toBe(0);
+      await vi.waitFor(async () => {
+        const status = JSON.parse(await readFile(h.statusFile, 'utf8')) as { counters: { rejected: { right: number } } };
+        expect(status.counters.rejected.right).toBe(row.rejected);
+      });
+    } finally {
+      await stopBrain(h);
+    }
+  });
+});
+
+describe('after a refused DELETE or MOVE only a refusal that says what the target holds starts a transfer', () => {
+  test.each(described<{ description: string; verb: 'DELETE' | 'MOVE'; code: 'unsafe' | 'error'; refused: number }>([
+    // Issue 8, attack 2: `DELETE lnk2/secret` with `lnk2 -> /root` on the left, refused as unsafe by the target's helper,
+    // was "copied back": rsync read lnk2/secret through the link.
+    { description: 'a DELETE refused as unsafe is not copied back', verb: 'DELETE', code: 'unsafe', refused: 1 },
+    { description: 'a DELETE that failed is not copied back', verb: 'DELETE', code: 'error', refused: 1 },
+    { description: 'a MOVE refused as unsafe is not sent again', verb: 'MOVE', code: 'unsafe', refused: 1 },
+  ]))('%s', async (_description, row) => {
+    const h = await startBrain((left) => {
+      left.answer = (request) => ({ id: request.id, ok: false, code: row.code, message: 'refused by the test' });
+    });
+    try {
+      // From the right: the left's helper refuses it.
+      if (row.verb === 'DELETE') h.right.filter.send('DELETE', ['lnk2/secret', ...encodeStat(FILE_STAT)]);
+      else h.right.filter.send('MOVE', ['lnk2/secret', 'stolen', ...encodeStat(FILE_STAT)]);
+      await vi.waitFor(() => expect(h.brain.counters.refused).toBe(row.refused), { timeout: 5_000, interval: 5 });
+      await sendBarrier(h);
+      expect(h.brain.counters.rsyncRuns, h.logs.join('')).toBe(0);
+      expect(h.right.helper.requests()).toHaveLength(1); // the barrier only: no stale DELETE after a refused MOVE
+      expect(h.logs.join('')).toMatch(/nothing is (copied back|sent in its place)/);
+    } finally {
+      await stopBrain(h);
+    }
+  });
+});
+
+test('an unreadable reply to a pending request fails that request (no wait for ever), and is counted', async () => {
+  const h = await startBrain((_left, right) => {
+    right.answer = (request) => ({ id: request.id, ok: true, stat: FILE_STAT, conflict: { copy: '.psync/lock', kept: 'written' } });
+  });
+  try {
+    h.left.filter.send('DELETE', ['x', ...encodeStat(FILE_STAT)]);
+    await vi.waitFor(() => expect(h.brain.counters.applied.leftToRight).toBe(1), { timeout: 5_000, interval: 5 });
+    expect(h.brain.counters.rejected.right).toBe(1);
+    expect(h.brain.counters.refused).toBe(1);
+    expect(h.brain.counters.rsyncRuns).toBe(0);
+  } finally {
+    await stopBrain(h);
+  }
+});
+
+test('a side that writes a huge stderr line without a newline: one cut line in the log, then the next line as usual', async () => {
+  const h = await startBrain();
+  try {
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    for (let i = 0; i < 64; i++) h.left.filter.stderr.write(chunk); // 16 MiB, no newline
+    h.left.filter.stderr.write('\nafter the flood\n');
+    await vi.waitFor(() => expect(h.logs.join('')).toContain('after the flood'), { timeout: 10_000, interval: 10 });
+    const flood = h.logs.filter((line) => line.includes('aaaa'));
+    expect(flood).toHaveLength(1);
+    expect(flood[0]).toContain('[line cut at 65536 characters');
+    expect(flood[0]!.length).toBeLessThan(70 * 1024);
   } finally {
     await stopBrain(h);
   }

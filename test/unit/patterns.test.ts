@@ -132,8 +132,10 @@ describe('toRsyncPatterns', () => {
 describe('toRsyncFilterArgs', () => {
   test('internal names come first, then excludes and temp files', () => {
     expect(toRsyncFilterArgs({ excludes: ['*.o', 'docs/x'], tempfiles: ['*~'] })).toEqual([
-      '--exclude=/.psync/',
+      '--exclude=/.psync',
+      '--exclude=/.psync/**',
       '--exclude=*.psync.ignore*',
+      '--exclude=*.psync.ignore*/**',
       '--exclude=*.o',
       '--exclude=/docs/x',
       '--exclude=*~',
@@ -142,8 +144,10 @@ describe('toRsyncFilterArgs', () => {
 
   test('duplicates are emitted once', () => {
     expect(toRsyncFilterArgs({ excludes: ['*.tmp'], tempfiles: ['*.tmp'] })).toEqual([
-      '--exclude=/.psync/',
+      '--exclude=/.psync',
+      '--exclude=/.psync/**',
       '--exclude=*.psync.ignore*',
+      '--exclude=*.psync.ignore*/**',
       '--exclude=*.tmp',
     ]);
   });

@@ -106,8 +106,30 @@ describe('decodeAction rejects', () => {
     { description: 'MOVE to a/../../b', verb: 'MOVE', args: ['a', 'a/../../b', ...statArgs], error: SafetyError },
     { description: 'MOVE to the root', verb: 'MOVE', args: ['a', '', ...statArgs], error: SafetyError },
     { description: 'MOVE onto itself', verb: 'MOVE', args: ['a/b', 'a/b', ...statArgs], error: ProtocolError },
+    // psync's own names, whatever the entry's type (issue 8, attack 6).
+    { description: 'RSYNC of .psync as a directory', verb: 'RSYNC', args: ['.psync', ...withStat('dir', '1', '2', '3', '755')], error: SafetyError },
+    { description: 'RSYNC of .psync as a symlink', verb: 'RSYNC', args: ['.psync', ...withStat('symlink', '1', '2', '3', '777')], error: SafetyError },
+    { description: 'RSYNC of .psync as a file', verb: 'RSYNC', args: ['.psync', ...statArgs], error: SafetyError },
+    { description: 'RSYNC of .psync/lock', verb: 'RSYNC', args: ['.psync/lock', ...statArgs], error: SafetyError },
+    { description: 'RSYNC of a scratch name', verb: 'RSYNC', args: ['w/x.1-1-abcdef.psync.ignore', ...statArgs], error: SafetyError },
+    { description: 'RSYNC below a scratch directory', verb: 'RSYNC', args: ['d.1-2-abcdef.psync.ignore/f', ...statArgs], error: SafetyError },
+    { description: 'MOVE into .psync', verb: 'MOVE', args: ['w/victim', '.psync/victim', ...statArgs], error: SafetyError },
+    { description: 'MOVE out of .psync', verb: 'MOVE', args: ['.psync/lock', 'w/stolen', ...statArgs], error: SafetyError },
+    { description: 'MOVE onto .psync itself', verb: 'MOVE', args: ['a', '.psync', ...statArgs], error: SafetyError },
+    { description: 'MOVE to a scratch name', verb: 'MOVE', args: ['a', 'b.psync.ignore', ...statArgs], error: SafetyError },
+    { description: 'DELETE of .psync/lock', verb: 'DELETE', args: ['.psync/lock', ...statArgs], error: SafetyError },
+    { description: 'DELETE of .psync as a directory', verb: 'DELETE', args: ['.psync', ...withStat('dir', '1', '2', '3', '755')], error: SafetyError },
+    { description: 'DELETE of .psync as a symlink', verb: 'DELETE', args: ['.psync', ...withStat('symlink', '1', '2', '3', '777')], error: SafetyError },
   ]))('%s', (_description, { verb, args, error }) => {
     expect(() => decodeAction(frame(verb, args))).toThrow(error);
+  });
+
+  test.each(described<{ description: string; path: string }>([
+    { description: 'a .psync below the root is an ordinary name', path: 'a/.psync' },
+    { description: 'a name that starts with .psync', path: '.psyncrc' },
+    { description: 'a conflict copy', path: 'a.psync-conflict-20260101-000000.txt' },
+  ]))('accepts %s', (_description, { path }) => {
+    expect(decodeAction(frame('RSYNC', [path, ...statArgs]))).toMatchObject({ kind: 'rsync', path });
   });
 });
 
@@ -147,6 +169,14 @@ describe('helper requests', () => {
     { description: 'RESOLVE with too many expected versions', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', 'a', '5', ...Array<string[]>(5).fill(statArgs).flat()], error: ProtocolError },
     { description: 'PURGE of the replaced directory itself', verb: 'PURGE', args: ['1', '.psync/replaced'], error: ProtocolError },
     { description: 'PURGE of the root', verb: 'PURGE', args: ['1', ''], error: ProtocolError },
+    { description: 'DELETE of .psync/lock', verb: 'DELETE', args: ['1', '.psync/lock', ...statArgs], error: SafetyError },
+    { description: 'DELETE of .psync', verb: 'DELETE', args: ['1', '.psync', ...statArgs], error: SafetyError },
+    { description: 'MOVE from .psync/lock', verb: 'MOVE', args: ['1', '.psync/lock', 'stolen', ...statArgs], error: SafetyError },
+    { description: 'MOVE to .psync/planted', verb: 'MOVE', args: ['1', 'a', '.psync/planted', ...statArgs], error: SafetyError },
+    { description: 'MOVE onto .psync', verb: 'MOVE', args: ['1', 'a', '.psync', ...statArgs], error: SafetyError },
+    { description: 'MOVE of a scratch name', verb: 'MOVE', args: ['1', 'a.1-1-abc.psync.ignore', 'b', ...statArgs], error: SafetyError },
+    { description: 'RESOLVE of a path under .psync', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', '.psync/lock', '0'], error: SafetyError },
+    { description: 'RESOLVE of a scratch name', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', 'a.psync.ignore', '0'], error: SafetyError },
   ]))('rejects %s', (_description, { verb, args, error }) => {
     expect(() => decodeHelperRequest(frame(verb, args))).toThrow(error);
   });
@@ -179,5 +209,13 @@ describe('helper replies', () => {
     { description: 'an unknown verb', verb: 'OK', args: ['1', ...statArgs] },
   ]))('rejects %s', (_description, { verb, args }) => {
     expect(() => decodeHelperReply(frame(verb, args))).toThrow(ProtocolError);
+  });
+
+  test.each(described<{ description: string; copy: string }>([
+    { description: 'a conflict copy under .psync', copy: '.psync/lock' },
+    { description: 'a conflict copy named as a scratch name', copy: 'a.1-1-abc.psync.ignore' },
+    { description: 'a conflict copy outside the root', copy: '../x' },
+  ]))('rejects DONE with %s', (_description, { copy }) => {
+    expect(() => decodeHelperReply(frame('DONE', ['1', ...statArgs, copy, 'written']))).toThrow(SafetyError);
   });
 });

@@ -10,12 +10,13 @@ const base: RsyncArgvOptions = {
   excludes: [],
   filesFrom: false,
 };
-const COMMON = ['--archive', '--protect-args', '--numeric-ids', '--modify-window=-1'];
+/** Every run, unless said otherwise: never a setuid or setgid file (issue 8, attack 7). */
+const COMMON = ['--archive', '--protect-args', '--numeric-ids', '--modify-window=-1', '--chmod=Fug-s'];
 const LIST = ['--files-from=-', '--from0', '--ignore-missing-args'];
 const ROOTS = ['--', '/srv/a/', 'host:/srv/b/'];
 
 describe('buildRsyncArgv', () => {
-  test.each<{ description: string; options: Partial<RsyncArgvOptions>; expected: string[] }>([
+  test.each([
     { description: 'a full sync is archive mode between the two roots', options: {}, expected: [...COMMON, ...ROOTS] },
     { description: 'a file list reads NUL-separated names from stdin', options: { filesFrom: true }, expected: [...COMMON, ...LIST, ...ROOTS] },
     {
@@ -42,7 +43,23 @@ describe('buildRsyncArgv', () => {
       options: { source: '-rf/', target: '--delete/' },
       expected: [...COMMON, '--', '-rf/', '--delete/'],
     },
-  ])('$description', ({ options, expected }) => {
+    {
+      description: '--preserve-suid keeps setuid and setgid bits',
+      options: { preserveSuid: true },
+      expected: ['--archive', '--protect-args', '--numeric-ids', '--modify-window=-1', ...ROOTS],
+    },
+    { description: 'preserveSuid false is the default', options: { preserveSuid: false }, expected: [...COMMON, ...ROOTS] },
+    {
+      description: 'the client is confined to its root (issue 8, attack 2: a listed path through a link out of the root)',
+      options: { filesFrom: true, confineRoot: '/data/a' },
+      expected: [...COMMON, '--confine-root=/data/a', ...LIST, ...ROOTS],
+    },
+    {
+      description: 'the server gets its root inside rsync\'s protected args (-M), never through a shell',
+      options: { confineRoot: '/data/a', serverConfineRoot: '/srv/b dir' },
+      expected: [...COMMON, '--confine-root=/data/a', '--remote-option=--confine-root=/srv/b dir', ...ROOTS],
+    },
+  ] as Array<{ description: string; options: Partial<RsyncArgvOptions>; expected: string[] }>)('$description', ({ options, expected }) => {
     expect(buildRsyncArgv({ ...base, ...options })).toEqual(expected);
   });
 });
