@@ -56,7 +56,7 @@ import {
   type HelperRequest,
 } from '../src/core/protocol.js';
 import type { Stat } from '../src/core/types.js';
-import { coreStat, Directory, removeTree, requireFileLayer, sameInode, Tree, UnsafePathError, using, type EntryStat } from '../src/fs/directory.js';
+import { coreStat, descend, Directory, removeTree, requireFileLayer, sameInode, Tree, UnsafePathError, using, type EntryStat } from '../src/fs/directory.js';
 import { openPsyncDir } from '../src/fs/psyncDir.js';
 
 export interface HelperOptions {
@@ -375,16 +375,30 @@ class HelperTree {
   }
 
   /**
-   * A name in `dir` for the losing version `loser` of `path` (conflictName),
-   * free or already holding that very version (both sides keep the same
+   * A name in `dir` for the losing version `loser` of `path` (conflictName):
+   * free, or `taken` by that very version already (both sides keep the same
    * loser under the same name, so one may arrive from the other side first).
    */
-  freeConflictName(dir: Directory, path: string, loser: Stat): string {
+  conflictNameFor(dir: Directory, path: string, loser: Stat): { name: string; taken: boolean } {
     for (let attempt = 0; ; attempt++) {
       const name = baseName(conflictName(path, loser.mtimeMs, attempt));
       const there = dir.stat(name);
-      if (there === undefined || sameAsWritten(loser, there)) return name;
+      if (there === undefined) return { name, taken: false };
+      if (sameAsWritten(loser, there)) return { name, taken: true };
     }
+  }
+
+  /**
+   * Keep the losing version `loser`, which stands at `fromName` in
+   * `fromDir`, as the conflict copy of `path` in `dir`; returns the copy's
+   * path. When the copy is there already (from the other side), the loser is
+   * a duplicate of it and goes. Never overwrites (RENAME_NOREPLACE).
+   */
+  keepConflictCopy(fromDir: Directory, fromName: string, dir: Directory, path: string, loser: EntryStat): string {
+    const { name, taken } = this.conflictNameFor(dir, path, loser);
+    if (taken) remove(fromDir, setAside(this, fromDir, fromName, loser), false);
+    else fromDir.rename(fromName, dir, name, 'noReplace');
+    return joinPath(parentOf(path), name);
   }
 
   /**
@@ -565,9 +579,7 @@ function moveInto(
   if (existing !== undefined && existing.type !== 'dir') {
     const expected = [coreStat(before), ...(request.replaces === undefined ? [] : [request.replaces])];
     if (!expected.some((stat) => sameAsWritten(stat, existing))) {
-      const copy = tree.freeConflictName(toDir, to, existing);
-      toDir.rename(toName, toDir, copy, 'noReplace');
-      conflict = { copy: joinPath(parentOf(to), copy), kept: 'written' };
+      conflict = { copy: tree.keepConflictCopy(toDir, toName, toDir, to, existing), kept: 'written' };
     } else {
       replaced = setAside(tree, toDir, toName, existing);
     }
@@ -626,16 +638,9 @@ function dropReplaced(tree: HelperTree, dir: Directory, replaced: string): void 
 function openReplacedParent(tree: HelperTree, run: string, path: string): Directory | undefined {
   const psync = openPsyncDir(tree.fs, false);
   if (psync === undefined) return undefined;
-  let current: Directory = psync;
   try {
-    for (const component of [...run.split('/').slice(1), ...parentOf(path).split('/').filter((part) => part !== '')]) {
-      const next = current.openDir(component);
-      current.close();
-      current = next;
-    }
-    return current;
+    return descend(psync, [...run.split('/').slice(1), ...parentOf(path).split('/').filter((part) => part !== '')]);
   } catch (error) {
-    current.close();
     const code = (error as NodeJS.ErrnoException).code;
     if (error instanceof UnsafePathError || code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw error;
@@ -667,16 +672,13 @@ function resolveReplaced(tree: HelperTree, request: Extract<HelperRequest, { kin
       if (old === undefined || old.type === 'dir') return nothing;
       const verdict = judgeReplaced(old, written, request.expected);
       if (verdict.kind !== 'conflict') return nothing;
-      if (verdict.keep === 'written' || written === undefined) {
-        const copy = tree.freeConflictName(dir, path, old);
-        kept.rename(name, dir, copy, 'noReplace');
-        return { ...nothing, conflict: { copy: joinPath(parentOf(path), copy), kept: 'written' as const } };
+      if (verdict.keep === 'written' || now === undefined) {
+        return { ...nothing, conflict: { copy: tree.keepConflictCopy(kept, name, dir, path, old), kept: 'written' as const } };
       }
       // The replaced version is newer: the written one steps aside, the replaced one takes the name back.
-      const copy = tree.freeConflictName(dir, path, written);
-      dir.rename(name, dir, copy, 'noReplace');
+      const copy = tree.keepConflictCopy(dir, name, dir, path, now);
       kept.rename(name, dir, name, 'noReplace');
-      return { stat: coreStat(old), conflict: { copy: joinPath(parentOf(path), copy), kept: 'replaced' as const } };
+      return { stat: coreStat(old), conflict: { copy, kept: 'replaced' as const } };
     });
   });
 }

@@ -220,6 +220,36 @@ export class Directory {
   }
 }
 
+const components = (path: string): string[] => (path === '' ? [] : path.split('/'));
+
+/**
+ * Open `path` (components) below `start`, one held directory at a time,
+ * each with O_NOFOLLOW. `start` is taken over: it is closed, or returned
+ * when `path` is empty. With `createMode`, a missing component is made
+ * (mkdirat) before it is opened.
+ */
+export function descend(start: Directory, path: readonly string[], createMode?: number): Directory {
+  let current = start;
+  for (const component of path) {
+    try {
+      if (createMode !== undefined && current.stat(component) === undefined) {
+        try {
+          current.mkdir(component, createMode);
+        } catch (error) {
+          if (errnoOf(error) !== 'EEXIST') throw error; // RACE: created meanwhile; openDir checks what it is
+        }
+      }
+      const next = current.openDir(component);
+      current.close();
+      current = next;
+    } catch (error) {
+      current.close();
+      throw error;
+    }
+  }
+  return current;
+}
+
 /** Run `fn` with `dir`, then close it. */
 export function using<T>(dir: Directory, fn: (dir: Directory) => T): T {
   try {
@@ -235,19 +265,7 @@ export class Tree {
 
   /** The directory at `dir` ("" is the root). Missing: ENOENT; a symlink on the way: UnsafePathError. */
   openDir(dir: string): Directory {
-    let current = Directory.openRoot(this.root);
-    if (dir === '') return current;
-    for (const component of dir.split('/')) {
-      try {
-        const next = current.openDir(component);
-        current.close();
-        current = next;
-      } catch (error) {
-        current.close();
-        throw error;
-      }
-    }
-    return current;
+    return descend(Directory.openRoot(this.root), components(dir));
   }
 
   /**
@@ -256,26 +274,7 @@ export class Tree {
    * is not a directory throws ENOTDIR; a symlink, UnsafePathError.
    */
   makeDir(dir: string, mode = 0o777): Directory {
-    let current = Directory.openRoot(this.root);
-    if (dir === '') return current;
-    for (const component of dir.split('/')) {
-      try {
-        if (current.stat(component) === undefined) {
-          try {
-            current.mkdir(component, mode);
-          } catch (error) {
-            if (errnoOf(error) !== 'EEXIST') throw error; // RACE: created meanwhile; openDir checks what it is
-          }
-        }
-        const next = current.openDir(component);
-        current.close();
-        current = next;
-      } catch (error) {
-        current.close();
-        throw error;
-      }
-    }
-    return current;
+    return descend(Directory.openRoot(this.root), components(dir), mode);
   }
 
   /** Run `fn` with the held parent of `path` and its last component; `path` is not "". */

@@ -574,6 +574,28 @@ describe('RESOLVE: what a transfer replaced', () => {
     expect(readFileSync(at('o.psync-conflict-19700101-005000-1.txt'), 'utf8')).toBe('older edit');
   });
 
+  test('a conflict copy that arrived from the other side first is kept once, not twice', async () => {
+    const helper = await startHelper();
+    replacedBy('o.txt', 'older edit', 3_000_000, 'incoming', 5_000_000);
+    file('o.psync-conflict-19700101-005000.txt', 'older edit');
+    utimesSync(at('o.psync-conflict-19700101-005000.txt'), new Date(3_000_000), new Date(3_000_000));
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'o.txt', expected: [] });
+    expect(reply).toMatchObject({ ok: true, conflict: { copy: 'o.psync-conflict-19700101-005000.txt', kept: 'written' } });
+    expect(readFileSync(at('o.txt'), 'utf8')).toBe('incoming');
+    expect(readdirSync(root).filter((name) => name.startsWith('o.')).sort()).toEqual(['o.psync-conflict-19700101-005000.txt', 'o.txt']);
+  });
+
+  test('the newer replaced version takes the name back when the written one\'s copy arrived first', async () => {
+    const helper = await startHelper();
+    replacedBy('n.txt', 'edited here', 9_000_000, 'incoming', 5_000_000);
+    file('n.psync-conflict-19700101-012320.txt', 'incoming');
+    utimesSync(at('n.psync-conflict-19700101-012320.txt'), new Date(5_000_000), new Date(5_000_000));
+    const reply = await helper.request({ kind: 'resolve', dir: run, path: 'n.txt', expected: [] });
+    expect(reply).toMatchObject({ ok: true, conflict: { copy: 'n.psync-conflict-19700101-012320.txt', kept: 'replaced' } });
+    expect(readFileSync(at('n.txt'), 'utf8')).toBe('edited here');
+    expect(readdirSync(root).filter((name) => name.startsWith('n.')).sort()).toEqual(['n.psync-conflict-19700101-012320.txt', 'n.txt']);
+  });
+
   test('nothing replaced: the reply carries what stands at the path now', async () => {
     const helper = await startHelper();
     const now = file('fresh', 'new file');
