@@ -97,6 +97,12 @@ static int get_name(napi_env env, napi_value value, char out[NAME_MAX + 1], int 
   return 1;
 }
 
+/* The common start of most calls: (dirfd, name, ...) with at least `needed` arguments. */
+static int get_dir_name(napi_env env, napi_callback_info info, Args *a, size_t needed, const char *usage, int32_t *dirfd,
+                        char name[NAME_MAX + 1], int allow_empty) {
+  return get_args(env, info, a, needed, usage) && get_int(env, a->argv[0], dirfd) && get_name(env, a->argv[1], name, allow_empty);
+}
+
 static napi_value make_int(napi_env env, int64_t value) {
   napi_value result = NULL;
   napi_create_int64(env, value, &result);
@@ -116,8 +122,7 @@ static napi_value js_open_dir(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd;
   char name[NAME_MAX + 1];
-  if (!get_args(env, info, &a, 2, "openDir(dirfd, name)") || !get_int(env, a.argv[0], &dirfd) ||
-      !get_name(env, a.argv[1], name, 0))
+  if (!get_dir_name(env, info, &a, 2, "openDir(dirfd, name)", &dirfd, name, 0))
     return NULL;
   int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, errno, "openat");
@@ -128,8 +133,8 @@ static napi_value js_open_file(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd, flags, mode;
   char name[NAME_MAX + 1];
-  if (!get_args(env, info, &a, 4, "openFile(dirfd, name, flags, mode)") || !get_int(env, a.argv[0], &dirfd) ||
-      !get_name(env, a.argv[1], name, 0) || !get_int(env, a.argv[2], &flags) || !get_int(env, a.argv[3], &mode))
+  if (!get_dir_name(env, info, &a, 4, "openFile(dirfd, name, flags, mode)", &dirfd, name, 0) || !get_int(env, a.argv[2], &flags) ||
+      !get_int(env, a.argv[3], &mode))
     return NULL;
   int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
   if (fd < 0) return throw_errno(env, errno, "openat");
@@ -150,8 +155,7 @@ static napi_value js_stat(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd;
   char name[NAME_MAX + 1];
-  if (!get_args(env, info, &a, 3, "stat(dirfd, name, out)") || !get_int(env, a.argv[0], &dirfd) ||
-      !get_name(env, a.argv[1], name, 1))
+  if (!get_dir_name(env, info, &a, 3, "stat(dirfd, name, out)", &dirfd, name, 1))
     return NULL;
   napi_typedarray_type type;
   size_t length = 0;
@@ -206,8 +210,7 @@ static napi_value js_unlink(napi_env env, napi_callback_info info) {
   int32_t dirfd;
   bool is_dir = false;
   char name[NAME_MAX + 1];
-  if (!get_args(env, info, &a, 3, "unlink(dirfd, name, isDir)") || !get_int(env, a.argv[0], &dirfd) ||
-      !get_name(env, a.argv[1], name, 0))
+  if (!get_dir_name(env, info, &a, 3, "unlink(dirfd, name, isDir)", &dirfd, name, 0))
     return NULL;
   CHECK(env, napi_get_value_bool(env, a.argv[2], &is_dir));
   if (unlinkat(dirfd, name, is_dir ? AT_REMOVEDIR : 0) < 0) return throw_errno(env, errno, "unlinkat");
@@ -218,8 +221,7 @@ static napi_value js_mkdir(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd, mode;
   char name[NAME_MAX + 1];
-  if (!get_args(env, info, &a, 3, "mkdir(dirfd, name, mode)") || !get_int(env, a.argv[0], &dirfd) ||
-      !get_name(env, a.argv[1], name, 0) || !get_int(env, a.argv[2], &mode))
+  if (!get_dir_name(env, info, &a, 3, "mkdir(dirfd, name, mode)", &dirfd, name, 0) || !get_int(env, a.argv[2], &mode))
     return NULL;
   if (mkdirat(dirfd, name, (mode_t)mode) < 0) return throw_errno(env, errno, "mkdirat");
   return NULL;
@@ -240,8 +242,7 @@ static napi_value js_readlink(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd;
   char name[NAME_MAX + 1], target[PATH_MAX];
-  if (!get_args(env, info, &a, 2, "readlink(dirfd, name)") || !get_int(env, a.argv[0], &dirfd) ||
-      !get_name(env, a.argv[1], name, 0))
+  if (!get_dir_name(env, info, &a, 2, "readlink(dirfd, name)", &dirfd, name, 0))
     return NULL;
   ssize_t n = readlinkat(dirfd, name, target, sizeof target);
   if (n < 0) return throw_errno(env, errno, "readlinkat");

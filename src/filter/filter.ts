@@ -31,7 +31,7 @@ import { encodeAction, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION, type FilterConfi
 import { Settler } from '../core/settle.js';
 import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
-import { coreStat, DT_DIR, requireFileLayer, Tree, using, type Directory } from '../fs/directory.js';
+import { coreStat, DirCache, DT_DIR, requireFileLayer, Tree, using, type Directory } from '../fs/directory.js';
 import { lockRoot } from './rootLock.js';
 import { openWatchBackend, type DirWatch, type WatchBackend } from './watcher.js';
 import { readConfigFrame } from '../childConfig.js';
@@ -396,7 +396,19 @@ class TreeWatcher {
     this.schedule();
   }
 
+  /** Decide the paths that fell due, with one cache of held directories for the whole round. */
   private settle(all: string[], now: number): void {
+    const outer = this.round;
+    this.round = new DirCache(this.tree);
+    try {
+      this.settleRound(all, now);
+    } finally {
+      this.round.close();
+      this.round = outer;
+    }
+  }
+
+  private settleRound(all: string[], now: number): void {
     if (this.rootLost()) return;
     // A path below a directory that was renamed, removed or replaced waits for that directory's round.
     const ancestry = splitByAncestry(this.index, all, (path) => this.lstat(path));
@@ -458,10 +470,13 @@ class TreeWatcher {
     }
   }
 
+  /** The held directories of the settle round under way (DirCache); undefined between rounds. */
+  private round: DirCache | undefined;
+
   /** lstat through the file layer; null when the path is not in the tree (missing, or behind a symlink). */
   private lstat(path: string): Stat | null {
     try {
-      const stat = this.tree.lstat(path);
+      const stat = this.round === undefined ? this.tree.lstat(path) : this.round.lstat(path);
       return stat === undefined ? null : coreStat(stat);
     } catch {
       return null;

@@ -299,6 +299,53 @@ export class Tree {
   }
 }
 
+/** A DirCache holds at most this many directories open at once (the descriptor limit is often 1024). */
+const DIR_CACHE_MAX = 256;
+
+/**
+ * The held directories of one round of work (a filter's settle round): each
+ * directory is opened once, from its parent in the cache, and reused until
+ * close(). A stat through the cache costs one statx instead of a walk from
+ * the root. A directory that cannot be opened (missing, not a directory, a
+ * symlink) reads as undefined.
+ *
+ * RACE: a directory renamed during the round is still reached under its old
+ * path until the round ends. What is read through it is the directory it
+ * was when it was opened, component by component inside the tree, so
+ * nothing outside the root is ever reached; the rename's own events make
+ * the next round look again.
+ */
+export class DirCache {
+  private readonly held = new Map<string, Directory | undefined>();
+
+  constructor(private readonly tree: Tree) {}
+
+  /** The held directory at `path`, or undefined when it is not one (or is behind a symlink). */
+  dir(path: string): Directory | undefined {
+    if (this.held.has(path)) return this.held.get(path);
+    if (this.held.size >= DIR_CACHE_MAX) this.close();
+    let dir: Directory | undefined;
+    try {
+      dir = path === '' ? Directory.openRoot(this.tree.root) : this.dir(parentOf(path))?.openDir(baseName(path));
+    } catch {
+      dir = undefined;
+    }
+    this.held.set(path, dir);
+    return dir;
+  }
+
+  /** lstat of `path`, or undefined when it is not in the tree (missing, or behind a symlink). */
+  lstat(path: string): EntryStat | undefined {
+    if (path === '') return this.dir('')?.stat('');
+    return this.dir(parentOf(path))?.stat(baseName(path));
+  }
+
+  close(): void {
+    for (const dir of this.held.values()) dir?.close();
+    this.held.clear();
+  }
+}
+
 /** d_type of a directory in readdir's answer. */
 export const DT_DIR = 4;
 

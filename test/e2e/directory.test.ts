@@ -10,7 +10,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { Directory, removeTree, Tree, UnsafePathError, using } from '../../src/fs/directory.js';
+import { DirCache, Directory, removeTree, Tree, UnsafePathError, using } from '../../src/fs/directory.js';
 import { openPsyncDir } from '../../src/fs/psyncDir.js';
 import { SafetyError } from '../../src/core/errors.js';
 import { described } from '../support/table.js';
@@ -87,6 +87,39 @@ test.each(described(OPERATIONS.flatMap((op) => LINK_DEPTHS.map((at) => ({ ...at,
     expectOutsideIntact();
   },
 );
+
+test.each(described(LINK_DEPTHS))('DirCache: nothing is read behind %s', (_, { depth }) => {
+  plantLink(depth);
+  const cache = new DirCache(new Tree(root));
+  try {
+    expect(cache.lstat(DEEP)).toBeUndefined();
+    expect(cache.dir(PATH.join('/'))).toBeUndefined();
+    expect(cache.lstat(PATH.slice(0, depth + 1).join('/'))?.type).toBe('symlink');
+  } finally {
+    cache.close();
+  }
+  expectOutsideIntact();
+});
+
+test('DirCache reads what Tree reads, and keeps a bounded number of directories open', () => {
+  for (let i = 0; i < 300; i++) {
+    mkdirSync(join(root, 'many', `d${i}`), { recursive: true });
+    writeFileSync(join(root, 'many', `d${i}`, 'f'), String(i));
+  }
+  const tree = new Tree(root);
+  const cache = new DirCache(tree);
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  try {
+    for (let i = 0; i < 300; i++) expect(cache.lstat(`many/d${i}/f`)).toEqual(tree.lstat(`many/d${i}/f`));
+    expect(cache.lstat(DEEP)).toEqual(tree.lstat(DEEP));
+    expect(cache.lstat('nothing/here')).toBeUndefined();
+    expect(fds() - before).toBeLessThanOrEqual(256);
+  } finally {
+    cache.close();
+  }
+  expect(fds()).toBe(before);
+});
 
 test('single components only: a name with a slash, "." or ".." is refused before any system call', () => {
   using(Directory.openRoot(root), (dir) => {

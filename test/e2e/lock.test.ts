@@ -7,11 +7,21 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { expect, test } from 'vitest';
+import { afterEach, expect, test } from 'vitest';
 import { CLI, PsyncProcess, waitFor } from '../support/psync.js';
 
-test('a second psync on a root already watched exits non-zero naming the root; the first goes on', async () => {
+const made: string[] = [];
+const tempBase = async (): Promise<string> => {
   const base = await mkdtemp(join(tmpdir(), 'psync-lock-'));
+  made.push(base);
+  return base;
+};
+afterEach(async () => {
+  for (const base of made.splice(0)) await rm(base, { recursive: true, force: true });
+});
+
+test('a second psync on a root already watched exits non-zero naming the root; the first goes on', async () => {
+  const base = await tempBase();
   const [left, right, other] = [join(base, 'left'), join(base, 'right'), join(base, 'other')];
   await Promise.all([mkdir(left), mkdir(right), mkdir(other)]);
   const first = await PsyncProcess.start([left, right]);
@@ -33,7 +43,7 @@ test('a second psync on a root already watched exits non-zero naming the root; t
 });
 
 test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync filter) does not stop the next one', async () => {
-  const base = await mkdtemp(join(tmpdir(), 'psync-lock-'));
+  const base = await tempBase();
   const [left, right] = [join(base, 'left'), join(base, 'right')];
   await Promise.all([mkdir(left), mkdir(right)]);
   await mkdir(join(left, '.psync'));
@@ -46,8 +56,20 @@ test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync f
   expect(await next.stop()).toBe(0);
 });
 
+test('a lock that holds no pid was not written by psync: it is never taken over, and psync says so', async () => {
+  const base = await tempBase();
+  const [left, right] = [join(base, 'left'), join(base, 'right')];
+  await Promise.all([mkdir(left), mkdir(right)]);
+  await mkdir(join(left, '.psync'), { mode: 0o700 });
+  await writeFile(join(left, '.psync', 'lock'), 'not a pid\n');
+  const result = await execa(process.execPath, [CLI, left, right], { reject: false, stdin: 'ignore', timeout: 60_000 });
+  expect(result.exitCode).not.toBe(0);
+  expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^psync: .*does not hold a psync pid/);
+  expect(await readFile(join(left, '.psync', 'lock'), 'utf8')).toBe('not a pid\n');
+});
+
 test('a root removed with rm -rf stops psync with a clear error; its deletes never reach the other side', async () => {
-  const base = await mkdtemp(join(tmpdir(), 'psync-rootgone-'));
+  const base = await tempBase();
   const [left, right] = [join(base, 'left'), join(base, 'right')];
   await Promise.all([mkdir(left), mkdir(right)]);
   for (let i = 0; i < 20; i++) await writeFile(join(left, `f${i}`), `content ${i}`);
