@@ -4,7 +4,7 @@
  * compare trees, stop it.
  */
 
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,6 +194,7 @@ export async function startRemotePair(extraArgs: string[] = [], rightName = 'rig
     stop: async () => {
       const code = await psync.stop();
       await sshd.stop();
+      await rm(base, { recursive: true, force: true });
       return code;
     },
   };
