@@ -3,25 +3,15 @@
  * writes for user changes and send them back and forth for ever.
  */
 
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
+import { tempDir } from '../support/tmp.js';
 import { CLI, PsyncProcess, waitFor } from '../support/psync.js';
 
-const made: string[] = [];
-const tempBase = async (): Promise<string> => {
-  const base = await mkdtemp(join(tmpdir(), 'psync-lock-'));
-  made.push(base);
-  return base;
-};
-afterEach(async () => {
-  for (const base of made.splice(0)) await rm(base, { recursive: true, force: true });
-});
-
 test('a second psync on a root already watched exits non-zero naming the root; the first goes on', async () => {
-  const base = await tempBase();
+  const base = tempDir('psync-lock-');
   const [left, right, other] = [join(base, 'left'), join(base, 'right'), join(base, 'other')];
   await Promise.all([mkdir(left), mkdir(right), mkdir(other)]);
   const first = await PsyncProcess.start([left, right]);
@@ -43,7 +33,7 @@ test('a second psync on a root already watched exits non-zero naming the root; t
 });
 
 test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync filter) does not stop the next one', async () => {
-  const base = await tempBase();
+  const base = tempDir('psync-lock-');
   const [left, right] = [join(base, 'left'), join(base, 'right')];
   await Promise.all([mkdir(left), mkdir(right)]);
   await mkdir(join(left, '.psync'));
@@ -57,7 +47,7 @@ test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync f
 });
 
 test('a lock that holds no pid was not written by psync: it is never taken over, and psync says so', async () => {
-  const base = await tempBase();
+  const base = tempDir('psync-lock-');
   const [left, right] = [join(base, 'left'), join(base, 'right')];
   await Promise.all([mkdir(left), mkdir(right)]);
   await mkdir(join(left, '.psync'), { mode: 0o700 });
@@ -69,7 +59,7 @@ test('a lock that holds no pid was not written by psync: it is never taken over,
 });
 
 test('a root removed with rm -rf stops psync with a clear error; its deletes never reach the other side', async () => {
-  const base = await tempBase();
+  const base = tempDir('psync-lock-');
   const [left, right] = [join(base, 'left'), join(base, 'right')];
   await Promise.all([mkdir(left), mkdir(right)]);
   for (let i = 0; i < 20; i++) await writeFile(join(left, `f${i}`), `content ${i}`);

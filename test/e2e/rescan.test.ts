@@ -4,11 +4,11 @@
  * rescan can find it.
  */
 
-import { appendFile, link, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, link, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { PsyncProcess, waitFor, waitForSameTrees } from '../support/psync.js';
+import { tempDir } from '../support/tmp.js';
 
 let running: PsyncProcess | undefined;
 
@@ -18,7 +18,7 @@ afterEach(async () => {
 });
 
 async function pairWithOutsideLink(rescanSeconds: string): Promise<{ left: string; right: string; outside: string }> {
-  const base = await mkdtemp(join(tmpdir(), 'psync-rescan-'));
+  const base = tempDir('psync-rescan-');
   const [left, right, elsewhere] = [join(base, 'left'), join(base, 'right'), join(base, 'elsewhere')];
   await Promise.all([mkdir(left), mkdir(right), mkdir(elsewhere)]);
   await writeFile(join(left, 'shared.txt'), 'first\n');

@@ -161,11 +161,11 @@ describe('the rsync excludes agree with the classifier', () => {
 });
 
 test('the merge (--update) sees a newer save made within the same second at the same size', async () => {
-  const { mkdtemp, writeFile, utimes, readFile, mkdir } = await import('node:fs/promises');
-  const { tmpdir } = await import('node:os');
+  const { writeFile, utimes, readFile, mkdir } = await import('node:fs/promises');
+  const { tempDir } = await import('../support/tmp.js');
   const { join } = await import('node:path');
   const { buildRsyncArgv, runRsync } = await import('../../src/transfer/rsync.js');
-  const base = await mkdtemp(join(tmpdir(), 'psync-window-'));
+  const base = tempDir('psync-window-');
   await mkdir(join(base, 'a'));
   await mkdir(join(base, 'b'));
   const at = (ms: number): Date => new Date(Date.UTC(2022, 0, 2, 3, 4, 5, ms));

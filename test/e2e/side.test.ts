@@ -3,27 +3,17 @@
  * Driven in-process through pipes, as the brain drives it.
  */
 
-import { mkdtempSync, writeFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
+import { tempDir } from '../support/tmp.js';
 import { FrameReceiver, FrameWriter, type Frame } from '../../src/core/frame.js';
 import { encodeHelperRequest, PROTOCOL_VERSION } from '../../src/core/protocol.js';
 import { toStat } from '../../src/fsStat.js';
 import { runSide, type SideConfig } from '../../src/side.js';
 import { lstatSync } from 'node:fs';
 import { waitFor } from '../support/psync.js';
-
-const made: string[] = [];
-const tempDir = (): string => {
-  const dir = mkdtempSync(join(tmpdir(), 'psync-side-'));
-  made.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
 
 function drive(root: string) {
   const input = new PassThrough();
@@ -52,7 +42,7 @@ function drive(root: string) {
 }
 
 test('one HELLO for the side, the filter reports and the helper answers on the same channel, and input end stops both', async () => {
-  const root = tempDir();
+  const root = tempDir('psync-side-');
   writeFileSync(join(root, 'old'), 'x');
   const side = drive(root);
   const hello = await side.find('HELLO');
@@ -74,7 +64,7 @@ test('one HELLO for the side, the filter reports and the helper answers on the s
 });
 
 test('a missing root: one ERROR, no HELLO, a non-zero exit', async () => {
-  const base = tempDir();
+  const base = tempDir('psync-side-');
   mkdirSync(join(base, 'other'));
   const side = drive(join(base, 'missing'));
   const error = await side.find('ERROR');
@@ -85,7 +75,7 @@ test('a missing root: one ERROR, no HELLO, a non-zero exit', async () => {
 });
 
 test('PAUSE holds the filter\'s reports (repeated changes of a path merge) while heartbeats go on; RESUME sends them', async () => {
-  const root = tempDir();
+  const root = tempDir('psync-side-');
   const side = drive(root);
   await side.find('READY');
   side.send('PAUSE', []);

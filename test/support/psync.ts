@@ -4,11 +4,11 @@
  * compare trees, stop it.
  */
 
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from './tmp.js';
 import { execa, type ResultPromise } from 'execa';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
@@ -60,7 +60,7 @@ export class PsyncProcess {
 
   /** Start psync with `args` and wait until it watches (or until it exits). */
   static async start(args: string[], options: { waitWatching?: boolean } = {}): Promise<PsyncProcess> {
-    const statusDir = await mkdtemp(join(tmpdir(), 'psync-status-'));
+    const statusDir = tempDir('psync-status-');
     const statusFile = join(statusDir, 'status.json');
     const child = execa(process.execPath, [CLI, '--status-file', statusFile, ...args], CHILD_OPTIONS);
     const proc = new PsyncProcess(child, statusFile);
@@ -181,7 +181,7 @@ export interface RemotePair {
 export async function startRemotePair(extraArgs: string[] = [], rightName = 'right', sshdOptions: readonly string[] = []): Promise<RemotePair> {
   const { startSshd } = await import('./sshd.js');
   const sshd = await startSshd(sshdOptions);
-  const base = await mkdtemp(join(tmpdir(), 'psync-e2e-'));
+  const base = tempDir('psync-e2e-');
   const left = join(base, 'left');
   const right = join(base, rightName);
   await mkdir(left);
@@ -194,7 +194,6 @@ export async function startRemotePair(extraArgs: string[] = [], rightName = 'rig
     stop: async () => {
       const code = await psync.stop();
       await sshd.stop();
-      await rm(base, { recursive: true, force: true });
       return code;
     },
   };

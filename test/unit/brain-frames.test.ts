@@ -11,8 +11,7 @@
  * could have caused would already have happened.
  */
 
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import winston from 'winston';
@@ -33,6 +32,7 @@ import {
 import type { Side, Stat } from '../../src/core/types.js';
 import type { Channel, Endpoint, RsyncHost } from '../../src/transport/endpoint.js';
 import { described } from '../support/table.js';
+import { tempDir } from '../support/tmp.js';
 
 
 const FILE_STAT: Stat = { type: 'file', ino: 42, size: 3, mtimeMs: 1_600_000_000_000, mode: 0o644 };
@@ -169,7 +169,7 @@ interface Harness {
 
 /** A brain on two fake endpoints, watching (-k: no initial merge, so no rsync of its own). */
 async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => void = () => {}): Promise<Harness> {
-  const base = await mkdtemp(join(tmpdir(), 'psync-brain-frames-'));
+  const base = tempDir('psync-brain-frames-');
   const statusFile = join(base, 'status.json');
   const config: Config = { ...DEFAULTS, srcRoot: join(base, 'left'), dstRoot: join(base, 'right'), skipInitialSync: true, statusFile };
   const logs: string[] = [];

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { tempDir } from '../support/tmp.js';
 import {
   encodeRelayHeader,
   MAX_HEADER_BYTES,
@@ -132,7 +132,7 @@ describe('relayScript', () => {
   });
 
   test('sends the header, then the stream, to `ssh ... -W 127.0.0.1:PORT -- HOST` (run with a fake ssh)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'psync-relay-'));
+    const dir = tempDir('psync-relay-');
     // A stand-in for ssh that writes its argv to one file and its stdin to another.
     const fakeSsh = join(dir, 'fake ssh');
     writeFileSync(fakeSsh, `#!/bin/sh\nprintf '%s|' "$@" > '${dir}/argv'; cat > '${dir}/stdin'\n`, { mode: 0o755 });
