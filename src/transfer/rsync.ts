@@ -105,6 +105,10 @@ export interface RsyncArgvOptions {
  *   process: a local copy forks its receiver with the client's options, and
  *   the client's root there made rsync skip `--backup-dir` silently, so a
  *   local right side is reached like a remote one (transport/local.ts).
+ * - `--no-devices`: `-a` would make device nodes as root with whatever owner
+ *   and mode the other side claims; a block device a user can read in one
+ *   tree is the whole disk, far outside the root. FIFOs and sockets (specials)
+ *   are still synced.
  * - No `-H`: hard links are not preserved; each name is synced as a file of
  *   its own. A hard link made inside a tree to a file outside it therefore
  *   never carries that file's inode to the other side, and psync never
@@ -117,6 +121,7 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     : [];
   return [
     '--archive',
+    '--no-devices',
     '--protect-args',
     '--numeric-ids',
     // Compare mtimes to the nanosecond, not the second (rsync >= 3.1.3): the merge's

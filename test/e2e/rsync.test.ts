@@ -177,3 +177,13 @@ test('the merge (--update) sees a newer save made within the same second at the 
   await runRsync({ argv });
   expect(await readFile(join(base, 'b', 'f'), 'utf8')).toBe('newer');
 });
+
+test('a device node on the source is never made on the target; a FIFO still is (issue 8)', async () => {
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('mknod', [join(source, 'disk'), 'c', '1', '3']); // /dev/null's numbers: harmless if it did arrive
+  execFileSync('mkfifo', [join(source, 'pipe')]);
+  writeFileSync(join(source, 'f'), 'x');
+  expect((await runRsync({ argv: argv(), files: ['disk', 'pipe', 'f'] })).status).toBe('ok');
+  expect(listTree(target)).toEqual(['f', 'pipe']);
+  expect(lstatSync(join(target, 'pipe')).isFIFO()).toBe(true);
+});

@@ -11,7 +11,7 @@ const base: RsyncArgvOptions = {
   filesFrom: false,
 };
 /** Every run, unless said otherwise: never a setuid or setgid file (issue 8, attack 7). */
-const COMMON = ['--archive', '--protect-args', '--numeric-ids', '--modify-window=-1', '--chmod=Fug-s'];
+const COMMON = ['--archive', '--no-devices', '--protect-args', '--numeric-ids', '--modify-window=-1', '--chmod=Fug-s'];
 const LIST = ['--files-from=-', '--from0', '--ignore-missing-args'];
 const ROOTS = ['--', '/srv/a/', 'host:/srv/b/'];
 
@@ -46,9 +46,11 @@ describe('buildRsyncArgv', () => {
     {
       description: '--preserve-suid keeps setuid and setgid bits',
       options: { preserveSuid: true },
-      expected: ['--archive', '--protect-args', '--numeric-ids', '--modify-window=-1', ...ROOTS],
+      expected: ['--archive', '--no-devices', '--protect-args', '--numeric-ids', '--modify-window=-1', ...ROOTS],
     },
     { description: 'preserveSuid false is the default', options: { preserveSuid: false }, expected: [...COMMON, ...ROOTS] },
+    // A device node made from the other side's claim would open a whole disk to whoever may read it (issue 8).
+    { description: 'device files are never made (--no-devices after --archive)', options: {}, expected: [...COMMON, ...ROOTS] },
     {
       description: 'the client is confined to its root (issue 8, attack 2: a listed path through a link out of the root)',
       options: { filesFrom: true, confineRoot: '/data/a' },
