@@ -15,9 +15,8 @@ import {
   type HelperRequest,
 } from '../../src/core/protocol.js';
 import type { Stat } from '../../src/core/types.js';
-import { toStat } from '../../src/fsStat.js';
 import { runHelper } from '../../helpers/helper.js';
-import { Directory } from '../../src/fs/directory.js';
+import { coreStat, Directory, Tree } from '../../src/fs/directory.js';
 import { connect } from 'node:net';
 import { encodeRelayHeader, PROBE_ANSWER, PROBE_COMMAND } from '../../src/core/relay.js';
 import { described } from '../support/table.js';
@@ -102,7 +101,7 @@ async function startHelper(options: Partial<HelperConfig> = {}): Promise<Driver>
 
 /** An absolute Buffer path for a root-relative psync path (so non-UTF-8 names work). */
 const at = (path: string): Buffer => Buffer.concat([Buffer.from(`${root}/`), pathToBytes(path)]);
-const statOf = (path: string): Stat => toStat(lstatSync(at(path)));
+const statOf = (path: string): Stat => coreStat(new Tree(root).lstat(path)!);
 const exists = (path: string): boolean => {
   try {
     lstatSync(at(path));
@@ -458,7 +457,7 @@ describe('safety', () => {
     mkdirSync(outside);
     writeFileSync(join(outside, 'victim'), 'keep me');
     symlinkSync(outside, at('link'));
-    const victim = toStat(lstatSync(join(outside, 'victim')));
+    const victim = coreStat(new Tree(outside).lstat('victim')!);
     expect(await helper.request({ kind: 'delete', path: 'link/victim', expect: victim })).toMatchObject({ ok: false, code: 'unsafe' });
     expect(await helper.request({ kind: 'move', from: 'link/victim', to: 'stolen', expect: victim })).toMatchObject({ ok: false, code: 'unsafe' });
     const a = file('a');

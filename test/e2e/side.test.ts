@@ -10,9 +10,8 @@ import { expect, test } from 'vitest';
 import { tempDir } from '../support/tmp.js';
 import { FrameReceiver, FrameWriter, type Frame } from '../../src/core/frame.js';
 import { encodeHelperRequest, PROTOCOL_VERSION } from '../../src/core/protocol.js';
-import { toStat } from '../../src/fsStat.js';
+import { coreStat, Tree } from '../../src/fs/directory.js';
 import { runSide, type SideConfig } from '../../src/side.js';
-import { lstatSync } from 'node:fs';
 import { waitFor } from '../support/psync.js';
 
 function drive(root: string) {
@@ -51,7 +50,7 @@ test('one HELLO for the side, the filter reports and the helper answers on the s
   await side.find('READY');
   writeFileSync(join(root, 'new'), 'y');
   await side.find('RSYNC', 'new');
-  const { verb, args } = encodeHelperRequest({ id: 7, kind: 'delete', path: 'old', expect: toStat(lstatSync(join(root, 'old'))) });
+  const { verb, args } = encodeHelperRequest({ id: 7, kind: 'delete', path: 'old', expect: coreStat(new Tree(root).lstat('old')!) });
   side.send(verb, args);
   const done = await side.find('DONE', '7');
   expect(done.args[0]).toBe('7');
