@@ -10,8 +10,9 @@
  * crosses a directory or a file system there), and every path with a
  * `.psync.ignore` component is dropped by the filter.
  *
- * Protocol (src/core/protocol.ts): CONFIG <json HelperConfig> in, HELLO out,
- * then one DONE or FAIL per MOVE / DELETE request, in request order. A frame
+ * Protocol (src/core/protocol.ts): CONFIG <json HelperConfig> in, HELLO out
+ * (then RELAY or NORELAY when CONFIG asked for the rsync relay), then one
+ * DONE or FAIL per MOVE / DELETE / RESOLVE / PURGE request, in request order. A frame
  * that cannot be trusted is never acted on: a request with a readable id
  * gets `FAIL <id> unsafe`, anything else is logged on stderr and skipped.
  *
@@ -30,6 +31,10 @@
  * - Nothing is left under a `.psync.ignore` name: an interrupted dance puts
  *   the entry back under its own name before answering FAIL.
  * - Names are bytes: paths go to the file layer as core paths (paths.ts).
+ *
+ * RACE: a user who moves a held directory out of the tree between its open
+ * and the act makes the act happen in that directory where it now is; it
+ * held only tree entries, and nothing else outside the root is reached.
  */
 
 import { randomBytes } from 'node:crypto';
