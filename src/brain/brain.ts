@@ -19,13 +19,13 @@ import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '..
 import { EchoLedger, sameAsMerged } from '../core/echo.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
 import { fallbackAfterRefusal } from '../core/fallback.js';
-import { rsyncVerdict } from '../core/rsyncVersion.js';
+import { parseRsyncVersion, rsyncVerdict } from '../core/rsyncVersion.js';
 import { toRsyncFilterArgs } from '../core/patterns.js';
 import { directionFrom, sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
-import type { Endpoint } from '../transport/endpoint.js';
+import type { Endpoint, RsyncHost } from '../transport/endpoint.js';
 import { ChildLink } from './childLink.js';
 import { HelperClient } from './helperClient.js';
 import { StatusWriter, type BrainState } from './status.js';
@@ -157,7 +157,12 @@ export class Brain {
    * `--confine-root` and psync says so once (core/rsyncVersion.ts).
    */
   private async prepareRsync(): Promise<void> {
-    const hosts = await Promise.all((['left', 'right'] as const).map(async (side) => [side, await this.endpoints[side].inspectRsync()] as const));
+    const inspect = async (side: Side): Promise<RsyncHost> => {
+      const host = await this.endpoints[side].inspectRsync();
+      // An answer that holds no version (rsync could not be started there for a moment) is asked for once more.
+      return parseRsyncVersion(host.versionOutput) === undefined ? this.endpoints[side].inspectRsync() : host;
+    };
+    const hosts = await Promise.all((['left', 'right'] as const).map(async (side) => [side, await inspect(side)] as const));
     const warned = new Set<string>();
     for (const [side, host] of hosts) {
       const verdict = rsyncVerdict(host.versionOutput, host.euid, host.where);

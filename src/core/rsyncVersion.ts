@@ -52,7 +52,10 @@ export type RsyncVerdict =
 export function rsyncVerdict(output: string, euid: number, where: string): RsyncVerdict {
   const version = parseRsyncVersion(output);
   if (version !== undefined && compareRsyncVersions(version, MIN_RSYNC_VERSION) >= 0) return { kind: 'ok', version };
-  const found = version === undefined ? 'an rsync whose version cannot be read' : `rsync ${formatRsyncVersion(version)}`;
+  const found =
+    version === undefined
+      ? `an rsync whose version cannot be read (\`rsync --version\` said ${JSON.stringify(output.slice(0, 80))})`
+      : `rsync ${formatRsyncVersion(version)}`;
   const minimum = formatRsyncVersion(MIN_RSYNC_VERSION);
   if (euid === 0) {
     return { kind: 'refuse', message: `${where} has ${found}; running as root psync needs rsync ${minimum} or newer (symlink-race protections and --confine-root)` };

@@ -195,11 +195,16 @@ export class SshEndpoint implements Endpoint {
       chunks.push(chunk);
       kept += chunk.length;
     });
+    // The exit status can arrive before the last of the output: wait for the output's end too.
+    const read = new Promise<void>((resolve) => {
+      channel.stdout.once('end', () => resolve());
+      channel.stdout.once('close', () => resolve());
+    });
     channel.stderr.resume();
     channel.stdin.end();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), INSPECT_TIMEOUT_MS)));
-    const ended = await Promise.race([channel.exited, timeout]);
+    const ended = await Promise.race([Promise.all([channel.exited, read]), timeout]);
     clearTimeout(timer);
     if (ended === 'timeout') {
       channel.kill();

@@ -224,3 +224,19 @@ test('a dropped connection is reported once through onDisconnect', async () => {
     await endpoint.close();
   }
 });
+
+test('inspectRsync reads the whole answer every time (the exit status can come before the last output)', async () => {
+  await mkdir(join(work, 'inspected'), { recursive: true });
+  const endpoint = await SshEndpoint.connect(optionsFor({ root: join(work, 'inspected') }));
+  try {
+    const rounds = Number(process.env['PSYNC_INSPECT_ROUNDS'] ?? '20');
+    for (let i = 0; i < rounds; i++) {
+      const host = await endpoint.inspectRsync();
+      expect(host.versionOutput, `round ${i}`).toMatch(/^rsync +version \d+\.\d+\.\d+/);
+      expect(host.realRoot).toBe(join(work, 'inspected'));
+      expect(host.euid).toBe(process.geteuid!());
+    }
+  } finally {
+    await endpoint.close();
+  }
+});

@@ -42,3 +42,9 @@ describe('rsyncVerdict', () => {
     if (verdict.kind !== 'ok') expect(verdict.message).toMatch(/^this host has .* 3\.5\.0/);
   });
 });
+
+test('an unreadable version is quoted in the message, so the cause can be seen', () => {
+  const verdict = rsyncVerdict('sh: 1: exec: rsync: not found\n', 0, 'replica');
+  expect(verdict.kind).toBe('refuse');
+  expect(verdict.kind !== 'ok' && verdict.message).toContain('"sh: 1: exec: rsync: not found\\n"');
+});
