@@ -18,8 +18,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { StringDecoder } from 'node:string_decoder';
-import { LineSplitter, type Line } from '../src/core/lines.js';
+import { MAX_STDERR_LINE_CHARS, readLines } from '../src/lineStream.js';
 import { parseRelayHeader, PROBE_ANSWER, relayCommand, type RelayRoot } from '../src/core/relay.js';
 import { compareRsyncVersions, formatRsyncVersion, MIN_RSYNC_VERSION, parseRsyncVersion } from '../src/core/rsyncVersion.js';
 
@@ -31,9 +30,6 @@ export interface Relay {
   readonly token: string;
   close(): void;
 }
-
-/** rsync's stderr lines longer than this are cut in the log. */
-const MAX_STDERR_LINE_CHARS = 64 * 1024;
 
 /**
  * Start the relay for the helper whose root is `root` (as CONFIG gave it).
@@ -123,13 +119,9 @@ function run(socket: Socket, argv: readonly string[], rest: Buffer, log: (line: 
   if (rest.length > 0) child.stdin.write(rest);
   socket.pipe(child.stdin);
   child.stdout.pipe(socket);
-  const decoder = new StringDecoder('utf8');
-  const lines = new LineSplitter(MAX_STDERR_LINE_CHARS);
-  const logLines = (found: readonly Line[]): void => {
-    for (const line of found) if (line.text !== '') log(`rsync: ${line.text}${line.cut ? ' [line cut]' : ''}`);
-  };
-  child.stderr.on('data', (chunk: Buffer) => logLines(lines.push(decoder.write(chunk))));
-  child.stderr.on('end', () => logLines([...lines.push(decoder.end()), ...lines.end()]));
+  void readLines(child.stderr, MAX_STDERR_LINE_CHARS, (line) => {
+    if (line.text !== '') log(`rsync: ${line.text}${line.cut ? ' [line cut]' : ''}`);
+  });
   socket.on('close', () => {
     if (child.exitCode === null && child.signalCode === null) child.stdin.end();
   });

@@ -8,10 +8,10 @@
  * MAX_STDERR_LINE_CHARS on stderr), in linear time.
  */
 
-import { StringDecoder } from 'node:string_decoder';
 import { ProtocolError } from '../core/errors.js';
 import { FrameReceiver, FrameWriter, MAX_FRAME_BYTES, type Frame } from '../core/frame.js';
 import { LineSplitter, type Line } from '../core/lines.js';
+import { MAX_STDERR_LINE_CHARS, readLines } from '../lineStream.js';
 import { PROTOCOL_VERSION, type Role } from '../core/protocol.js';
 import type { Side } from '../core/types.js';
 import type { Logger } from '../log.js';
@@ -19,8 +19,6 @@ import type { Channel, Endpoint } from '../transport/endpoint.js';
 
 /** How long a child may take to answer CONFIG with HELLO (a remote node start included). */
 export const HELLO_TIMEOUT_MS = 30_000;
-/** A stderr line longer than this is logged cut, with a note; the rest of it is dropped. */
-export const MAX_STDERR_LINE_CHARS = 64 * 1024;
 
 export interface LinkCounters {
   frames: number;
@@ -154,16 +152,10 @@ export class ChildLink {
   }
 
   private relayStderr(): void {
-    const decoder = new StringDecoder('utf8');
-    const lines = new LineSplitter(MAX_STDERR_LINE_CHARS);
-    const logLines = (found: readonly Line[]): void => {
-      for (const line of found) {
-        if (line.text.trim() === '') continue;
-        const note = line.cut ? ` [line cut at ${MAX_STDERR_LINE_CHARS} characters; the rest of it dropped]` : '';
-        this.log.warn(`${this.name}: ${line.text}${note}`);
-      }
-    };
-    this.channel.stderr.on('data', (chunk: Buffer) => logLines(lines.push(decoder.write(chunk))));
-    this.channel.stderr.on('end', () => logLines([...lines.push(decoder.end()), ...lines.end()]));
+    void readLines(this.channel.stderr, MAX_STDERR_LINE_CHARS, (line) => {
+      if (line.text.trim() === '') return;
+      const note = line.cut ? ` [line cut at ${MAX_STDERR_LINE_CHARS} characters; the rest of it dropped]` : '';
+      this.log.warn(`${this.name}: ${line.text}${note}`);
+    });
   }
 }

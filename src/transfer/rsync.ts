@@ -10,10 +10,9 @@
  */
 
 import { performance } from 'node:perf_hooks';
-import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { RsyncError } from '../core/errors.js';
-import { LineSplitter, type Line } from '../core/lines.js';
+import { MAX_STDERR_LINE_CHARS, readLines } from '../lineStream.js';
 import { bytesToPath, guardPath, pathToBytes } from '../core/paths.js';
 
 export interface RsyncArgvOptions {
@@ -215,8 +214,6 @@ export interface TransferredEntry {
 export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%l %M %n'];
 /** A transfer-list line is a size, a time and a name (at most 4096 bytes, each escaped to at most 4): more is not one. */
 const MAX_LIST_LINE_CHARS = 64 * 1024;
-/** rsync's stderr lines longer than this are logged cut. */
-const MAX_STDERR_LINE_CHARS = 64 * 1024;
 /** How much of rsync's stderr the result keeps. */
 export const STDERR_KEEP_CHARS = 8 * 1024;
 
@@ -279,31 +276,28 @@ export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
   // stderr goes to the log line by line as it comes (bounded: it carries the remote rsync's messages
   // too); only its end is kept, for the result and the error's last line.
   let stderr = '';
-  const decoder = new StringDecoder('utf8');
-  const stderrLines = new LineSplitter(MAX_STDERR_LINE_CHARS);
-  const takeLines = (lines: readonly Line[]): void => {
-    for (const line of lines) {
-      if (line.text === '') continue;
-      options.log?.(line.cut ? `${line.text} [line cut]` : line.text);
-      stderr = `${stderr}${line.text}\n`.slice(-STDERR_KEEP_CHARS);
-    }
-  };
-  subprocess.stderr?.on('data', (chunk: Buffer) => takeLines(stderrLines.push(decoder.write(chunk))));
-  const stderrDone = new Promise<void>((resolve) => {
-    if (subprocess.stderr === null) resolve();
-    else subprocess.stderr.once('close', () => resolve());
-  }).then(() => takeLines([...stderrLines.push(decoder.end()), ...stderrLines.end()]));
-  if (listing !== undefined) {
-    const lines = new LineSplitter(MAX_LIST_LINE_CHARS);
-    subprocess.stdout?.on('data', (chunk: Buffer) => {
-      for (const line of lines.push(chunk.toString('latin1'))) {
-        const entry = line.cut ? undefined : parseTransferLine(line.text);
-        if (entry !== undefined) listing(entry);
-      }
-    });
-  }
+  const stderrDone =
+    subprocess.stderr === null
+      ? Promise.resolve()
+      : readLines(subprocess.stderr, MAX_STDERR_LINE_CHARS, (line) => {
+          if (line.text === '') return;
+          options.log?.(line.cut ? `${line.text} [line cut]` : line.text);
+          stderr = `${stderr}${line.text}\n`.slice(-STDERR_KEEP_CHARS);
+        });
+  const listDone =
+    listing === undefined || subprocess.stdout === null
+      ? Promise.resolve()
+      : readLines(
+          subprocess.stdout,
+          MAX_LIST_LINE_CHARS,
+          (line) => {
+            const entry = line.cut ? undefined : parseTransferLine(line.text);
+            if (entry !== undefined) listing(entry);
+          },
+          'latin1',
+        );
   const result = await subprocess;
-  await stderrDone;
+  await Promise.all([stderrDone, listDone]);
   const durationMs = performance.now() - started;
   const cause = result instanceof Error ? { cause: result } : undefined;
 
