@@ -21,8 +21,6 @@
  *   rename(fromfd, from, tofd, to, flags)  renameat2; flags 1 = RENAME_NOREPLACE, 2 = RENAME_EXCHANGE
  *   unlink(dirfd, name, isDir)           unlinkat, AT_REMOVEDIR when isDir
  *   mkdir(dirfd, name, mode)             mkdirat
- *   symlink(target: Buffer, dirfd, name) symlinkat
- *   readlink(dirfd, name) -> Buffer      readlinkat
  *   readdir(dirfd) -> { names: Buffer[], types: number[] }   d_type per name (0 = unknown)
  * Descriptors are closed with node's fs.closeSync; every one is O_CLOEXEC.
  */
@@ -142,8 +140,7 @@ static napi_value js_open_file(napi_env env, napi_callback_info info) {
 }
 
 /* The order of the numbers stat() writes; src/fs/directory.ts reads them by the same indexes. */
-enum { ST_MODE, ST_SIZE, ST_INO, ST_DEV, ST_NLINK, ST_UID, ST_GID, ST_MTIME_SEC, ST_MTIME_NSEC, ST_CTIME_SEC, ST_CTIME_NSEC,
-       ST_BIRTH_SEC, ST_BIRTH_NSEC, ST_COUNT };
+enum { ST_MODE, ST_SIZE, ST_INO, ST_DEV, ST_UID, ST_MTIME_SEC, ST_MTIME_NSEC, ST_BIRTH_SEC, ST_BIRTH_NSEC, ST_COUNT };
 
 /*
  * stat(dirfd, name, out: Float64Array(ST_COUNT)) -> bool: false when there is
@@ -162,7 +159,7 @@ static napi_value js_stat(napi_env env, napi_callback_info info) {
   void *data = NULL;
   if (napi_get_typedarray_info(env, a.argv[2], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array ||
       length < ST_COUNT) {
-    napi_throw_type_error(env, "EINVAL", "stat: out must be a Float64Array of 13");
+    napi_throw_type_error(env, "EINVAL", "stat: out must be a Float64Array of ST_COUNT numbers");
     return NULL;
   }
   struct statx sx;
@@ -178,13 +175,9 @@ static napi_value js_stat(napi_env env, napi_callback_info info) {
   out[ST_SIZE] = (double)sx.stx_size;
   out[ST_INO] = (double)sx.stx_ino;
   out[ST_DEV] = (double)makedev(sx.stx_dev_major, sx.stx_dev_minor);
-  out[ST_NLINK] = sx.stx_nlink;
   out[ST_UID] = sx.stx_uid;
-  out[ST_GID] = sx.stx_gid;
   out[ST_MTIME_SEC] = (double)sx.stx_mtime.tv_sec;
   out[ST_MTIME_NSEC] = sx.stx_mtime.tv_nsec;
-  out[ST_CTIME_SEC] = (double)sx.stx_ctime.tv_sec;
-  out[ST_CTIME_NSEC] = sx.stx_ctime.tv_nsec;
   /* 0 where the file system keeps no birth time */
   out[ST_BIRTH_SEC] = (sx.stx_mask & STATX_BTIME) ? (double)sx.stx_btime.tv_sec : 0;
   out[ST_BIRTH_NSEC] = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_nsec : 0;
@@ -227,32 +220,6 @@ static napi_value js_mkdir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value js_symlink(napi_env env, napi_callback_info info) {
-  Args a;
-  int32_t dirfd;
-  char target[PATH_MAX], name[NAME_MAX + 1];
-  if (!get_args(env, info, &a, 3, "symlink(target, dirfd, name)") || !get_bytes(env, a.argv[0], target, sizeof target) ||
-      !get_int(env, a.argv[1], &dirfd) || !get_name(env, a.argv[2], name, 0))
-    return NULL;
-  if (symlinkat(target, dirfd, name) < 0) return throw_errno(env, errno, "symlinkat");
-  return NULL;
-}
-
-static napi_value js_readlink(napi_env env, napi_callback_info info) {
-  Args a;
-  int32_t dirfd;
-  char name[NAME_MAX + 1], target[PATH_MAX];
-  if (!get_dir_name(env, info, &a, 2, "readlink(dirfd, name)", &dirfd, name, 0))
-    return NULL;
-  ssize_t n = readlinkat(dirfd, name, target, sizeof target);
-  if (n < 0) return throw_errno(env, errno, "readlinkat");
-  if ((size_t)n >= sizeof target) return throw_errno(env, ENAMETOOLONG, "readlinkat");
-  napi_value result;
-  CHECK(env, napi_create_buffer_copy(env, (size_t)n, target, NULL, &result));
-  return result;
-}
-
-/* List a held directory. It reads through its own descriptor (openat "."), so `dirfd` keeps its offset. */
 static napi_value js_readdir(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd;
@@ -310,8 +277,6 @@ NAPI_MODULE_INIT() {
       {"rename", NULL, js_rename, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unlink", NULL, js_unlink, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mkdir", NULL, js_mkdir, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"symlink", NULL, js_symlink, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"readlink", NULL, js_readlink, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readdir", NULL, js_readdir, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok) return NULL;

@@ -36,8 +36,6 @@ interface FsAddon {
   rename(fromfd: number, from: Buffer, tofd: number, to: Buffer, flags: number): void;
   unlink(dirfd: number, name: Buffer, isDir: boolean): void;
   mkdir(dirfd: number, name: Buffer, mode: number): void;
-  symlink(target: Buffer, dirfd: number, name: Buffer): void;
-  readlink(dirfd: number, name: Buffer): Buffer;
   readdir(dirfd: number): { names: Buffer[]; types: number[] };
 }
 
@@ -47,13 +45,9 @@ const enum St {
   size,
   ino,
   dev,
-  nlink,
   uid,
-  gid,
   mtimeSec,
   mtimeNsec,
-  ctimeSec,
-  ctimeNsec,
   birthSec,
   birthNsec,
   count,
@@ -82,10 +76,7 @@ export function requireFileLayer(): void {
 /** What the file layer reads of an entry: the core's Stat plus what a same-entry check needs. */
 export interface EntryStat extends Stat {
   readonly dev: number;
-  readonly nlink: number;
   readonly uid: number;
-  /** Change time in milliseconds: moves with every write and chmod, cannot be set by a user. */
-  readonly ctimeMs: number;
 }
 
 const S_IFMT = 0o170000;
@@ -102,9 +93,7 @@ function readStatBuffer(): EntryStat {
     mode: raw[St.mode]! & 0o7777,
     ...(birthMs > 0 ? { birthMs } : {}),
     dev: raw[St.dev]!,
-    nlink: raw[St.nlink]!,
     uid: raw[St.uid]!,
-    ctimeMs: raw[St.ctimeSec]! * 1000 + raw[St.ctimeNsec]! / 1e6,
   };
 }
 
@@ -172,9 +161,7 @@ export class Directory {
 
   /** The names in this directory (without . and ..), as core path components. */
   list(): string[] {
-    return fs()
-      .readdir(this.fd)
-      .names.map((bytes) => bytesToPath(bytes));
+    return this.listTyped().names;
   }
 
   /** The names with their directory-entry types (d_type: 4 directory, 8 file, 10 symlink, 0 unknown). */
@@ -198,14 +185,6 @@ export class Directory {
 
   mkdir(component: string, mode = 0o777): void {
     fs().mkdir(this.fd, name(component), mode);
-  }
-
-  symlink(target: string, component: string): void {
-    fs().symlink(Buffer.from(pathToBytes(target)), this.fd, name(component));
-  }
-
-  readlink(component: string): string {
-    return bytesToPath(fs().readlink(this.fd, name(component)));
   }
 
   /** A file descriptor for `component`, never through a symlink (O_NOFOLLOW is always added). Close it with closeSync. */

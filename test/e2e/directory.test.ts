@@ -65,7 +65,6 @@ const OPERATIONS = [
     description: 'creating a file beside it',
     act: (tree: Tree) => tree.withParent(DEEP, (dir) => dir.openFile('planted', 0o101 /* O_WRONLY|O_CREAT */)),
   },
-  { description: 'a symlink created beside it', act: (tree: Tree) => tree.withParent(DEEP, (dir) => dir.symlink('/etc', 'planted')) },
   { description: 'a rename within its directory', act: (tree: Tree) => tree.withParent(DEEP, (dir, name) => dir.rename(name, dir, 'moved')) },
 ];
 
