@@ -24,7 +24,8 @@
  *   directory swapped for a symlink in between changes nothing outside the
  *   tree; an ancestor that is a symlink is answered `unsafe`.
  * - psync's own names (`.psync`, `*.psync.ignore*`) are never acted on for
- *   a request: they are refused as `unsafe`.
+ *   a request: decodeHelperRequest refuses them (guardSyncedPath), and the
+ *   request is answered `unsafe`.
  * - Check, then act: an entry that differs from what the brain expects is
  *   left alone (`changed`), so an edit made on the target is never lost.
  *   Renames onto a name that should be free are RENAME_NOREPLACE.
@@ -43,7 +44,7 @@ import type { Readable, Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { ConfigError, SafetyError } from '../src/core/errors.js';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
-import { isPsyncInternal, IGNORE_MARK } from '../src/core/patterns.js';
+import { IGNORE_MARK } from '../src/core/patterns.js';
 import { baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
 import { conflictName, judgeReplaced } from '../src/core/conflict.js';
 import { startRelay } from './rsyncRelay.js';
@@ -477,10 +478,6 @@ function isSameEntry(before: EntryStat, after: EntryStat | undefined): boolean {
   return before.type === 'dir' || (after.size === before.size && after.mtimeMs === before.mtimeMs);
 }
 
-const refuseInternal = (path: string): void => {
-  if (isPsyncInternal(path)) throw new Refusal('unsafe', `${show(path)} is psync's own`);
-};
-
 /** The entry `name` in the held `dir`, checked against the request's expectation. */
 function checkedEntry(dir: Directory, path: string, expect: Stat): EntryStat {
   const stats = dir.stat(baseName(path));
@@ -506,7 +503,6 @@ function setAside(tree: HelperTree, dir: Directory, name: string, before: EntryS
 function deleteEntry(tree: HelperTree, request: Extract<HelperRequest, { kind: 'delete' }>): Stat {
   const { force, dryRun } = tree.config;
   const { path } = request;
-  refuseInternal(path);
   return using(tree.parentOf(path), (dir) => {
     const name = baseName(path);
     const before = checkedEntry(dir, path, request.expect);
@@ -536,8 +532,6 @@ function deleteEntry(tree: HelperTree, request: Extract<HelperRequest, { kind: '
  */
 function moveEntry(tree: HelperTree, request: Extract<HelperRequest, { kind: 'move' }>): { stat: Stat; conflict?: ConflictOutcome } {
   const { from, to } = request;
-  refuseInternal(from);
-  refuseInternal(to);
   if (isSameOrUnder(to, from)) throw new Refusal('unsafe', `cannot move ${show(from)} into itself (${show(to)})`);
   if (isSameOrUnder(from, to)) throw new Refusal('unsafe', `cannot move ${show(from)} onto its own ancestor ${show(to)}`);
   return using(tree.parentOf(from), (fromDir) => {
@@ -660,7 +654,6 @@ function openReplacedParent(tree: HelperTree, run: string, path: string): Direct
  */
 function resolveReplaced(tree: HelperTree, request: Extract<HelperRequest, { kind: 'resolve' }>): { stat: Stat; conflict?: ConflictOutcome } {
   const { path, dir: run } = request;
-  refuseInternal(path);
   return using(tree.parentOf(path), (dir) => {
     const name = baseName(path);
     const now = dir.stat(name);
