@@ -52,6 +52,13 @@ const MAX_ATTEMPTS = 3;
 const RETRY_DELAY_MS = 1_000;
 /** On stop, children get this long to exit before psync exits without them. */
 const CHILD_EXIT_GRACE_MS = 3_000;
+/**
+ * On a failure while a side is still starting, psync waits this long for it
+ * to come up, be closed and exit (releasing its root lock). Under load a
+ * side's HELLO can come seconds after the other side failed; the child
+ * grace alone then let psync exit before that side had let go of its root.
+ */
+const START_ABORT_GRACE_MS = 10_000;
 /** On stop, a running transfer may finish for this long before it is aborted. */
 const STOP_GRACE_MS = 10_000;
 
@@ -126,7 +133,9 @@ export class Brain {
     const outcome = await done;
     await this.shutdown();
     // A side still starting when the other failed closes what it started; wait for that too.
-    await Promise.race([starting, new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([starting, new Promise((resolve) => (timer = setTimeout(resolve, START_ABORT_GRACE_MS)))]);
+    clearTimeout(timer);
     return outcome;
   }
 
