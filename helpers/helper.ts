@@ -12,9 +12,18 @@
  *
  * Protocol (src/core/protocol.ts): CONFIG <json HelperConfig> in, HELLO out
  * (then RELAY or NORELAY when CONFIG asked for the rsync relay), then one
- * DONE or FAIL per MOVE / DELETE / RESOLVE / PURGE request, in request order. A frame
- * that cannot be trusted is never acted on: a request with a readable id
- * gets `FAIL <id> unsafe`, anything else is logged on stderr and skipped.
+ * DONE or FAIL per MOVE / DELETE / RESOLVE / PURGE / STAT / HASH / MARK
+ * request, in request order (one at a time: a HASH of a big file holds the
+ * requests after it). A frame that cannot be trusted is never acted on: a
+ * request with a readable id gets `FAIL <id> unsafe`, anything else is
+ * logged on stderr and skipped.
+ *
+ * STAT and HASH only read: STAT is an lstat, HASH reads a file through a
+ * descriptor opened O_NOFOLLOW | O_NONBLOCK (the stat it answers is that
+ * descriptor's) or a symlink's target (readlinkat), never what it points to.
+ * MARK writes the root's pair marker `.psync/id` (psyncDir.ts checks
+ * `.psync` itself): a new version is written to an O_EXCL temp file in
+ * `.psync` and renamed over it, so a reader never sees half of it.
  *
  * Invariants:
  * - The root itself is never renamed or removed (guardPath refuses "").
@@ -38,20 +47,26 @@
  * held only tree entries, and nothing else outside the root is reached.
  */
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { closeSync, constants, fsyncSync, read, writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { ConfigError, SafetyError } from '../src/core/errors.js';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
-import { IGNORE_MARK } from '../src/core/patterns.js';
+import { IGNORE_MARK, PSYNC_DIR } from '../src/core/patterns.js';
 import { baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
 import { conflictName, judgeReplaced } from '../src/core/conflict.js';
 import { startRelay } from './rsyncRelay.js';
 import { sameAsWritten } from '../src/core/echo.js';
 import {
   decodeHelperRequest,
+  isHelperRequestVerb,
+  isPairId,
+  MARKER_FILE_MAX_BYTES,
+  MARKER_FILE_NAME,
   NO_STAT,
+  parsePairIds,
   REPLACED_DIR,
   type ConflictOutcome,
   encodeHelperReply,
@@ -62,7 +77,19 @@ import {
   type HelperRequest,
 } from '../src/core/protocol.js';
 import type { Stat } from '../src/core/types.js';
-import { coreStat, descend, Directory, removeTree, requireFileLayer, sameInode, Tree, UnsafePathError, using, type EntryStat } from '../src/fs/directory.js';
+import {
+  coreStat,
+  descend,
+  Directory,
+  removeTree,
+  requireFileLayer,
+  sameInode,
+  statFd,
+  Tree,
+  UnsafePathError,
+  using,
+  type EntryStat,
+} from '../src/fs/directory.js';
 import { openPsyncDir } from '../src/fs/psyncDir.js';
 
 export interface HelperOptions {
@@ -270,27 +297,27 @@ class Session {
       await this.refuseFrame(frame, errorMessage(error));
       return;
     }
-    await this.reply(perform(this.tree, request));
+    await this.reply(await perform(this.tree, request), request.kind);
   }
 
   /** An untrusted request is never acted on; it is answered only when its id is readable. */
   private async refuseFrame(frame: Frame, why: string): Promise<void> {
     const id = frame.args[0];
-    if (['MOVE', 'DELETE', 'RESOLVE', 'PURGE'].includes(frame.verb) && id !== undefined && /^[0-9]{1,15}$/.test(id)) {
+    if (isHelperRequestVerb(frame.verb) && id !== undefined && /^[0-9]{1,15}$/.test(id)) {
       await this.reply({ id: Number(id), ok: false, code: 'unsafe', message: why });
     } else {
       this.log(`skipping frame ${frame.seq} ${frame.verb}: ${why}`);
     }
   }
 
-  private async reply(reply: HelperReply): Promise<void> {
+  private async reply(reply: HelperReply, kind?: HelperRequest['kind']): Promise<void> {
     if (!reply.ok) this.log(`request ${reply.id} not done (${reply.code}): ${reply.message}`);
-    const { verb, args } = encodeHelperReply(reply);
+    const { verb, args } = encodeHelperReply(reply, kind);
     await this.replies.send(verb, args);
   }
 }
 
-function perform(tree: HelperTree, request: HelperRequest): HelperReply {
+async function perform(tree: HelperTree, request: HelperRequest): Promise<HelperReply> {
   try {
     switch (request.kind) {
       case 'move':
@@ -301,6 +328,12 @@ function perform(tree: HelperTree, request: HelperRequest): HelperReply {
         return { id: request.id, ok: true, ...resolveReplaced(tree, request) };
       case 'purge':
         return { id: request.id, ok: true, stat: purgeReplaced(tree, request.dir) };
+      case 'stat':
+        return { id: request.id, ok: true, stat: statEntry(tree, request.path) };
+      case 'hash':
+        return { id: request.id, ok: true, ...(await hashEntry(tree, request.path)) };
+      case 'mark':
+        return { id: request.id, ok: true, stat: markRoot(tree, request.pairId) };
     }
   } catch (error) {
     const refusal = toRefusal(error);
@@ -708,4 +741,141 @@ function purgeReplaced(tree: HelperTree, run: string): Stat {
       return coreStat(stats);
     });
   });
+}
+
+// ---------------------------------------------------------------------------
+// STAT and HASH: what an entry is now, for the brain's three-way reconcile
+
+/** lstat of `path` (birth time included where the file system keeps one); `missing` when there is nothing. */
+function statEntry(tree: HelperTree, path: string): Stat {
+  const found = tree.fs.lstat(path);
+  if (found === undefined) throw new Refusal('missing', `${show(path)} does not exist`);
+  return coreStat(found);
+}
+
+/** Bytes read per step of a HASH: its memory, whatever the file's size. */
+const HASH_CHUNK_BYTES = 1024 * 1024;
+
+const readAt = (fd: number, buffer: Buffer, position: number): Promise<number> =>
+  new Promise((resolve, reject) => read(fd, buffer, 0, buffer.length, position, (error, bytes) => (error === null ? resolve(bytes) : reject(error))));
+
+/** The same content as far as a stat can tell: type, inode, size and mtime. */
+const sameVersion = (a: EntryStat, b: EntryStat | undefined): boolean =>
+  b !== undefined && a.type === b.type && sameInode(a, b) && a.size === b.size && a.mtimeMs === b.mtimeMs;
+
+/**
+ * SHA-256 of the file or symlink at `path`, with the stat of what was hashed.
+ * A file is read through its own descriptor (never through a symlink), in
+ * HASH_CHUNK_BYTES steps with async reads; its fstat before the first read
+ * and after the last must agree, else it is `changed` (being written).
+ * RACE: a write that keeps both size and mtime (within the file system's
+ * timestamp granularity) while the file is read goes unseen.
+ */
+async function hashEntry(tree: HelperTree, path: string): Promise<{ stat: Stat; hash: string }> {
+  const dir = tree.parentOf(path);
+  try {
+    const name = baseName(path);
+    const found = dir.stat(name);
+    if (found === undefined) throw new Refusal('missing', `${show(path)} does not exist`);
+    if (found.type === 'symlink') {
+      const target = dir.readlink(name);
+      if (!sameVersion(found, dir.stat(name))) throw new Refusal('changed', `${show(path)} changed while its target was read`);
+      return { stat: coreStat(found), hash: createHash('sha256').update(target).digest('hex') };
+    }
+    if (found.type !== 'file') throw new Refusal('error', `${show(path)} is a ${found.type}: only files and symlinks have a hash`);
+    let fd: number;
+    try {
+      fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new Refusal('changed', `${show(path)} is a symlink now`);
+      if (code === 'ENOENT') throw new Refusal('missing', `${show(path)} vanished before it was read`);
+      throw error;
+    }
+    try {
+      return await hashOpenFile(fd, path);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    dir.close();
+  }
+}
+
+async function hashOpenFile(fd: number, path: string): Promise<{ stat: Stat; hash: string }> {
+  const before = statFd(fd);
+  if (before.type !== 'file') throw new Refusal('changed', `${show(path)} is a ${before.type} now`);
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
+  for (let position = 0; ; ) {
+    const bytes = await readAt(fd, buffer, position);
+    if (bytes === 0) break;
+    hash.update(buffer.subarray(0, bytes));
+    position += bytes;
+  }
+  const after = statFd(fd);
+  if (!sameVersion(before, after)) throw new Refusal('changed', `${show(path)} changed while it was read`);
+  return { stat: coreStat(after), hash: hash.digest('hex') };
+}
+
+// ---------------------------------------------------------------------------
+// MARK: the pair's id in the root's `.psync/id`
+
+/**
+ * Add `pairId` to `.psync/id` unless it is there: the new content goes to
+ * an O_EXCL | O_NOFOLLOW temp file in `.psync` (mode 0600), then renameat
+ * over `id`. A `.psync` that is not psync's own, or an `id` that is a
+ * symlink or not a regular file, is `unsafe`: nothing is written.
+ * RACE: two helpers marking one root at once could each write the file
+ * without the other's line; one root has one psync (its lock).
+ */
+function markRoot(tree: HelperTree, pairId: string): Stat {
+  if (!isPairId(pairId)) throw new Refusal('error', `bad pair id ${show(pairId)}`);
+  if (tree.config.dryRun) return NO_STAT;
+  const psync = openPsyncDir(tree.fs, true);
+  if (psync === undefined) throw new Refusal('error', `could not create ${show(PSYNC_ID_PATH)}`);
+  return using(psync, (dir) => {
+    let old: Buffer | undefined;
+    try {
+      old = dir.readFile(MARKER_FILE_NAME, MARKER_FILE_MAX_BYTES);
+    } catch (error) {
+      if (error instanceof UnsafePathError) throw new Refusal('unsafe', `${show(PSYNC_ID_PATH)} is a symlink: not written`);
+      if ((error as NodeJS.ErrnoException).code === 'EINVAL') throw new Refusal('unsafe', `${errorMessage(error)}: not written`);
+      throw error;
+    }
+    const text = old?.toString('latin1') ?? '';
+    if (parsePairIds(text).includes(pairId)) return NO_STAT;
+    const content = Buffer.from(`${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${pairId}\n`, 'latin1');
+    if (content.length > MARKER_FILE_MAX_BYTES) throw new Refusal('error', `${show(PSYNC_ID_PATH)} would grow past ${MARKER_FILE_MAX_BYTES} bytes`);
+    replaceFile(tree, dir, MARKER_FILE_NAME, content);
+    return NO_STAT;
+  });
+}
+
+const PSYNC_ID_PATH = `${PSYNC_DIR}/${MARKER_FILE_NAME}`;
+
+/** Write `content` to a new temp file beside `name` in `dir`, then rename it over `name`. */
+function replaceFile(tree: HelperTree, dir: Directory, name: string, content: Buffer): void {
+  const temp = tree.scratchFor(dir, name);
+  const fd = dir.openFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  let placed = false;
+  try {
+    try {
+      for (let done = 0; done < content.length; ) done += writeSync(fd, content, done, content.length - done);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    dir.rename(temp, dir, name);
+    placed = true;
+    fsyncSync(dir.fd);
+  } finally {
+    if (!placed) {
+      try {
+        dir.unlink(temp);
+      } catch {
+        // never created, or gone already
+      }
+    }
+  }
 }

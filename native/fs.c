@@ -17,10 +17,12 @@
  *   openDir(dirfd, name) -> fd           O_RDONLY | O_DIRECTORY | O_NOFOLLOW
  *   openFile(dirfd, name, flags, mode) -> fd   flags | O_NOFOLLOW | O_CLOEXEC
  *   stat(dirfd, name, out) -> bool       statx, AT_SYMLINK_NOFOLLOW, into a Float64Array; false: ENOENT;
- *                                        name "" is the directory itself
+ *                                        name "" is the descriptor itself (AT_EMPTY_PATH: any open
+ *                                        file, so this is also psync's fstat)
  *   rename(fromfd, from, tofd, to, flags)  renameat2; flags 1 = RENAME_NOREPLACE, 2 = RENAME_EXCHANGE
  *   unlink(dirfd, name, isDir)           unlinkat, AT_REMOVEDIR when isDir
  *   mkdir(dirfd, name, mode)             mkdirat
+ *   readlink(dirfd, name) -> Buffer      readlinkat: a symlink's target bytes, never followed
  *   readdir(dirfd) -> { names: Buffer[], types: number[] }   d_type per name (0 = unknown)
  * Descriptors are closed with node's fs.closeSync; every one is O_CLOEXEC.
  */
@@ -220,6 +222,24 @@ static napi_value js_mkdir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * readlink(dirfd, name) -> Buffer: the target of the symlink `name`, as
+ * bytes (it may name anything; it is data to hash or compare, never a path
+ * psync opens). Not a symlink: EINVAL, as readlinkat says.
+ */
+static napi_value js_readlink(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t dirfd;
+  char name[NAME_MAX + 1], target[PATH_MAX];
+  if (!get_dir_name(env, info, &a, 2, "readlink(dirfd, name)", &dirfd, name, 0)) return NULL;
+  ssize_t n = readlinkat(dirfd, name, target, sizeof target);
+  if (n < 0) return throw_errno(env, errno, "readlinkat");
+  if ((size_t)n >= sizeof target) return throw_errno(env, ENAMETOOLONG, "readlinkat");
+  napi_value result;
+  CHECK(env, napi_create_buffer_copy(env, (size_t)n, target, NULL, &result));
+  return result;
+}
+
 static napi_value js_readdir(napi_env env, napi_callback_info info) {
   Args a;
   int32_t dirfd;
@@ -277,6 +297,7 @@ NAPI_MODULE_INIT() {
       {"rename", NULL, js_rename, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unlink", NULL, js_unlink, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mkdir", NULL, js_mkdir, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readlink", NULL, js_readlink, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readdir", NULL, js_readdir, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok) return NULL;

@@ -13,6 +13,10 @@
  *     control, protocol.ts) go to the filter, every other one is a helper
  *     request.
  * The side ends when its input ends and both children have finished.
+ * While its output is full (the brain reads slower than the filter's
+ * start-up scan report is written), it stops reading what the children
+ * write, so they wait for room too (the filter's ENTRY frames, the helper's
+ * replies) instead of piling frames up in memory.
  */
 
 import { PassThrough, type Readable, type Writable } from 'node:stream';
@@ -90,8 +94,8 @@ export async function runSide(input: Readable, output: Writable): Promise<number
     }
     send(frame.verb, frame.args);
   };
-  const fromFilter = collect(forward);
-  const fromHelper = collect(forward);
+  const fromFilter = collect(forward, output);
+  const fromHelper = collect(forward, output);
   const [filterCode, helperCode] = await Promise.all([
     runFilter(toFilter, fromFilter).finally(() => toHelper.end()),
     runHelper(toHelper, fromHelper).finally(() => toFilter.end()),
@@ -99,14 +103,27 @@ export async function runSide(input: Readable, output: Writable): Promise<number
   return filterCode !== 0 ? filterCode : helperCode;
 }
 
-/** A writable that parses the frames a child writes and hands each to `onFrame`. */
-function collect(onFrame: (frame: Frame) => void): Writable {
+/**
+ * A writable that parses the frames a child writes and hands each to
+ * `onFrame`; it stops reading while `output` is full, until it drains.
+ */
+function collect(onFrame: (frame: Frame) => void, output: Writable): Writable {
   const receiver = new FrameReceiver();
   const pipe = new PassThrough();
   pipe.on('data', (chunk: Buffer) => {
     for (const received of receiver.push(chunk.toString('latin1'))) {
       if (received.ok) onFrame(received.frame);
       else process.stderr.write(`psync side: dropped a malformed frame from a child: ${received.error.message}\n`);
+    }
+    if (output.writableNeedDrain && !pipe.isPaused()) {
+      pipe.pause();
+      const resume = (): void => {
+        output.off('drain', resume);
+        output.off('close', resume);
+        pipe.resume();
+      };
+      output.on('drain', resume);
+      output.on('close', resume);
     }
   });
   return pipe;

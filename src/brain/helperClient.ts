@@ -8,10 +8,29 @@
  */
 
 import type { Frame } from '../core/frame.js';
-import { decodeHelperReply, encodeHelperRequest, type HelperReply, type HelperRequest } from '../core/protocol.js';
+import {
+  decodeHelperReply,
+  encodeHelperRequest,
+  type HelperReply,
+  type HelperReplyTo,
+  type HelperRequest,
+  type HelperRequestKind,
+} from '../core/protocol.js';
 import type { ChildLink } from './childLink.js';
 
-type Pending = (reply: HelperReply) => void;
+/** A request waiting for its reply: its kind says which form of DONE answers it. */
+interface Pending {
+  readonly kind: HelperRequestKind;
+  readonly resolve: (reply: HelperReply) => void;
+}
+
+/** A request as the brain writes it: the client numbers it. */
+export type HelperRequestBody = DistributiveOmit<HelperRequest, 'id'>;
+
+/** The replies to `R`, in its order, each typed by its request's kind (a HASH's carries `hash`). */
+export type HelperRepliesTo<R extends readonly HelperRequestBody[]> = {
+  -readonly [I in keyof R]: R[I] extends { readonly kind: infer K extends HelperRequestKind } ? HelperReplyTo<K> : never;
+};
 
 /** Where the helper's rsync relay listens (src/core/relay.ts), or why it has none. */
 export type RelayOffer = { readonly ok: true; readonly port: number; readonly token: string } | { readonly ok: false; readonly reason: string };
@@ -58,43 +77,46 @@ export class HelperClient {
       return true;
     }
     if (frame.verb !== 'DONE' && frame.verb !== 'FAIL') return false;
+    const id = /^[0-9]{1,15}$/.test(frame.args[0] ?? '') ? Number(frame.args[0]) : undefined;
+    const waiting = id === undefined ? undefined : this.pending.get(id);
     let reply: HelperReply;
     try {
-      reply = decodeHelperReply(frame);
+      reply = decodeHelperReply(frame, waiting?.kind);
     } catch (error) {
       const why = `${frame.verb}: ${(error as Error).message}`;
       this.reject(why);
       // A pending request whose reply is unreadable is not done: fail it rather than wait for ever.
-      const id = /^[0-9]{1,15}$/.test(frame.args[0] ?? '') ? Number(frame.args[0]) : undefined;
-      const waiting = id === undefined ? undefined : this.pending.get(id);
       if (id !== undefined && waiting !== undefined) {
         this.pending.delete(id);
-        waiting({ id, ok: false, code: 'error', message: `unreadable reply (${why})` });
+        waiting.resolve({ id, ok: false, code: 'error', message: `unreadable reply (${why})` });
       }
       return true;
     }
-    const resolve = this.pending.get(reply.id);
-    if (resolve === undefined) {
+    if (waiting === undefined) {
       this.reject(`${frame.verb} ${reply.id} answers no pending request (forged, replayed or late)`);
       return true;
     }
     this.pending.delete(reply.id);
-    resolve(reply);
+    waiting.resolve(reply);
     return true;
   }
 
-  /** Send every request at once and resolve with the replies in request order. */
-  request(requests: readonly DistributiveOmit<HelperRequest, 'id'>[]): Promise<HelperReply[]> {
+  /**
+   * Send every request at once and resolve with the replies in request
+   * order. A literal list gets a typed tuple back:
+   * `request([{ kind: 'hash', path }])` resolves to `[HelperReplyTo<'hash'>]`.
+   */
+  request<const R extends readonly HelperRequestBody[]>(requests: R): Promise<HelperRepliesTo<R>> {
     return Promise.all(
       requests.map((request) => {
         const id = this.nextId++;
         const full = { ...request, id } as HelperRequest;
-        const promise = new Promise<HelperReply>((resolve) => this.pending.set(id, resolve));
+        const promise = new Promise<HelperReply>((resolve) => this.pending.set(id, { kind: full.kind, resolve }));
         const { verb, args } = encodeHelperRequest(full);
         this.link.send(verb, args);
         return promise;
       }),
-    );
+    ) as Promise<HelperRepliesTo<R>>;
   }
 
   private reject(why: string): void {
@@ -109,7 +131,7 @@ export class HelperClient {
   }
 
   private failAll(why: string): void {
-    for (const [id, resolve] of this.pending) resolve({ id, ok: false, code: 'error', message: why });
+    for (const [id, { resolve }] of this.pending) resolve({ id, ok: false, code: 'error', message: why });
     this.pending.clear();
   }
 }

@@ -6,14 +6,23 @@
  * stream, and routes what the brain sends: PAUSE and RESUME to its filter,
  * every other frame after CONFIG to its helper.
  *
- * Start of every channel, protocol version 3 (PROTOCOL_VERSION):
+ * Start of every channel, protocol version 4 (PROTOCOL_VERSION):
  *   brain -> side    CONFIG <json>          the side's settings (SideConfig: a FilterConfig and a HelperConfig)
  *   side -> brain    HELLO <version> <role> <pid>
  *   A child that cannot start (missing root, bad config) sends
  *   `ERROR <message>` and exits non-zero.
  *
  * Filter -> brain, after HELLO:
- *   READY <entries>                         the tree is indexed and watched
+ *   ENTRY <path> <stat...> <birth>          only when FilterConfig.reportScan: one frame per entry of
+ *                                           the start-up scan, parents before children, the root not
+ *                                           included, all of them before READY. Together they are the
+ *                                           tree as the filter indexed it; what changes from then on is
+ *                                           reported (RSYNC, MOVE, DELETE) after READY, against it
+ *   READY <entries> <markers>               the tree is indexed and watched; entries is how many (as
+ *                                           many as the ENTRY frames, when sent); markers are the pair
+ *                                           ids in the root's `.psync/id`, comma-separated (an empty
+ *                                           argument: the file holds none), or `-` when there is no
+ *                                           such file
  *   RSYNC <path> <stat...> [<prev...>]      a created or changed entry, settled; prev is what
  *                                           the path held before (absent for a new entry)
  *   MOVE <from> <to> <stat...> [<replaces...>]
@@ -22,7 +31,8 @@
  *   DELETE <path> <stat...>                 an entry confirmed gone; stat is what it was
  *   HEARTBEAT <n>                           every HEARTBEAT_INTERVAL_MS, so silence means trouble
  *   WARN <message>                          something the user should see; the filter goes on
- *   ERROR <message>                         the filter stops (its root vanished, the watcher died)
+ *   ERROR <message>                         the filter stops (its root vanished, the watcher died,
+ *                                           `.psync` or `.psync/id` cannot be trusted or read)
  *
  * Brain -> filter, after READY (flow control: the brain's queue is bounded, core/batch.ts):
  *   PAUSE                                   hold every RSYNC, MOVE and DELETE report until RESUME:
@@ -42,15 +52,33 @@
  *                                           `dir` (--backup-dir): was `dir/path` one of the n
  *                                           expected versions? If not, keep both (conflict.ts)
  *   PURGE <id> <dir>                        remove the replaced versions kept in `dir`
+ *   STAT <id> <path>                        lstat `path` (never following a symlink)
+ *   HASH <id> <path>                        the SHA-256 of a file's content (read through a descriptor
+ *                                           opened O_NOFOLLOW) or of a symlink's target bytes
+ *   MARK <id> <pairId>                      add the line `<pairId>` to the root's `.psync/id` unless it
+ *                                           is there (written to a temp file, renamed into place);
+ *                                           nothing in a dry run
  * Helper -> brain:
  *   RELAY <port> <token>                    right after HELLO when CONFIG asked for the rsync relay
  *   NORELAY <reason>                        (relay.ts), or why there is none
  *   DONE <id> <stat...> [<copy> <kept>]     done; for MOVE and RESOLVE the stat of the path as it is now; for
  *                                           RESOLVE of a conflict, where the loser was kept and
- *                                           which version stayed under the name
- *   FAIL <id> <code> <message>              not done; code is one of HelperFailure
+ *                                           which version stayed under the name; for DELETE what was
+ *                                           removed; for PURGE and MARK, NO_STAT or what was removed
+ *   DONE <id> <stat...> <birth>             the answer to STAT
+ *   DONE <id> <stat...> <sha256>            the answer to HASH: 64 lower-case hex digits, and the stat
+ *                                           of what was hashed (a file's fstat, unchanged from before
+ *                                           the first read to after the last; a symlink's lstat)
+ *   FAIL <id> <code> <message>              not done; code is one of HelperFailure. STAT and HASH of
+ *                                           nothing: `missing`; HASH of a directory or a special
+ *                                           file: `error`; of a file that changed while it was read:
+ *                                           `changed`
+ * Which DONE answers a request is known from the request's kind (decodeHelperReply's `kind`).
  *
  * `<stat...>` is five arguments: type ino size mtimeMs mode (mode in octal).
+ * `<birth>` is the birth time in milliseconds (a positive decimal number, as
+ * the file system gives it), or `-` where the file system keeps none.
+ * `<pairId>` is 8 to 64 lower-case hex digits (PAIR_ID_PATTERN).
  *
  * Paths: every path in a frame passes the path guard (paths.ts), and none
  * may name psync's own entries (`.psync` at the root and below it, any
@@ -58,6 +86,8 @@
  * the entry's type; a frame that does is refused (SafetyError). The one
  * exception is the `<dir>` of RESOLVE and PURGE, which is by design a
  * `.psync/replaced/<run>` directory and matches nothing else.
+ * A request that cannot be decoded is never acted on: the helper answers it
+ * `FAIL <id> unsafe` when its id can be read.
  */
 
 import { ProtocolError, SafetyError } from './errors.js';
@@ -66,7 +96,7 @@ import { guardPath } from './paths.js';
 import { isPsyncInternal } from './patterns.js';
 import type { Action, EntryType, Stat } from './types.js';
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** How often a filter proves it is alive. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
 /** A filter silent for this long is taken as lost. */
@@ -121,6 +151,94 @@ function expectArgs(frame: Frame, count: number): void {
   }
 }
 
+/** A birth time as one argument: milliseconds, or `-` where the file system keeps none (0 or less reads as none). */
+export function encodeBirth(birthMs: number | undefined): string {
+  return birthMs === undefined || !(birthMs > 0) ? '-' : String(birthMs);
+}
+
+const BIRTH_PATTERN = /^(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?$/;
+
+/** `-` is undefined; anything but a positive finite decimal number is a ProtocolError. */
+export function decodeBirth(text: string | undefined): number | undefined {
+  if (text === '-') return undefined;
+  const value = Number(text);
+  if (text === undefined || !BIRTH_PATTERN.test(text) || !Number.isFinite(value) || value <= 0) {
+    throw new ProtocolError(`bad birth time ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+const withBirth = (stat: Stat, birthMs: number | undefined): Stat => (birthMs === undefined ? stat : { ...stat, birthMs });
+
+/** A pair's id: what MARK writes into a root's `.psync/id` and READY reports back. */
+export const PAIR_ID_PATTERN = /^[0-9a-f]{8,64}$/;
+export const isPairId = (text: string): boolean => PAIR_ID_PATTERN.test(text);
+
+/** `.psync/id` is read (and written) whole, up to this size; a bigger one is not psync's. */
+export const MARKER_FILE_MAX_BYTES = 64 * 1024;
+/** The marker's name inside `.psync`. */
+export const MARKER_FILE_NAME = 'id';
+
+/**
+ * The pair ids in the text of a `.psync/id`: one per line (surrounding
+ * blanks ignored), in file order, each once; any other line is ignored.
+ */
+export function parsePairIds(text: string): string[] {
+  const ids = new Set<string>();
+  for (const line of text.split('\n')) {
+    const id = line.trim();
+    if (isPairId(id)) ids.add(id);
+  }
+  return [...ids];
+}
+
+/** One entry of a filter's start-up scan (ENTRY): `stat.birthMs` is set where the file system keeps it. */
+export interface ScanEntry {
+  readonly path: string;
+  readonly stat: Stat;
+}
+
+export function encodeEntry(entry: ScanEntry): { verb: 'ENTRY'; args: string[] } {
+  return { verb: 'ENTRY', args: [entry.path, ...encodeStat(entry.stat), encodeBirth(entry.stat.birthMs)] };
+}
+
+/** Decode an ENTRY frame; its path goes through the path guard and must not be psync's own, like an action's. */
+export function decodeEntry(frame: Frame): ScanEntry {
+  if (frame.verb !== 'ENTRY') throw new ProtocolError(`expected ENTRY, got ${frame.verb}`);
+  expectArgs(frame, 7);
+  const path = guardSyncedPath(frame.args[0]!);
+  return { path, stat: withBirth(decodeStat(frame.args, 1), decodeBirth(frame.args[6])) };
+}
+
+/** What READY says: how many entries the filter indexed, and the pair ids of its root's marker (undefined: no `.psync/id`). */
+export interface ReadyReport {
+  readonly entries: number;
+  readonly markers: string[] | undefined;
+}
+
+export function encodeReady(ready: ReadyReport): { verb: 'READY'; args: string[] } {
+  return { verb: 'READY', args: [String(ready.entries), ready.markers === undefined ? '-' : ready.markers.join(',')] };
+}
+
+/**
+ * Decode READY strictly: a count without sign or leading zero, and markers
+ * that are `-`, empty, or distinct pair ids joined by commas. Anything else
+ * is a ProtocolError (a forged READY must not pass for "no marker").
+ */
+export function decodeReady(frame: Frame): ReadyReport {
+  if (frame.verb !== 'READY') throw new ProtocolError(`expected READY, got ${frame.verb}`);
+  expectArgs(frame, 2);
+  const [count, markers] = frame.args as [string, string];
+  if (!/^(?:0|[1-9][0-9]{0,15})$/.test(count) || !Number.isSafeInteger(Number(count))) {
+    throw new ProtocolError(`bad READY entry count ${JSON.stringify(count)}`);
+  }
+  if (markers === '-') return { entries: Number(count), markers: undefined };
+  const ids = markers === '' ? [] : markers.split(',');
+  for (const id of ids) if (!isPairId(id)) throw new ProtocolError(`bad pair id ${JSON.stringify(id)} in READY`);
+  if (new Set(ids).size !== ids.length) throw new ProtocolError('a pair id repeated in READY');
+  return { entries: Number(count), markers: ids };
+}
+
 export function encodeAction(action: Action): { verb: string; args: string[] } {
   switch (action.kind) {
     case 'rsync':
@@ -167,7 +285,12 @@ export type HelperRequest =
   | { readonly id: number; readonly kind: 'move'; readonly from: string; readonly to: string; readonly expect: Stat; readonly replaces?: Stat }
   | { readonly id: number; readonly kind: 'delete'; readonly path: string; readonly expect: Stat }
   | { readonly id: number; readonly kind: 'resolve'; readonly dir: string; readonly path: string; readonly expected: readonly Stat[] }
-  | { readonly id: number; readonly kind: 'purge'; readonly dir: string };
+  | { readonly id: number; readonly kind: 'purge'; readonly dir: string }
+  | { readonly id: number; readonly kind: 'stat'; readonly path: string }
+  | { readonly id: number; readonly kind: 'hash'; readonly path: string }
+  | { readonly id: number; readonly kind: 'mark'; readonly pairId: string };
+
+export type HelperRequestKind = HelperRequest['kind'];
 
 /** How a RESOLVE conflict ended: where the losing version was kept, and which version kept the name. */
 export interface ConflictOutcome {
@@ -175,9 +298,31 @@ export interface ConflictOutcome {
   readonly kept: 'written' | 'replaced';
 }
 
-export type HelperReply =
-  | { readonly id: number; readonly ok: true; readonly stat: Stat; readonly conflict?: ConflictOutcome }
-  | { readonly id: number; readonly ok: false; readonly code: HelperFailure; readonly message: string };
+/**
+ * A request done. `stat` is what the path holds now (see the header for each
+ * request); for STAT it carries `birthMs` where the file system keeps one.
+ * `conflict` comes only with MOVE and RESOLVE, `hash` (SHA-256, lower-case
+ * hex) only with HASH.
+ */
+export interface HelperDone {
+  readonly id: number;
+  readonly ok: true;
+  readonly stat: Stat;
+  readonly conflict?: ConflictOutcome;
+  readonly hash?: string;
+}
+
+export interface HelperFailed {
+  readonly id: number;
+  readonly ok: false;
+  readonly code: HelperFailure;
+  readonly message: string;
+}
+
+export type HelperReply = HelperDone | HelperFailed;
+
+/** The reply to a request of kind K: a HASH done always carries its hash. */
+export type HelperReplyTo<K extends HelperRequestKind> = (K extends 'hash' ? HelperDone & { readonly hash: string } : HelperDone) | HelperFailed;
 
 export function encodeHelperRequest(request: HelperRequest): { verb: string; args: string[] } {
   const id = String(request.id);
@@ -193,6 +338,12 @@ export function encodeHelperRequest(request: HelperRequest): { verb: string; arg
       return { verb: 'RESOLVE', args: [id, request.dir, request.path, String(request.expected.length), ...request.expected.flatMap(encodeStat)] };
     case 'purge':
       return { verb: 'PURGE', args: [id, request.dir] };
+    case 'stat':
+      return { verb: 'STAT', args: [id, request.path] };
+    case 'hash':
+      return { verb: 'HASH', args: [id, request.path] };
+    case 'mark':
+      return { verb: 'MARK', args: [id, request.pairId] };
   }
 }
 
@@ -252,20 +403,78 @@ export function decodeHelperRequest(frame: Frame): HelperRequest {
     expectArgs(frame, 2);
     return { id: decodeId(frame.args[0]), kind: 'purge', dir: decodeReplacedDir(frame.args[1]) };
   }
+  if (frame.verb === 'STAT' || frame.verb === 'HASH') {
+    expectArgs(frame, 2);
+    return { id: decodeId(frame.args[0]), kind: frame.verb === 'STAT' ? 'stat' : 'hash', path: guardSyncedPath(frame.args[1]!) };
+  }
+  if (frame.verb === 'MARK') {
+    expectArgs(frame, 2);
+    const pairId = frame.args[1]!;
+    if (!isPairId(pairId)) throw new ProtocolError(`bad pair id ${JSON.stringify(pairId)}`);
+    return { id: decodeId(frame.args[0]), kind: 'mark', pairId };
+  }
   throw new ProtocolError(`unknown helper request ${frame.verb}`);
 }
 
-export function encodeHelperReply(reply: HelperReply): { verb: string; args: string[] } {
+/** The verbs of helper requests (decodeHelperRequest): a refused one is answered by its id. */
+export const isHelperRequestVerb = (verb: string): boolean =>
+  ['MOVE', 'DELETE', 'RESOLVE', 'PURGE', 'STAT', 'HASH', 'MARK'].includes(verb);
+
+/**
+ * Encode a reply. `kind` is the request's: a STAT done carries the birth time
+ * (`<birth>`), a HASH done its hash; without it only the common forms are
+ * written.
+ */
+export function encodeHelperReply(reply: HelperReply, kind?: HelperRequestKind): { verb: string; args: string[] } {
   if (!reply.ok) return { verb: 'FAIL', args: [String(reply.id), reply.code, reply.message] };
-  const conflict = reply.conflict === undefined ? [] : [reply.conflict.copy, reply.conflict.kept];
-  return { verb: 'DONE', args: [String(reply.id), ...encodeStat(reply.stat), ...conflict] };
+  const extra =
+    kind === 'stat'
+      ? [encodeBirth(reply.stat.birthMs)]
+      : reply.hash !== undefined
+        ? [reply.hash]
+        : reply.conflict === undefined
+          ? []
+          : [reply.conflict.copy, reply.conflict.kept];
+  return { verb: 'DONE', args: [String(reply.id), ...encodeStat(reply.stat), ...extra] };
 }
 
-export function decodeHelperReply(frame: Frame): HelperReply {
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
+/** How many arguments a DONE takes for each kind of request. */
+const DONE_ARGS: Readonly<Record<HelperRequestKind, readonly number[]>> = {
+  move: [6, 8],
+  resolve: [6, 8],
+  delete: [6],
+  purge: [6],
+  mark: [6],
+  stat: [7],
+  hash: [7],
+};
+
+/**
+ * Decode a helper's reply. With `kind` (the kind of the request its id
+ * names), a DONE must have exactly that request's form: a HASH done without
+ * a hash, or a DELETE done with a conflict, is a ProtocolError. Without it,
+ * any well-formed DONE is read (a 7-argument one as a hash when it is 64 hex
+ * digits, else as a birth time).
+ */
+export function decodeHelperReply<K extends HelperRequestKind>(frame: Frame, kind?: K): HelperReplyTo<K>;
+export function decodeHelperReply(frame: Frame, kind?: HelperRequestKind): HelperReply {
   if (frame.verb === 'DONE') {
-    if (frame.args.length !== 6 && frame.args.length !== 8) throw new ProtocolError(`DONE takes 6 or 8 arguments, got ${frame.args.length}`);
+    const allowed = kind === undefined ? [6, 7, 8] : DONE_ARGS[kind];
+    if (!allowed.includes(frame.args.length)) {
+      throw new ProtocolError(`DONE${kind === undefined ? '' : ` of ${kind.toUpperCase()}`} takes ${allowed.join(' or ')} arguments, got ${frame.args.length}`);
+    }
     const done = { id: decodeId(frame.args[0]), ok: true as const, stat: decodeStat(frame.args, 1) };
     if (frame.args.length === 6) return done;
+    if (frame.args.length === 7) {
+      const extra = frame.args[6]!;
+      if (kind === 'hash' || (kind === undefined && SHA256_PATTERN.test(extra))) {
+        if (!SHA256_PATTERN.test(extra)) throw new ProtocolError(`bad hash ${JSON.stringify(extra)}`);
+        return { ...done, hash: extra };
+      }
+      return { ...done, stat: withBirth(done.stat, decodeBirth(extra)) };
+    }
     const kept = frame.args[7];
     if (kept !== 'written' && kept !== 'replaced') throw new ProtocolError(`bad conflict outcome ${JSON.stringify(kept)}`);
     return { ...done, conflict: { copy: guardSyncedPath(frame.args[6]!), kept } };
@@ -291,6 +500,11 @@ export interface FilterConfig {
   /** Hold `<root>/.psync/lock` so no second psync watches the same root (off for a dry run, which writes nothing). */
   readonly lock: boolean;
   readonly debug: number;
+  /**
+   * Send the start-up scan as ENTRY frames before READY (the archive's
+   * three-way reconcile needs it). Absent or false: no ENTRY frames.
+   */
+  readonly reportScan?: boolean;
 }
 
 /** Settings the brain sends a helper in its CONFIG frame. */

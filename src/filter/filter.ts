@@ -18,8 +18,17 @@
  * and each watch is added on the held directory (`/proc/self/fd/N`), so a
  * directory swapped for a symlink never makes the filter read, watch or
  * report anything outside the root.
+ *
+ * Start-up: the tree is watched and indexed (scanTree 'index'), then, when
+ * the brain asked for it (FilterConfig.reportScan), the index is sent as
+ * ENTRY frames, parents first, one frame per write and waiting for the
+ * output to drain when it is full (100,000 entries are 100,000 frames, never
+ * one string); then READY with the pair ids of the root's `.psync/id`.
+ * Changes seen meanwhile stay pending and are decided after READY, against
+ * the index the ENTRY frames described.
  */
 
+import { once } from 'node:events';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -27,11 +36,22 @@ import { FilterState, hasChanged, isSameEntry, noteDance, reconcile, splitByAnce
 import { FrameReceiver, FrameWriter, type Frame } from '../core/frame.js';
 import { compilePathClassifier } from '../core/patterns.js';
 import { bytesToPath, joinPath } from '../core/paths.js';
-import { encodeAction, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION, type FilterConfig } from '../core/protocol.js';
+import {
+  encodeAction,
+  encodeEntry,
+  encodeReady,
+  HEARTBEAT_INTERVAL_MS,
+  MARKER_FILE_MAX_BYTES,
+  MARKER_FILE_NAME,
+  parsePairIds,
+  PROTOCOL_VERSION,
+  type FilterConfig,
+} from '../core/protocol.js';
 import { Settler } from '../core/settle.js';
 import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
 import { coreStat, DirCache, DT_DIR, requireFileLayer, Tree, using, type Directory } from '../fs/directory.js';
+import { openPsyncDir } from '../fs/psyncDir.js';
 import { lockRoot } from './rootLock.js';
 import { openWatchBackend, type DirWatch, type WatchBackend } from './watcher.js';
 import { readConfigFrame } from '../childConfig.js';
@@ -40,12 +60,23 @@ import { readConfigFrame } from '../childConfig.js';
 const GROUP_MS = 20;
 
 /** Exit codes of the filter process. */
-export const FILTER_EXIT = { ok: 0, badConfig: 2, rootLost: 3, watchFailed: 4, rootLocked: 5 } as const;
+export const FILTER_EXIT = { ok: 0, badConfig: 2, rootLost: 3, watchFailed: 4, rootLocked: 5, markerUnreadable: 6 } as const;
+
+/** Writes one frame; false when the output is full and the writer should wait for `drained`. */
+type Send = (verb: string, args?: string[]) => boolean;
+/** Resolves once the output has room again: true, or false when it closed or failed instead. */
+type Drained = () => Promise<boolean>;
 
 export async function runFilter(input: Readable, output: Writable): Promise<number> {
   const writer = new FrameWriter();
-  const send = (verb: string, args: string[] = []): void => {
-    output.write(writer.encode(verb, args));
+  const send: Send = (verb, args = []) => output.write(writer.encode(verb, args));
+  const drained: Drained = async () => {
+    if (!output.writableNeedDrain) return true;
+    try {
+      return await Promise.race([once(output, 'drain').then(() => true), once(output, 'close').then(() => false)]);
+    } catch {
+      return false; // the output failed
+    }
   };
   const receiver = new FrameReceiver();
   let config: FilterConfig;
@@ -86,7 +117,7 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
     return FILTER_EXIT.rootLocked;
   }
   try {
-    const watcher = new TreeWatcher(config, new FilterState(new TreeIndex(rootStat)), send);
+    const watcher = new TreeWatcher(config, new FilterState(new TreeIndex(rootStat)), send, drained);
     control = (frame) => watcher.control(frame);
     return await watcher.run(input);
   } finally {
@@ -119,7 +150,8 @@ class TreeWatcher {
   constructor(
     private readonly config: FilterConfig,
     private readonly state: FilterState,
-    private readonly send: (verb: string, args?: string[]) => void,
+    private readonly send: Send,
+    private readonly drained: Drained,
   ) {
     this.tree = new Tree(config.root);
     this.classify = compilePathClassifier({ excludes: config.excludes, tempfiles: config.tempfiles });
@@ -154,8 +186,18 @@ class TreeWatcher {
     return this.state.index;
   }
 
+  /** False until READY is sent: changes seen before stay pending, so no report comes before READY. */
+  private started = false;
+  private stopped = false;
+
   async run(input: Readable): Promise<number> {
     const done = new Promise<number>((resolve) => (this.finish = resolve));
+    // Listened for before the scan's report, which may wait for the brain to read.
+    input.on('end', () => this.stop(0));
+    input.on('error', () => this.stop(0));
+    input.resume();
+    process.once('SIGTERM', () => this.stop(0));
+    process.once('SIGINT', () => this.stop(0));
     if (this.watcherFallback !== undefined) {
       const net = this.config.rescanMs > 0 ? `the rescan every ${this.config.rescanMs / 1000} s` : 'nothing (--rescan is off)';
       this.send('WARN', [`watching with fs.watch: ${this.watcherFallback}; a kernel event queue overflow goes unseen and only ${net} catches what it loses`]);
@@ -165,18 +207,55 @@ class TreeWatcher {
     } catch (error) {
       return this.fail(error);
     }
-    this.send('READY', [String(this.index.size)]);
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
-    if (this.config.rescanMs > 0) this.rescanTimer = setInterval(() => this.rescan(), this.config.rescanMs);
-    input.on('end', () => this.stop(0));
-    input.on('error', () => this.stop(0));
-    input.resume();
-    process.once('SIGTERM', () => this.stop(0));
-    process.once('SIGINT', () => this.stop(0));
+    void this.announce();
     return done;
   }
 
+  /** The start-up report (ENTRY frames when asked for), READY, then watching as usual. */
+  private async announce(): Promise<void> {
+    let markers: string[] | undefined;
+    try {
+      markers = this.readMarkers();
+    } catch (error) {
+      this.send('ERROR', [`cannot read the pair marker ${this.config.root}/.psync/${MARKER_FILE_NAME}: ${(error as Error).message}`]);
+      this.stop(FILTER_EXIT.markerUnreadable);
+      return;
+    }
+    if (this.config.reportScan === true) {
+      for (const node of this.index.walk(this.index.root)) {
+        if (this.stopped) return;
+        if (node === this.index.root) continue;
+        const { verb, args } = encodeEntry({ path: this.index.pathOf(node), stat: node.stat });
+        if (!this.send(verb, args) && !(await this.drained())) {
+          this.stop(FILTER_EXIT.ok); // the brain is gone
+          return;
+        }
+      }
+    }
+    if (this.stopped) return;
+    const ready = encodeReady({ entries: this.index.size, markers });
+    this.send(ready.verb, ready.args);
+    this.started = true;
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
+    if (this.config.rescanMs > 0) this.rescanTimer = setInterval(() => this.rescan(), this.config.rescanMs);
+    this.schedule();
+  }
+
+  /**
+   * The pair ids in the root's `.psync/id`, or undefined when there is no
+   * such file. A `.psync` that is not psync's own (psyncDir.ts), an `id`
+   * that is a symlink, not a regular file or over MARKER_FILE_MAX_BYTES
+   * throws: the brain must not take it for a missing marker.
+   */
+  private readMarkers(): string[] | undefined {
+    const psync = openPsyncDir(this.tree, false);
+    if (psync === undefined) return undefined;
+    const text = using(psync, (dir) => dir.readFile(MARKER_FILE_NAME, MARKER_FILE_MAX_BYTES));
+    return text === undefined ? undefined : parsePairIds(text.toString('latin1'));
+  }
+
   private stop(code: number): void {
+    this.stopped = true;
     clearInterval(this.heartbeat);
     clearInterval(this.rescanTimer);
     clearTimeout(this.timer);
@@ -382,7 +461,7 @@ class TreeWatcher {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined || this.paused) return;
+    if (this.timer !== undefined || this.paused || !this.started) return;
     const next = this.settler.nextDueAt();
     if (next === undefined) return;
     this.timer = setTimeout(() => this.tick(), Math.max(1, next - performance.now()));

@@ -21,7 +21,7 @@
  * The addon is required: there is no safe fallback through path strings.
  */
 
-import { closeSync } from 'node:fs';
+import { closeSync, constants, readSync } from 'node:fs';
 import { SafetyError } from '../core/errors.js';
 import { baseName, bytesToPath, joinPath, parentOf, pathToBytes } from '../core/paths.js';
 import type { EntryType, Stat } from '../core/types.js';
@@ -36,6 +36,7 @@ interface FsAddon {
   rename(fromfd: number, from: Buffer, tofd: number, to: Buffer, flags: number): void;
   unlink(dirfd: number, name: Buffer, isDir: boolean): void;
   mkdir(dirfd: number, name: Buffer, mode: number): void;
+  readlink(dirfd: number, name: Buffer): Buffer;
   readdir(dirfd: number): { names: Buffer[]; types: number[] };
 }
 
@@ -95,6 +96,14 @@ function readStatBuffer(): EntryStat {
     dev: raw[St.dev]!,
     uid: raw[St.uid]!,
   };
+}
+
+const THIS_ENTRY = Buffer.alloc(0);
+
+/** fstat of an open descriptor (statx AT_EMPTY_PATH): the same numbers as a stat by name, birth time included. */
+export function statFd(fd: number): EntryStat {
+  if (!fs().stat(fd, THIS_ENTRY, statBuffer)) throw Object.assign(new Error(`fstat of descriptor ${fd} found nothing`), { code: 'EBADF' });
+  return readStatBuffer();
 }
 
 /** The core's Stat of an entry (without the identity fields). */
@@ -185,6 +194,52 @@ export class Directory {
 
   mkdir(component: string, mode = 0o777): void {
     fs().mkdir(this.fd, name(component), mode);
+  }
+
+  /**
+   * The target of the symlink `component`, as bytes: data (to hash or
+   * compare), never a path to open. Not a symlink: EINVAL; missing: ENOENT.
+   */
+  readlink(component: string): Buffer {
+    return fs().readlink(this.fd, name(component));
+  }
+
+  /**
+   * The whole content of the regular file `component`, or undefined when
+   * there is none. Opened O_NOFOLLOW | O_NONBLOCK: a symlink there is
+   * UnsafePathError, a FIFO planted there cannot hang the read, and anything
+   * but a regular file is refused (EINVAL); so is a file of more than
+   * `maxBytes` (EFBIG), also one that grows past it while it is read.
+   */
+  readFile(component: string, maxBytes: number): Buffer | undefined {
+    let fd: number;
+    try {
+      fd = this.openFile(component, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === 'ENOENT') return undefined;
+      const path = joinPath(this.path, component);
+      if (code === 'ELOOP') throw new UnsafePathError(path, `${JSON.stringify(path)} is a symlink: refusing to read through it`);
+      throw error;
+    }
+    try {
+      const path = JSON.stringify(joinPath(this.path, component));
+      const stat = statFd(fd);
+      if (stat.type !== 'file') throw Object.assign(new Error(`${path} is a ${stat.type}, not a regular file`), { code: 'EINVAL' });
+      const tooBig = (): Error => Object.assign(new Error(`${path} is larger than ${maxBytes} bytes`), { code: 'EFBIG' });
+      if (stat.size > maxBytes) throw tooBig();
+      const buffer = Buffer.alloc(maxBytes + 1);
+      let length = 0;
+      for (;;) {
+        const read = readSync(fd, buffer, length, buffer.length - length, null);
+        if (read === 0) break;
+        length += read;
+        if (length > maxBytes) throw tooBig();
+      }
+      return buffer.subarray(0, length);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** A file descriptor for `component`, never through a symlink (O_NOFOLLOW is always added). Close it with closeSync. */

@@ -5,12 +5,12 @@
  * it delete anything outside the root.
  */
 
-import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { DirCache, Directory, removeTree, Tree, UnsafePathError, using } from '../../src/fs/directory.js';
+import { DirCache, Directory, removeTree, statFd, Tree, UnsafePathError, using } from '../../src/fs/directory.js';
 import { openPsyncDir } from '../../src/fs/psyncDir.js';
 import { SafetyError } from '../../src/core/errors.js';
 import { described } from '../support/table.js';
@@ -66,6 +66,8 @@ const OPERATIONS = [
     act: (tree: Tree) => tree.withParent(DEEP, (dir) => dir.openFile('planted', 0o101 /* O_WRONLY|O_CREAT */)),
   },
   { description: 'a rename within its directory', act: (tree: Tree) => tree.withParent(DEEP, (dir, name) => dir.rename(name, dir, 'moved')) },
+  { description: 'readlink beside it', act: (tree: Tree) => tree.withParent(DEEP, (dir, name) => dir.readlink(name)) },
+  { description: 'reading it whole', act: (tree: Tree) => tree.withParent(DEEP, (dir, name) => dir.readFile(name, 1024)) },
 ];
 
 const LINK_DEPTHS = PATH.map((_, depth) => ({ description: `a symlink at ${PATH.slice(0, depth + 1).join('/')}`, depth }));
@@ -138,6 +140,52 @@ test('lstat sees a symlink as a symlink, and a path below a file or a missing di
   expect(tree.lstat('a/g/below')).toBeUndefined();
   expect(tree.lstat('nothing/here')).toBeUndefined();
   expect(tree.lstat(DEEP)).toMatchObject({ type: 'file', size: 'inside'.length, ino: lstatSync(join(root, DEEP)).ino });
+});
+
+test('readlink gives a symlink\'s target bytes (not UTF-8 ones too) and never follows it; anything else is refused', () => {
+  const target = Buffer.concat([Buffer.from(`${outside}/caf`), Buffer.from([0xe9, 0xff])]);
+  symlinkSync(target, join(root, 'a', 'link'));
+  symlinkSync('dangling/../nowhere', join(root, 'a', 'dangling'));
+  using(new Tree(root).openDir('a'), (dir) => {
+    expect(dir.readlink('link')).toEqual(target);
+    expect(dir.readlink('dangling')).toEqual(Buffer.from('dangling/../nowhere'));
+    expect(() => dir.readlink('g')).toThrow(expect.objectContaining({ code: 'EINVAL' })); // a file
+    expect(() => dir.readlink('b')).toThrow(expect.objectContaining({ code: 'EINVAL' })); // a directory
+    expect(() => dir.readlink('missing')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    for (const bad of ['b/c', '..', '.', '']) expect(() => dir.readlink(bad), bad).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+  // A link to a link is read one level, not resolved.
+  symlinkSync(join(root, 'a', 'link'), join(root, 'chain'));
+  using(Directory.openRoot(root), (dir) => expect(dir.readlink('chain')).toEqual(Buffer.from(join(root, 'a', 'link'))));
+});
+
+test('readFile reads a small regular file whole; a symlink, a FIFO, a directory and an oversized file are refused', () => {
+  writeFileSync(join(root, 'small'), 'twelve bytes');
+  symlinkSync(join(outside, 'a', 'g'), join(root, 'link'));
+  execFileSync('mkfifo', [join(root, 'fifo')]);
+  using(Directory.openRoot(root), (dir) => {
+    expect(dir.readFile('small', 12)?.toString()).toBe('twelve bytes');
+    expect(dir.readFile('missing', 12)).toBeUndefined();
+    expect(() => dir.readFile('small', 11)).toThrow(expect.objectContaining({ code: 'EFBIG' }));
+    expect(() => dir.readFile('link', 1024)).toThrow(UnsafePathError);
+    expect(() => dir.readFile('fifo', 1024)).toThrow(expect.objectContaining({ code: 'EINVAL' })); // and does not hang
+    expect(() => dir.readFile('a', 1024)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+  expectOutsideIntact();
+});
+
+test('statFd reads an open file as a stat by name does, birth time included', () => {
+  const tree = new Tree(root);
+  using(tree.openDir('a'), (dir) => {
+    const fd = dir.openFile('g', constants.O_RDONLY);
+    try {
+      const byFd = statFd(fd);
+      expect(byFd).toEqual(dir.stat('g'));
+      expect(byFd).toMatchObject({ type: 'file', ino: fstatSync(fd).ino, size: 'inside'.length });
+    } finally {
+      closeSync(fd);
+    }
+  });
 });
 
 test('RENAME_NOREPLACE fails on a taken name; a plain rename replaces it', () => {

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +11,7 @@ import {
   decodeHelperReply,
   encodeHelperRequest,
   encodeStat,
+  NO_STAT,
   PROTOCOL_VERSION,
   type HelperConfig,
   type HelperReply,
@@ -60,10 +63,11 @@ class Driver {
     return this.frames.shift()!;
   }
 
+  /** Send one request and read its reply, which must have the form of that request's kind. */
   async request(request: DistributiveOmit<HelperRequest, 'id'>): Promise<HelperReply> {
     const { verb, args } = encodeHelperRequest({ ...request, id: this.nextId++ } as HelperRequest);
     this.send(verb, args);
-    return decodeHelperReply(await this.next());
+    return decodeHelperReply(await this.next(), request.kind);
   }
 
   async close(): Promise<number> {
@@ -658,5 +662,161 @@ describe('after an interrupted run', () => {
     const helper = await startHelper();
     await waitFor('the report', () => helper.logs.some((line) => line.includes('interrupted psync') && line.includes('999999999-3')));
     expect(readFileSync(at('.psync/replaced/999999999-3/doc.txt'), 'utf8')).toBe('an edit made here');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// STAT, HASH and MARK: what the brain's three-way reconcile asks a side
+
+const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+/** A stat as HASH answers it: the five wire fields, no birth time. */
+const wireStat = ({ type, ino, size, mtimeMs, mode }: Stat): Stat => ({ type, ino, size, mtimeMs, mode });
+
+describe('STAT', () => {
+  test('answers the lstat of a file, a directory and a symlink (never followed), birth time included', async () => {
+    const helper = await startHelper();
+    file('d/f', 'content');
+    symlinkSync('/etc/passwd', at('d/link'));
+    for (const path of ['d/f', 'd', 'd/link']) {
+      const reply = await helper.request({ kind: 'stat', path });
+      expect(reply, path).toEqual({ id: expect.any(Number), ok: true, stat: statOf(path) });
+    }
+    expect(statOf('d/f').birthMs).toBeGreaterThan(0); // this file system keeps it, so the reply carried it
+    expect(await helper.request({ kind: 'stat', path: 'd/link' })).toMatchObject({ stat: { type: 'symlink', size: '/etc/passwd'.length } });
+  });
+
+  test('a missing entry is missing; one behind a symlinked directory is unsafe; psync\'s own names are refused', async () => {
+    const helper = await startHelper();
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'secret'), 'x');
+    symlinkSync(outside, at('link'));
+    file('.psync/id', '0123abcd\n');
+    expect(await helper.request({ kind: 'stat', path: 'nothing' })).toMatchObject({ ok: false, code: 'missing' });
+    expect(await helper.request({ kind: 'stat', path: 'nothing/below' })).toMatchObject({ ok: false, code: 'missing' });
+    expect(await helper.request({ kind: 'stat', path: 'link/secret' })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(await helper.request({ kind: 'stat', path: '.psync/id' })).toMatchObject({ ok: false, code: 'unsafe' });
+  });
+});
+
+describe('HASH', () => {
+  test('a file: the SHA-256 of its content and the stat of what was read', async () => {
+    const helper = await startHelper();
+    const stat = file('a b/\udcffdata', 'some content');
+    expect(await helper.request({ kind: 'hash', path: 'a b/\udcffdata' })).toEqual({ id: 1, ok: true, stat: wireStat(stat), hash: sha256('some content') });
+    file('empty', '');
+    expect(await helper.request({ kind: 'hash', path: 'empty' })).toMatchObject({ ok: true, hash: sha256('') });
+  });
+
+  test('a file larger than one read step is hashed whole', async () => {
+    const helper = await startHelper();
+    const content = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 31 + (i >> 12)) & 0xff;
+    writeFileSync(at('big'), content);
+    expect(await helper.request({ kind: 'hash', path: 'big' })).toEqual({ id: 1, ok: true, stat: wireStat(statOf('big')), hash: sha256(content) });
+  });
+
+  test('a symlink: the SHA-256 of its target bytes, never of what it points to', async () => {
+    const helper = await startHelper();
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'secret'), 'secret content');
+    const target = Buffer.concat([Buffer.from(`${outside}/secret`), Buffer.from([0xff])]);
+    symlinkSync(join(outside, 'secret'), at('link'));
+    symlinkSync(target, at('odd'));
+    expect(await helper.request({ kind: 'hash', path: 'link' })).toEqual({
+      id: 1,
+      ok: true,
+      stat: wireStat(statOf('link')),
+      hash: sha256(join(outside, 'secret')),
+    });
+    expect(await helper.request({ kind: 'hash', path: 'odd' })).toMatchObject({ ok: true, hash: sha256(target) });
+  });
+
+  test('never reads through a symlinked parent', async () => {
+    const helper = await startHelper();
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'secret'), 'secret content');
+    symlinkSync(outside, at('link'));
+    expect(await helper.request({ kind: 'hash', path: 'link/secret' })).toMatchObject({ ok: false, code: 'unsafe' });
+    dir('d');
+    symlinkSync(outside, at('d/deeper'));
+    expect(await helper.request({ kind: 'hash', path: 'd/deeper/secret' })).toMatchObject({ ok: false, code: 'unsafe' });
+  });
+
+  test('a directory, a FIFO or nothing has no hash; the next request is still answered', async () => {
+    const helper = await startHelper();
+    dir('d');
+    execFileSync('mkfifo', [join(root, 'fifo')]);
+    expect(await helper.request({ kind: 'hash', path: 'd' })).toMatchObject({ ok: false, code: 'error' });
+    expect(await helper.request({ kind: 'hash', path: 'fifo' })).toMatchObject({ ok: false, code: 'error' });
+    expect(await helper.request({ kind: 'hash', path: 'nothing' })).toMatchObject({ ok: false, code: 'missing' });
+    expect(await helper.request({ kind: 'hash', path: '.psync/lock' })).toMatchObject({ ok: false, code: 'unsafe' });
+    file('f', 'x');
+    expect(await helper.request({ kind: 'hash', path: 'f' })).toMatchObject({ ok: true, hash: sha256('x') });
+  });
+});
+
+describe('MARK', () => {
+  const ID = '0123456789abcdef';
+  const OTHER = 'fedcba9876543210fedcba9876543210';
+  const marker = (): string => readFileSync(at('.psync/id'), 'latin1');
+
+  test('creates .psync/id (mode 0600, in a 0700 .psync) and appends a new id once', async () => {
+    const helper = await startHelper();
+    expect(await helper.request({ kind: 'mark', pairId: ID })).toEqual({ id: 1, ok: true, stat: NO_STAT });
+    expect(marker()).toBe(`${ID}\n`);
+    expect(lstatSync(at('.psync/id')).mode & 0o777).toBe(0o600);
+    expect(lstatSync(at('.psync')).mode & 0o777).toBe(0o700);
+    expect(await helper.request({ kind: 'mark', pairId: OTHER })).toMatchObject({ ok: true });
+    expect(await helper.request({ kind: 'mark', pairId: ID })).toMatchObject({ ok: true });
+    expect(marker()).toBe(`${ID}\n${OTHER}\n`);
+    expect(readdirSync(at('.psync'))).toEqual(['id']); // no temp file left
+  });
+
+  test('keeps the lines it does not know, and ends an unterminated last line before adding', async () => {
+    file('.psync/id', `# kept\n${OTHER}`);
+    const helper = await startHelper();
+    expect(await helper.request({ kind: 'mark', pairId: ID })).toMatchObject({ ok: true });
+    expect(marker()).toBe(`# kept\n${OTHER}\n${ID}\n`);
+  });
+
+  test('refuses a .psync/id that is a symlink, and writes nothing outside', async () => {
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'victim'), 'keep me\n');
+    dir('.psync');
+    symlinkSync(join(outside, 'victim'), at('.psync/id'));
+    const helper = await startHelper();
+    expect(await helper.request({ kind: 'mark', pairId: ID })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('keep me\n');
+    expect(readdirSync(outside)).toEqual(['victim']);
+    expect(lstatSync(at('.psync/id')).isSymbolicLink()).toBe(true);
+    expect(readdirSync(at('.psync'))).toEqual(['id']);
+  });
+
+  test('refuses a .psync that is a symlink, and writes nothing outside', async () => {
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    symlinkSync(outside, at('.psync'));
+    const helper = await startHelper();
+    expect(await helper.request({ kind: 'mark', pairId: ID })).toMatchObject({ ok: false, code: 'unsafe' });
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  test('refuses a pair id that is not 8 to 64 lower-case hex digits, and writes nothing', async () => {
+    const helper = await startHelper();
+    for (const [n, bad] of ['ABCDEF12', 'abc', 'a'.repeat(65), '../../x', `${ID}\n${OTHER}`].entries()) {
+      helper.send('MARK', [String(100 + n), bad]);
+      expect(decodeHelperReply(await helper.next(), 'mark'), bad).toMatchObject({ id: 100 + n, ok: false, code: 'unsafe' });
+    }
+    expect(exists('.psync')).toBe(false);
+  });
+
+  test('a dry run writes nothing and answers done', async () => {
+    const helper = await startHelper({ dryRun: true });
+    expect(await helper.request({ kind: 'mark', pairId: ID })).toEqual({ id: 1, ok: true, stat: NO_STAT });
+    expect(exists('.psync')).toBe(false);
   });
 });

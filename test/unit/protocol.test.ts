@@ -3,16 +3,28 @@ import { ProtocolError, SafetyError } from '../../src/core/errors.js';
 import { decodeFrame, encodeFrame, type Frame } from '../../src/core/frame.js';
 import {
   decodeAction,
+  decodeBirth,
+  decodeEntry,
   decodeHelperReply,
   decodeHelperRequest,
+  decodeReady,
   decodeStat,
   encodeAction,
+  encodeBirth,
+  encodeEntry,
   encodeHelperReply,
   encodeHelperRequest,
+  encodeReady,
   encodeStat,
   isActionVerb,
+  isHelperRequestVerb,
+  NO_STAT,
+  parsePairIds,
   type HelperReply,
   type HelperRequest,
+  type HelperRequestKind,
+  type ReadyReport,
+  type ScanEntry,
 } from '../../src/core/protocol.js';
 import type { Action, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
@@ -142,9 +154,15 @@ describe('helper requests', () => {
     { description: 'RESOLVE with nothing expected', request: { id: 2, kind: 'resolve', dir: '.psync/replaced/12-3', path: 'n\u00e9w', expected: [] } },
     { description: 'RESOLVE with two expected versions', request: { id: 3, kind: 'resolve', dir: '.psync/replaced/12-4', path: 'a/b', expected: [file, link] } },
     { description: 'PURGE', request: { id: 4, kind: 'purge', dir: '.psync/replaced/12-4' } },
+    { description: 'STAT', request: { id: 5, kind: 'stat', path: 'a b/c\nd' } },
+    { description: 'STAT of a non-UTF-8 name', request: { id: 6, kind: 'stat', path: 'x/\udcff' } },
+    { description: 'HASH', request: { id: 7, kind: 'hash', path: 'd/-rf' } },
+    { description: 'MARK with the shortest pair id', request: { id: 8, kind: 'mark', pairId: '0123abcd' } },
+    { description: 'MARK with the longest pair id', request: { id: 9, kind: 'mark', pairId: 'f'.repeat(64) } },
   ]))('round trip: %s', (_description, { request }) => {
     const encoded = encodeHelperRequest(request);
     expect(encoded.verb).toBe(request.kind.toUpperCase());
+    expect(isHelperRequestVerb(encoded.verb)).toBe(true);
     expect(decodeHelperRequest(overTheWire(encoded))).toEqual(request);
   });
 
@@ -177,6 +195,24 @@ describe('helper requests', () => {
     { description: 'MOVE of a scratch name', verb: 'MOVE', args: ['1', 'a.1-1-abc.psync.ignore', 'b', ...statArgs], error: SafetyError },
     { description: 'RESOLVE of a path under .psync', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', '.psync/lock', '0'], error: SafetyError },
     { description: 'RESOLVE of a scratch name', verb: 'RESOLVE', args: ['1', '.psync/replaced/1-1', 'a.psync.ignore', '0'], error: SafetyError },
+    { description: 'STAT without a path', verb: 'STAT', args: ['1'], error: ProtocolError },
+    { description: 'STAT with two paths', verb: 'STAT', args: ['1', 'a', 'b'], error: ProtocolError },
+    { description: 'STAT without an id', verb: 'STAT', args: ['a'], error: ProtocolError },
+    { description: 'STAT of ..', verb: 'STAT', args: ['1', '..'], error: SafetyError },
+    { description: 'STAT of a/../../b', verb: 'STAT', args: ['1', 'a/../../b'], error: SafetyError },
+    { description: 'STAT of /etc/shadow', verb: 'STAT', args: ['1', '/etc/shadow'], error: SafetyError },
+    { description: 'STAT of the root', verb: 'STAT', args: ['1', ''], error: SafetyError },
+    { description: 'STAT of .psync/id', verb: 'STAT', args: ['1', '.psync/id'], error: SafetyError },
+    { description: 'HASH of ../x', verb: 'HASH', args: ['1', '../x'], error: SafetyError },
+    { description: 'HASH of .psync/lock', verb: 'HASH', args: ['1', '.psync/lock'], error: SafetyError },
+    { description: 'HASH of a scratch name', verb: 'HASH', args: ['1', 'a.1-1-abc.psync.ignore'], error: SafetyError },
+    { description: 'HASH with a stat', verb: 'HASH', args: ['1', 'a', ...statArgs], error: ProtocolError },
+    { description: 'MARK with an upper-case pair id', verb: 'MARK', args: ['1', 'ABCDEF12'], error: ProtocolError },
+    { description: 'MARK with a pair id of 7 digits', verb: 'MARK', args: ['1', 'abcdef1'], error: ProtocolError },
+    { description: 'MARK with a pair id of 65 digits', verb: 'MARK', args: ['1', 'a'.repeat(65)], error: ProtocolError },
+    { description: 'MARK with a path for a pair id', verb: 'MARK', args: ['1', '../../etc/passwd'], error: ProtocolError },
+    { description: 'MARK with a newline in its pair id', verb: 'MARK', args: ['1', 'abcdef12\nabcdef13'], error: ProtocolError },
+    { description: 'MARK without a pair id', verb: 'MARK', args: ['1'], error: ProtocolError },
   ]))('rejects %s', (_description, { verb, args, error }) => {
     expect(() => decodeHelperRequest(frame(verb, args))).toThrow(error);
   });
@@ -194,6 +230,51 @@ describe('helper replies', () => {
     const encoded = encodeHelperReply(reply);
     expect(encoded.verb).toBe(verb);
     expect(decodeHelperReply(overTheWire(encoded))).toEqual(reply);
+  });
+
+  const born: Stat = { ...file, birthMs: 1_700_000_000_001.5 };
+  const sha = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+  test.each(described<{ description: string; kind: HelperRequestKind; reply: HelperReply; args: string[] }>([
+    { description: 'STAT with a birth time', kind: 'stat', reply: { id: 1, ok: true, stat: born }, args: ['1', ...statArgs, '1700000000001.5'] },
+    { description: 'STAT without one', kind: 'stat', reply: { id: 2, ok: true, stat: file }, args: ['2', ...statArgs, '-'] },
+    { description: 'STAT of a symlink', kind: 'stat', reply: { id: 3, ok: true, stat: { ...link, birthMs: 5 } }, args: ['3', 'symlink', '7', '11', '0', '777', '5'] },
+    { description: 'HASH', kind: 'hash', reply: { id: 4, ok: true, stat: file, hash: sha }, args: ['4', ...statArgs, sha] },
+    { description: 'MARK', kind: 'mark', reply: { id: 5, ok: true, stat: NO_STAT }, args: ['5', 'other', '0', '0', '0', '0'] },
+    { description: 'MOVE with a conflict', kind: 'move', reply: { id: 6, ok: true, stat: file, conflict: { copy: 'c', kept: 'written' } }, args: ['6', ...statArgs, 'c', 'written'] },
+    { description: 'FAIL of a HASH', kind: 'hash', reply: { id: 7, ok: false, code: 'missing', message: 'gone' }, args: ['7', 'missing', 'gone'] },
+  ]))('by kind, round trip: %s', (_description, { kind, reply, args }) => {
+    const encoded = encodeHelperReply(reply, kind);
+    expect(encoded.args).toEqual(args);
+    expect(decodeHelperReply(overTheWire(encoded), kind)).toEqual(reply);
+  });
+
+  test.each(described<{ description: string; kind?: HelperRequestKind; args: string[]; error?: typeof ProtocolError | typeof SafetyError }>([
+    { description: 'a HASH done without its hash', kind: 'hash', args: ['1', ...statArgs] },
+    { description: 'a HASH done with a birth time for a hash', kind: 'hash', args: ['1', ...statArgs, '1700000000000'] },
+    { description: 'a HASH done with an upper-case hash', kind: 'hash', args: ['1', ...statArgs, sha.toUpperCase()] },
+    { description: 'a HASH done with a hash of 63 digits', kind: 'hash', args: ['1', ...statArgs, sha.slice(1)] },
+    { description: 'a HASH done with a conflict', kind: 'hash', args: ['1', ...statArgs, 'c', 'written'] },
+    { description: 'a STAT done without its birth time', kind: 'stat', args: ['1', ...statArgs] },
+    { description: 'a STAT done with a hash', kind: 'stat', args: ['1', ...statArgs, sha] },
+    { description: 'a STAT done with a negative birth time', kind: 'stat', args: ['1', ...statArgs, '-5'] },
+    { description: 'a STAT done with a zero birth time', kind: 'stat', args: ['1', ...statArgs, '0'] },
+    { description: 'a STAT done with an empty birth time', kind: 'stat', args: ['1', ...statArgs, ''] },
+    { description: 'a STAT done with an exponent birth time', kind: 'stat', args: ['1', ...statArgs, '1e12'] },
+    { description: 'a STAT done with an infinite birth time', kind: 'stat', args: ['1', ...statArgs, 'Infinity'] },
+    { description: 'a STAT done with a hex birth time', kind: 'stat', args: ['1', ...statArgs, '0x10'] },
+    { description: 'a DELETE done with a conflict', kind: 'delete', args: ['1', ...statArgs, 'c', 'written'] },
+    { description: 'a MARK done with a birth time', kind: 'mark', args: ['1', ...statArgs, '-'] },
+    { description: 'a MOVE done with a hash', kind: 'move', args: ['1', ...statArgs, sha] },
+    { description: 'any DONE with a 7th argument that is neither', args: ['1', ...statArgs, 'xyz'] },
+  ]))('by kind, rejects %s', (_description, { kind, args }) => {
+    expect(() => decodeHelperReply(frame('DONE', args), kind)).toThrow(ProtocolError);
+  });
+
+  test('without a kind, a 7th argument of 64 hex digits is a hash, anything else a birth time', () => {
+    expect(decodeHelperReply(frame('DONE', ['1', ...statArgs, sha]))).toEqual({ id: 1, ok: true, stat: file, hash: sha });
+    expect(decodeHelperReply(frame('DONE', ['1', ...statArgs, '-']))).toEqual({ id: 1, ok: true, stat: file });
+    expect(decodeHelperReply(frame('DONE', ['1', ...statArgs, '12.5']))).toEqual({ id: 1, ok: true, stat: { ...file, birthMs: 12.5 } });
   });
 
   test.each(described<{ description: string; verb: string; args: string[] }>([
@@ -217,5 +298,101 @@ describe('helper replies', () => {
     { description: 'a conflict copy outside the root', copy: '../x' },
   ]))('rejects DONE with %s', (_description, { copy }) => {
     expect(() => decodeHelperReply(frame('DONE', ['1', ...statArgs, copy, 'written']))).toThrow(SafetyError);
+  });
+});
+
+describe('the start-up scan: ENTRY and READY', () => {
+  const born: Stat = { ...file, birthMs: 1_700_000_000_123.75 };
+
+  test.each(described<{ description: string; entry: ScanEntry; birth: string }>([
+    { description: 'a file with a birth time', entry: { path: 'a/b.txt', stat: born }, birth: '1700000000123.75' },
+    { description: 'a file without one', entry: { path: 'a', stat: file }, birth: '-' },
+    { description: 'a directory', entry: { path: 'd', stat: { ...dir, birthMs: 1 } }, birth: '1' },
+    { description: 'a symlink', entry: { path: 'l', stat: link }, birth: '-' },
+    { description: 'a non-UTF-8 name with a space and a newline', entry: { path: 'x y/\udcff\n', stat: born }, birth: '1700000000123.75' },
+    { description: 'a .psync below the root (an ordinary name)', entry: { path: 'a/.psync', stat: file }, birth: '-' },
+  ]))('ENTRY round trip: %s', (_description, { entry, birth }) => {
+    const encoded = encodeEntry(entry);
+    expect(encoded.verb).toBe('ENTRY');
+    expect(encoded.args).toEqual([entry.path, ...encodeStat(entry.stat), birth]);
+    expect(decodeEntry(overTheWire(encoded))).toEqual(entry);
+  });
+
+  test('a birth time of 0 (the file system keeps none) is sent as -', () => {
+    expect(encodeBirth(0)).toBe('-');
+    expect(encodeBirth(undefined)).toBe('-');
+    expect(decodeBirth('-')).toBeUndefined();
+    expect(decodeEntry(overTheWire(encodeEntry({ path: 'a', stat: { ...file, birthMs: 0 } })))).toEqual({ path: 'a', stat: file });
+  });
+
+  test.each(described<{ description: string; args: string[]; error: typeof ProtocolError | typeof SafetyError }>([
+    { description: 'no birth time', args: ['a', ...statArgs], error: ProtocolError },
+    { description: 'an extra argument', args: ['a', ...statArgs, '-', 'x'], error: ProtocolError },
+    { description: 'an empty birth time', args: ['a', ...statArgs, ''], error: ProtocolError },
+    { description: 'a negative birth time', args: ['a', ...statArgs, '-1'], error: ProtocolError },
+    { description: 'a zero birth time', args: ['a', ...statArgs, '0'], error: ProtocolError },
+    { description: 'a birth time with a leading zero', args: ['a', ...statArgs, '01'], error: ProtocolError },
+    { description: 'a birth time in exponent form', args: ['a', ...statArgs, '1e3'], error: ProtocolError },
+    { description: 'a NaN birth time', args: ['a', ...statArgs, 'NaN'], error: ProtocolError },
+    { description: 'a birth time with a blank', args: ['a', ...statArgs, ' 1'], error: ProtocolError },
+    { description: 'a birth time of 17 digits', args: ['a', ...statArgs, '12345678901234567'], error: ProtocolError },
+    { description: 'a bad stat', args: ['a', 'file', '1', '2', '3', '9', '-'], error: ProtocolError },
+    { description: 'a path with ..', args: ['..', ...statArgs, '-'], error: SafetyError },
+    { description: 'a path a/../../x', args: ['a/../../x', ...statArgs, '-'], error: SafetyError },
+    { description: 'an absolute path', args: ['/etc/passwd', ...statArgs, '-'], error: SafetyError },
+    { description: 'the root', args: ['', ...statArgs, '-'], error: SafetyError },
+    { description: '.psync', args: ['.psync', 'dir', '1', '2', '3', '700', '-'], error: SafetyError },
+    { description: '.psync/id', args: ['.psync/id', ...statArgs, '-'], error: SafetyError },
+    { description: 'a scratch name', args: ['a.1-1-abc.psync.ignore', ...statArgs, '-'], error: SafetyError },
+  ]))('ENTRY rejects %s', (_description, { args, error }) => {
+    expect(() => decodeEntry(frame('ENTRY', args))).toThrow(error);
+  });
+
+  test('decodeEntry takes nothing but ENTRY', () => {
+    expect(() => decodeEntry(frame('RSYNC', ['a', ...statArgs, '-']))).toThrow(ProtocolError);
+  });
+
+  const ids = ['0123abcd', 'f'.repeat(64)];
+
+  test.each(described<{ description: string; ready: ReadyReport; args: string[] }>([
+    { description: 'no marker file', ready: { entries: 0, markers: undefined }, args: ['0', '-'] },
+    { description: 'a marker file without ids', ready: { entries: 3, markers: [] }, args: ['3', ''] },
+    { description: 'one id', ready: { entries: 100_000, markers: [ids[0]!] }, args: ['100000', ids[0]!] },
+    { description: 'two ids', ready: { entries: 1, markers: ids }, args: ['1', ids.join(',')] },
+  ]))('READY round trip: %s', (_description, { ready, args }) => {
+    const encoded = encodeReady(ready);
+    expect(encoded).toEqual({ verb: 'READY', args });
+    expect(decodeReady(overTheWire(encoded))).toEqual(ready);
+  });
+
+  test.each(described<{ description: string; verb?: string; args: string[] }>([
+    { description: 'the version 3 form without markers', args: ['5'] },
+    { description: 'an extra argument', args: ['5', '-', 'x'] },
+    { description: 'a negative count', args: ['-1', '-'] },
+    { description: 'a count with a leading zero', args: ['05', '-'] },
+    { description: 'a fractional count', args: ['1.5', '-'] },
+    { description: 'an empty count', args: ['', '-'] },
+    { description: 'a count past 2^53', args: ['9007199254740993', '-'] },
+    { description: 'an upper-case marker', args: ['1', 'ABCDEF12'] },
+    { description: 'a short marker', args: ['1', 'abc'] },
+    { description: 'a marker of 65 digits', args: ['1', 'a'.repeat(65)] },
+    { description: 'an empty marker between commas', args: ['1', `${ids[0]!},,${ids[1]!}`] },
+    { description: 'a trailing comma', args: ['1', `${ids[0]!},`] },
+    { description: 'a marker with a blank', args: ['1', ` ${ids[0]!}`] },
+    { description: 'a repeated marker', args: ['1', `${ids[0]!},${ids[0]!}`] },
+    { description: '- among markers', args: ['1', `-,${ids[0]!}`] },
+    { description: 'another verb', verb: 'HEARTBEAT', args: ['1', '-'] },
+  ]))('READY rejects %s', (_description, { verb, args }) => {
+    expect(() => decodeReady(frame(verb ?? 'READY', args))).toThrow(ProtocolError);
+  });
+
+  test.each(described<{ description: string; text: string; ids: string[] }>([
+    { description: 'an empty file', text: '', ids: [] },
+    { description: 'one id with its newline', text: '0123abcd\n', ids: ['0123abcd'] },
+    { description: 'ids in file order, each once', text: 'ffffffff\n0123abcd\nffffffff\n', ids: ['ffffffff', '0123abcd'] },
+    { description: 'blanks and a CR around an id', text: '  0123abcd \r\n', ids: ['0123abcd'] },
+    { description: 'other lines ignored', text: '# psync pair ids\nABCDEF12\nabc\n0123abcd x\n' + 'a'.repeat(65) + '\n0123abcd', ids: ['0123abcd'] },
+  ]))('parsePairIds: %s', (_description, { text, ids: expected }) => {
+    expect(parsePairIds(text)).toEqual(expected);
   });
 });
