@@ -41,9 +41,9 @@ const config: Config = {
   banned: 'backup-job',
   /** -n: log what would be done, change nothing. */
   dryRun: false,
-  /** -s: run the initial merge (union of both trees, newer file wins), then exit. */
+  /** -s: reconcile both trees once against the archive (with -n: list every decision), then exit. */
   syncOnly: false,
-  /** -k: start watching without the initial merge (the trees are known to be identical). */
+  /** -k: start watching without the start-up reconcile (the trees are known to be identical). */
   skipInitialSync: false,
   /** -f: let the helper delete non-empty directories and move onto them. */
   force: false,
@@ -66,6 +66,12 @@ const config: Config = {
   remotePsync: '/usr/bin/node /opt/psync/dist/src/cli.js',
   /** --status-file: keep a JSON status (state, counters, last error) here. */
   statusFile: '/run/psync/share.json',
+  /** --state-dir: where each pair's archive (what both sides last agreed on) is kept. */
+  stateDir: '/var/lib/psync',
+  /** --max-delete: a start-up that would delete more than this percentage of the archived entries halts instead (exit 7). */
+  maxDeletePercent: 50,
+  /** --reset: forget what this pair agreed on; the next start is a first run (the union, nothing deleted). */
+  resetArchive: false,
 };
 
 export default config;

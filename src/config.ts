@@ -29,9 +29,9 @@ export interface Config {
   banned?: string;
   /** Log what would be done; change nothing. */
   dryRun: boolean;
-  /** Run the initial merge only, then exit. */
+  /** Reconcile both trees once (the start-up reconcile), then exit. */
   syncOnly: boolean;
-  /** Start watching without the initial merge (the trees are known to be identical). */
+  /** Start watching without the start-up reconcile (the trees are known to be identical). */
   skipInitialSync: boolean;
   /** Let the helper delete non-empty directories and move onto them. */
   force: boolean;
@@ -57,6 +57,23 @@ export interface Config {
   remotePsync?: string;
   /** Keep a JSON status (state, counters, last error) in this file. */
   statusFile?: string;
+  /**
+   * Where the archive of each pair lives (what both sides last agreed on,
+   * src/state/archive.ts); default `$XDG_STATE_HOME/psync`, else
+   * `~/.local/state/psync`.
+   */
+  stateDir?: string;
+  /**
+   * A start-up reconcile that would delete more than this share (percent) of
+   * the archive's entries halts the pair instead (exit 7); 100 lets it go ahead.
+   */
+  maxDeletePercent: number;
+  /**
+   * Forget what this pair agreed on: the start-up is a first run again (the
+   * union of both trees; nothing is deleted). The way past a halt for a root
+   * that lost its marker.
+   */
+  resetArchive: boolean;
 }
 
 export const DEFAULTS = {
@@ -73,6 +90,8 @@ export const DEFAULTS = {
   intervalSeconds: 0.1,
   maxDelaySeconds: 5,
   rescanSeconds: 600,
+  maxDeletePercent: 50,
+  resetArchive: false,
 } satisfies Partial<Config>;
 
 /** Check a Config and resolve its local roots; throws ConfigError with one clear line. */
@@ -83,6 +102,9 @@ export async function validateConfig(config: Config): Promise<Config> {
   }
   if (!(config.maxDelaySeconds >= config.intervalSeconds)) {
     throw new ConfigError(`--max-delay (${config.maxDelaySeconds}) must be at least --interval (${config.intervalSeconds})`);
+  }
+  if (!(config.maxDeletePercent >= 0 && config.maxDeletePercent <= 100)) {
+    throw new ConfigError(`--max-delete takes a percentage from 0 to 100, got ${config.maxDeletePercent}`);
   }
   if (!(config.rescanSeconds >= 0)) throw new ConfigError(`--rescan must be 0 (off) or more seconds, got ${config.rescanSeconds}`);
   if (!Number.isInteger(config.debug) || config.debug < 0 || config.debug > 3) {

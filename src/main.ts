@@ -82,8 +82,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('banned', { alias: 'b', type: 'string', describe: 'refuse to run, and stop, while a program of this name runs here' })
     .option('translate', { alias: 'T', type: 'string', describe: 'FROM:TO path translation (not supported: give different SRCROOT and DSTROOT)' })
     .option('dry-run', { alias: 'n', type: 'boolean', describe: 'log what would be done, change nothing' })
-    .option('sync-only', { alias: 's', type: 'boolean', describe: 'run the initial merge, then exit' })
-    .option('skip-initial-sync', { alias: 'k', type: 'boolean', describe: 'start watching without the initial merge' })
+    .option('sync-only', { alias: 's', type: 'boolean', describe: 'reconcile both trees once (with -n: list what it would do), then exit' })
+    .option('skip-initial-sync', { alias: 'k', type: 'boolean', describe: 'start watching without the start-up reconcile (entries equal on both sides are still taken as agreed)' })
     .option('force', { alias: 'f', type: 'boolean', describe: 'let deletes and moves replace non-empty directories' })
     .option('preserve-suid', { type: 'boolean', describe: 'keep setuid/setgid bits on synced files (by default they are dropped: psync runs as root and keeps owners)' })
     .option('interval', { alias: 'i', type: 'number', describe: `settle delay in seconds: a path must be quiet this long before it is sent (default ${DEFAULTS.intervalSeconds})` })
@@ -92,6 +92,9 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('ssh-config', { type: 'string', describe: 'ssh client config file instead of ~/.ssh/config' })
     .option('remote-psync', { type: 'string', describe: 'command that starts psync on the remote host (default: this node and install path)' })
     .option('status-file', { type: 'string', describe: 'keep a JSON status (state, counters, last error) in this file' })
+    .option('state-dir', { type: 'string', describe: 'where the archive of each pair is kept (default $XDG_STATE_HOME/psync, else ~/.local/state/psync)' })
+    .option('max-delete', { type: 'number', describe: `halt (exit 7) rather than let a start-up delete more than this percentage of the archived entries; 100 goes ahead (default ${DEFAULTS.maxDeletePercent})` })
+    .option('reset', { type: 'boolean', describe: 'forget what this pair agreed on: start as a first run (the union of both trees, nothing deleted)' })
     .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
     .strictOptions()
     .version(VERSION)
@@ -137,6 +140,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     intervalSeconds: given(parsed.interval, file.intervalSeconds ?? DEFAULTS.intervalSeconds),
     maxDelaySeconds: given(parsed['max-delay'], file.maxDelaySeconds ?? DEFAULTS.maxDelaySeconds),
     rescanSeconds: given(parsed.rescan, file.rescanSeconds ?? DEFAULTS.rescanSeconds),
+    maxDeletePercent: given(parsed['max-delete'], file.maxDeletePercent ?? DEFAULTS.maxDeletePercent),
+    resetArchive: given(parsed.reset, file.resetArchive ?? false),
   };
   const remoteHost = parsed['remote-host'] ?? file.remoteHost;
   if (remoteHost !== undefined) config.remoteHost = remoteHost;
@@ -146,6 +151,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
   if (sshConfig !== undefined) config.sshConfig = resolve(sshConfig);
   const statusFile = parsed['status-file'] ?? file.statusFile;
   if (statusFile !== undefined) config.statusFile = resolve(statusFile);
+  const stateDir = parsed['state-dir'] ?? file.stateDir;
+  if (stateDir !== undefined) config.stateDir = resolve(stateDir);
   const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
   if (remotePsync !== undefined) config.remotePsync = remotePsync;
   return config;

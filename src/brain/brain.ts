@@ -1,9 +1,18 @@
 /**
- * The brain: starts a side (its filter and helper) on each root, checks
- * each host's rsync, runs the initial merge, then turns the filters'
- * reports into transfers. Decisions live in src/core (echo ledger, queue and
- * its bound, batches, the fallback after a helper's refusal, which rsync may
- * run); this loop only wires them to the sides and to rsync.
+ * The brain: opens the pair's archive (what both sides last agreed on,
+ * src/state/archive.ts), starts a side (its filter and helper) on each
+ * root, checks each host's rsync, reconciles both trees against the archive
+ * (startup.ts), then turns the filters' reports into transfers. Decisions
+ * live in src/core (the reconcile, echoes judged against the archive, queue
+ * and its bound, batches, the fallback after a helper's refusal, which rsync
+ * may run); this loop only wires them to the sides, to rsync and to the
+ * archive.
+ *
+ * The archive is written only after a target confirmed what it holds (the
+ * transfer list and the helper's stat), in one transaction per batch. A
+ * report from a side while a batch that targets that side runs on the same
+ * path waits until the batch is recorded, and is then judged against the
+ * archive: psync's own work is an echo, anything else a change.
  *
  * rsync's client always runs here, on the left; the right is its server
  * (over SSH, through the right helper's relay or a remote shell, or a
@@ -11,17 +20,23 @@
  * own root (`--confine-root`, transfer/rsync.ts).
  */
 
-import { decodeAction, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
+import { renameSync } from 'node:fs';
+import { decodeAction, decodeEntry, decodeReady, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
 import type { SideConfig } from '../side.js';
-import { expectedVersions, LastSynced } from '../core/conflict.js';
+import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { EchoLedger, sameAsMerged } from '../core/echo.js';
+import { agreedAfterMove, agreedAfterSend, agreedStat, isEcho, Tombstones, versionOf } from '../core/agreed.js';
+import type { Observed } from '../core/reconcile.js';
+import type { PlannedBatch } from '../core/steps.js';
+import { ancestorsOf } from '../core/paths.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
+import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
+import { reconcileAtStart } from './startup.js';
 import { fallbackAfterRefusal } from '../core/fallback.js';
 import { parseRsyncVersion, rsyncVerdict } from '../core/rsyncVersion.js';
 import { toRsyncFilterArgs } from '../core/patterns.js';
-import { directionFrom, sourceOf, targetOf, type Action, type Direction, type Side } from '../core/types.js';
+import { directionFrom, otherSide, sourceOf, targetOf, type Action, type Direction, type Side, type Stat } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
@@ -49,6 +64,8 @@ export type BrainOutcome = { ok: true } | { ok: false; error: Error };
 const WATCHDOG_INTERVAL_MS = 1_000;
 /** A failing batch is tried this many times in all before psync gives up on it. */
 const MAX_ATTEMPTS = 3;
+/** A side's start-up scan may hold at most this many entries (a bound on what a side can make the brain keep). */
+const MAX_SCAN_ENTRIES = 50_000_000;
 const RETRY_DELAY_MS = 1_000;
 /** On stop, children get this long to exit before psync exits without them. */
 const CHILD_EXIT_GRACE_MS = 3_000;
@@ -74,7 +91,6 @@ export class Brain {
     conflicts: 0,
     refused: 0,
   };
-  private readonly ledger = new EchoLedger();
   private readonly queue = new ActionQueue();
   private readonly queueBound = new QueueBound();
   /** Each end's `--confine-root` (its root's real path), once prepareRsync checked its rsync; unset for an rsync too old to take it. */
@@ -84,7 +100,26 @@ export class Brain {
   private readonly links = new Map<Side, ChildLink>();
   private readonly helpers = new Map<Side, HelperClient>();
   private readonly lastBeat: Record<Side, number> = { left: 0, right: 0 };
-  private merged = false;
+  /** The pair's archive of agreed state, open (and locked) from start to shutdown. */
+  private archive: Archive | undefined;
+  private readonly pairId: string;
+  /** Each side's start-up scan (its ENTRY frames), until the start-up reconcile has used it. */
+  private readonly scans: Record<Side, Map<string, Observed>> = { left: new Map(), right: new Map() };
+  private readonly markers: Record<Side, readonly string[] | undefined> = { left: undefined, right: undefined };
+  /** Start-up reconciled: reports are judged as they come. Until then they wait in `held`. */
+  private live = false;
+  /**
+   * Reports that wait: all of them until the start-up reconcile is done,
+   * then those on a path the running batch is carrying over (they are judged
+   * once the batch is recorded: the target's report of psync's own work is
+   * then an echo, and the source's next change of that path, a delete say,
+   * is judged against what the batch agreed).
+   */
+  private held: { side: Side; action: Action }[] = [];
+  /** What was agreed at paths psync just deleted or renamed away: a late report of its own write there is an echo. */
+  private readonly tombstones = new Tombstones();
+  /** The paths the running batch is carrying over, on either side. */
+  private inflight: ReadonlySet<string> | undefined;
   private stopping = false;
   private wake: () => void = () => {};
   private finish: (outcome: BrainOutcome) => void = () => {};
@@ -95,8 +130,6 @@ export class Brain {
   private readonly status: StatusWriter;
   /** The exclude arguments every rsync run gets: the filters' patterns in rsync's spelling, then --rsync-excludes. */
   private readonly rsyncExcludes: readonly string[];
-  /** The last version psync synced at each path: what a target may hold without a change of its own. */
-  private readonly synced = new LastSynced();
   private readonly vanished = new VanishedSends();
   /** Names this run's directories of replaced versions: `<pid>-<n>`. */
   private readonly runTag = String(process.pid);
@@ -107,6 +140,7 @@ export class Brain {
     private readonly endpoints: Record<Side, Endpoint>,
     private readonly log: Logger,
   ) {
+    this.pairId = pairId(config.srcRoot, config.remoteHost, config.dstRoot);
     this.rsyncExcludes = [
       ...toRsyncFilterArgs({ excludes: config.excludes, tempfiles: config.tempfiles }),
       ...config.rsyncExcludes.map((p) => `--exclude=${p}`),
@@ -115,7 +149,7 @@ export class Brain {
       state: this.state,
       left: endpoints.left.description,
       right: endpoints.right.description,
-      queued: this.queue.length,
+      queued: this.queue.length + this.held.length,
       counters: this.counters,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     }));
@@ -140,23 +174,59 @@ export class Brain {
   }
 
   private async start(): Promise<void> {
+    this.openArchive();
+    await Promise.all([this.prepareRsync(), this.startSide('left'), this.startSide('right')]);
+    if (this.stopping) return;
+    await this.reconcileAtStart();
+    if (this.stopping) return;
     if (this.config.syncOnly) {
-      await this.prepareRsync();
-      await this.initialMerge();
       this.setState('stopped');
       this.finish({ ok: true });
       return;
     }
-    await Promise.all([this.prepareRsync(), this.startSide('left'), this.startSide('right')]);
-    if (this.stopping) return;
-    if (this.config.skipInitialSync) this.log.info('skipping the initial merge (-k)');
-    else await this.initialMerge();
-    if (this.stopping) return;
-    this.merged = true;
+    this.live = true;
+    this.releaseHeld();
     this.setState('watching');
     this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
     this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
     void this.dispatchLoop();
+  }
+
+  /**
+   * The pair's archive, locked against a second psync on the same pair. One
+   * that cannot be read is set aside and the start is a first run (with a
+   * warning), never "everything was deleted".
+   */
+  private openArchive(): void {
+    const file = archiveFile(this.config.stateDir ?? defaultStateDir(), this.pairId);
+    try {
+      this.archive = Archive.open(file);
+    } catch (error) {
+      if (error instanceof ArchiveLockedError) throw new SafetyError(error.message, { cause: error });
+      const aside = `${file}.unreadable-${Date.now()}`;
+      this.log.warn(`the archive ${file} cannot be read (${(error as Error).message}); it is kept as ${aside} and this start is a first run`);
+      renameSync(file, aside);
+      this.archive = Archive.open(file);
+    }
+    this.log.debug(`archive ${file}: ${this.archive.size} entries`);
+  }
+
+  private async reconcileAtStart(): Promise<void> {
+    this.setState('reconciling');
+    const helper = (side: Side): HelperClient => this.helpers.get(side)!;
+    await reconcileAtStart({
+      config: this.config,
+      log: this.log,
+      archive: this.archive!,
+      pairId: this.pairId,
+      scans: this.scans,
+      markers: this.markers,
+      helpers: { left: helper('left'), right: helper('right') },
+      apply: (batch) => this.applyWithRetries({ direction: batch.direction, kind: batch.kind, actions: batch.actions }, batch),
+    });
+    // The scans were the start-up's alone: realtime reads the archive.
+    this.scans.left.clear();
+    this.scans.right.clear();
   }
 
   /**
@@ -217,8 +287,8 @@ export class Brain {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.watchdog);
-    // The initial merge can take hours: abort it at once. A realtime batch gets a grace period.
-    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.merged ? STOP_GRACE_MS : 0);
+    // The start-up reconcile can take hours: abort it at once. A realtime batch gets a grace period.
+    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.live ? STOP_GRACE_MS : 0);
     await this.idle;
     clearTimeout(grace);
     for (const helper of this.helpers.values()) helper.close();
@@ -227,6 +297,8 @@ export class Brain {
     const children = [...this.links.values()].map((link) => link.exited);
     await Promise.race([Promise.all(children), new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
     if (this.state === 'stopping') this.state = 'stopped';
+    this.archive?.close();
+    this.archive = undefined;
     await this.status.flush();
     const c = this.counters;
     this.log.info(
@@ -253,6 +325,7 @@ export class Brain {
         rescanMs: Math.round(this.config.rescanSeconds * 1000),
         lock: !this.config.dryRun,
         debug: this.config.debug,
+        reportScan: true,
       },
       helper: { root: endpoint.root, force: this.config.force, dryRun: this.config.dryRun, relay },
     };
@@ -281,9 +354,17 @@ export class Brain {
       if (helper.receive(frame)) return;
       if (isActionVerb(frame.verb)) {
         this.onReport(side, frame);
+      } else if (frame.verb === 'ENTRY') {
+        this.onEntry(side, frame);
       } else if (frame.verb === 'READY') {
-        this.log.info(`${side}: watching ${frame.args[0] ?? '?'} entries in ${endpoint.description}`);
-        ready();
+        try {
+          const { entries, markers } = decodeReady(frame);
+          this.markers[side] = markers;
+          this.log.info(`${side}: watching ${entries} entries in ${endpoint.description}`);
+          ready();
+        } catch (error) {
+          this.fail(new ProtocolError(`${side} filter: ${(error as Error).message}`, { cause: error }));
+        }
       } else if (frame.verb === 'WARN') {
         this.log.warn(`${side} filter: ${frame.args[0] ?? ''}`);
       } else if (frame.verb === 'ERROR') {
@@ -318,7 +399,32 @@ export class Brain {
     }
   }
 
-  /** A report from a filter: verify it, drop it if it is our own echo, else queue it. */
+  /** One entry of a side's start-up scan. */
+  private onEntry(side: Side, frame: Parameters<typeof decodeEntry>[0]): void {
+    if (this.live) {
+      this.counters.rejected[side] += 1;
+      this.log.warn(`${side} filter: ignoring an ENTRY after the start-up`);
+      return;
+    }
+    try {
+      const { path, stat } = decodeEntry(frame);
+      const version = versionOf(stat);
+      if (version === undefined) return;
+      if (this.scans[side].size >= MAX_SCAN_ENTRIES) {
+        this.fail(new ProtocolError(`the ${side} side reported more than ${MAX_SCAN_ENTRIES} entries at start-up`));
+        return;
+      }
+      const observed: Observed = stat.birthMs === undefined ? { ...version, ino: stat.ino } : { ...version, ino: stat.ino, birthMs: stat.birthMs };
+      this.scans[side].set(path, observed);
+    } catch (error) {
+      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
+      this.counters.rejected[side] += 1;
+      this.status.touch();
+      this.log.warn(`${side}: rejected a scan entry: ${error.message}`);
+    }
+  }
+
+  /** A report from a filter: verify it; it waits while the start-up or a batch on its path runs; else it is judged. */
   private onReport(side: Side, frame: Parameters<typeof decodeAction>[0]): void {
     let action: Action;
     try {
@@ -332,28 +438,62 @@ export class Brain {
     }
     this.counters.reported[side] += 1;
     this.status.touch();
-    if (this.ledger.isEcho(side, action, performance.now())) {
-      this.counters.echoes[side] += 1;
-      this.log.debug(`${side}: echo of our own change dropped: ${describe(action)}`);
-      return;
-    }
-    this.log.debug(`${side}: ${describe(action)}`);
-    const admission = this.queueBound.admit(side, this.queue.length);
+    const admission = this.queueBound.admit(side, this.queue.length + this.held.length);
     if (admission === 'overflow') {
       this.fail(
         new ProtocolError(
           `the ${side} side went on reporting after it was asked to pause (${HARD_MAX_QUEUED_ACTIONS} actions queued); ` +
-            'stopping rather than dropping its reports (the next start merges both trees)',
+            'stopping rather than dropping its reports (the next start reconciles both trees)',
         ),
       );
       return;
     }
     if (admission === 'acceptAndPause') {
       this.tellSide(side, 'PAUSE');
-      this.log.warn(`${this.queue.length} actions queued: the ${side} side holds its reports until the queue has drained`);
+      this.log.warn(`${this.queue.length + this.held.length} actions queued: the ${side} side holds its reports until the queue has drained`);
     }
-    const { dropped } = this.queue.enqueue(side, action, !this.merged);
+    if (!this.live || this.isInflight(action)) {
+      this.held.push({ side, action });
+      return;
+    }
+    this.judge(side, action);
+  }
+
+  /** Does `action` name a path (or a path below one) that the running batch is carrying over? */
+  private isInflight(action: Action): boolean {
+    const inflight = this.inflight;
+    if (inflight === undefined) return false;
+    const paths = action.kind === 'move' ? [action.from, action.to] : [action.path];
+    return paths.some((path) => inflight.has(path) || ancestorsOf(path).some((p) => inflight.has(p)));
+  }
+
+  /** Judge the reports that waited, in the order they came. */
+  private releaseHeld(): void {
+    const waiting = this.held;
+    this.held = [];
+    for (const { side, action } of waiting) {
+      if (this.isInflight(action)) this.held.push({ side, action });
+      else this.judge(side, action);
+    }
+    this.resumeDrained();
+  }
+
+  /**
+   * A report judged against the archive: an echo of what is agreed is
+   * dropped; a change is queued. (A MOVE of a name the other side does not
+   * hold is found out by its helper, and sent as a copy: fallback.ts.)
+   */
+  private judge(side: Side, action: Action): void {
+    if (isEcho((path) => this.archive!.get(path), side, action, (path) => this.tombstones.get(path))) {
+      this.counters.echoes[side] += 1;
+      this.log.debug(`${side}: no change from what both sides agreed on: ${describe(action)}`);
+      return;
+    }
+    this.log.debug(`${side}: ${describe(action)}`);
+    const { dropped } = this.queue.enqueue(side, action);
     if (action.kind === 'move') {
+      // The other side's pending sends below the old name are due under the new one, after the move.
+      this.queue.deferUnder(otherSide(side), action.from, action.to);
       for (const resend of this.vanished.noteMove(side, action.from, action.to, performance.now())) this.resend(directionFrom(side), resend);
     }
     if (dropped !== undefined) {
@@ -384,7 +524,7 @@ export class Brain {
   private resend(direction: Direction, resend: Resend): void {
     this.log.info(`${JSON.stringify(resend.path)} moved with its directory before rsync sent it: sending it again`);
     const { path, stat, prev } = resend;
-    this.queue.enqueue(sourceOf(direction), prev === undefined ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev }, !this.merged);
+    this.queue.enqueue(sourceOf(direction), prev === undefined ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev });
     this.wake();
   }
 
@@ -408,35 +548,42 @@ export class Brain {
   /**
    * Apply a batch; a failure other than a lost connection is retried after
    * RETRY_DELAY_MS, at most MAX_ATTEMPTS times in all, then reported and
-   * counted: psync goes on with the next batch rather than spin.
+   * counted: psync goes on with the next batch rather than spin. Reports
+   * that waited on its paths are judged once it is over.
    */
-  private async applyWithRetries(batch: Batch): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.apply(batch);
-        return;
-      } catch (error) {
-        if (this.stopping) return; // aborted on shutdown
-        if (error instanceof RsyncError && error.exitCode === 255) {
-          this.fail(new ConnectionError(`lost the SSH connection: ${error.message}`, { cause: error }));
+  private async applyWithRetries(batch: Batch, planned?: PlannedBatch): Promise<void> {
+    this.inflight = new Set(batch.actions.flatMap((a) => (a.kind === 'move' ? [a.from, a.to] : [a.path])));
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.apply(batch, planned);
+          return;
+        } catch (error) {
+          if (this.stopping) return; // aborted on shutdown
+          if (error instanceof RsyncError && error.exitCode === 255) {
+            this.fail(new ConnectionError(`lost the SSH connection: ${error.message}`, { cause: error }));
+            return;
+          }
+          const what = `${batch.direction} ${batch.kind} of ${batch.actions.length} entries`;
+          if (attempt < MAX_ATTEMPTS) {
+            this.log.warn(`${what} failed (attempt ${attempt} of ${MAX_ATTEMPTS}), retrying: ${(error as Error).message}`);
+            await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+            continue;
+          }
+          this.counters.failures += 1;
+          this.lastError = (error as Error).message;
+          this.status.touch();
+          this.log.error(`${what} failed ${MAX_ATTEMPTS} times, giving up on it: ${(error as Error).message}`);
           return;
         }
-        const what = `${batch.direction} ${batch.kind} of ${batch.actions.length} entries`;
-        if (attempt < MAX_ATTEMPTS) {
-          this.log.warn(`${what} failed (attempt ${attempt} of ${MAX_ATTEMPTS}), retrying: ${(error as Error).message}`);
-          await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
-          continue;
-        }
-        this.counters.failures += 1;
-        this.lastError = (error as Error).message;
-        this.status.touch();
-        this.log.error(`${what} failed ${MAX_ATTEMPTS} times, giving up on it: ${(error as Error).message}`);
-        return;
       }
+    } finally {
+      this.inflight = undefined;
+      if (this.live) this.releaseHeld();
     }
   }
 
-  private async apply(batch: Batch): Promise<void> {
+  private async apply(batch: Batch, planned?: PlannedBatch): Promise<void> {
     const source = sourceOf(batch.direction);
     const target = targetOf(batch.direction);
     const what = `${batch.kind} ${source}->${target}: ${batch.actions.map(describe).slice(0, 5).join(', ')}${batch.actions.length > 5 ? `, ... (${batch.actions.length})` : ''}`;
@@ -445,27 +592,25 @@ export class Brain {
       return;
     }
     this.log.info(what);
-    if (batch.kind === 'rsync') await this.rsyncBatch(batch.direction, batch.actions, batch.updateOnly);
-    else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions);
+    if (batch.kind === 'rsync') await this.rsyncBatch(batch.direction, batch.actions);
+    else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
     else await this.deleteBatch(batch.direction, batch.actions);
     this.counters.applied[batch.direction] += batch.actions.length;
     this.status.touch();
   }
 
-  private async rsyncBatch(direction: Direction, actions: readonly Action[], updateOnly: boolean, recursive = false): Promise<void> {
-    const target = targetOf(direction);
-    const now = performance.now();
+  /**
+   * rsync the batch's paths from source to target, judge what the transfer
+   * replaced there (resolveReplaced), and record in the archive what the
+   * target confirmed holding: the version rsync's transfer list says it
+   * sent, with each side's inode where that side still holds it.
+   */
+  private async rsyncBatch(direction: Direction, actions: readonly Action[], recursive = false): Promise<void> {
+    const source = sourceOf(direction);
     const sends = actions.filter((a): a is Extract<Action, { kind: 'rsync' }> => a.kind === 'rsync');
-    for (const send of sends) this.ledger.expect(target, { kind: 'written', path: send.path, stat: send.stat }, now);
     const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
     const transferred = new Map<string, TransferredEntry>();
-    const onTransferred = (entry: TransferredEntry): void => {
-      transferred.set(entry.path, entry);
-      // rsync also sets the attributes of the listed paths' parents (implied directories), and of a
-      // directory that changed again since its report: the target reports those too, as echoes.
-      if (entry.isDir) this.ledger.expect(target, { kind: 'merged', ...entry }, performance.now());
-    };
-    const result = await this.runRsync(direction, { files: sends.map((a) => a.path), updateOnly, recursive, backupDir, onTransferred });
+    const result = await this.runRsync(direction, { files: sends.map((a) => a.path), recursive, backupDir, onTransferred: (entry) => transferred.set(entry.path, entry) });
     if (result.status === 'partial') {
       this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
     }
@@ -474,49 +619,54 @@ export class Brain {
     for (const send of sends) {
       if (send.stat.type !== 'file' || transferred.has(send.path)) continue;
       const vanished = { path: send.path, stat: send.stat, prev: send.prev };
-      for (const resend of this.vanished.noteVanished(sourceOf(direction), vanished, checkedAt)) this.resend(direction, resend);
+      for (const resend of this.vanished.noteVanished(source, vanished, checkedAt)) this.resend(direction, resend);
     }
-    await this.resolveReplaced(target, backupDir, sends, transferred);
+    const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
+    const complete = result.status !== 'partial';
+    this.archive!.transaction((w) => {
+      for (const send of sends) {
+        let listed = transferred.get(send.path);
+        // A directory whose attributes were already right is not listed: it is there, as sent, unless the run was partial.
+        if (listed === undefined && send.stat.type === 'dir' && complete) listed = { path: send.path, isDir: true, size: 0, mtimeSeconds: 0 };
+        const agreed = agreedAfterSend(source, send.stat, listed, targetNow.get(send.path));
+        if (agreed === undefined) continue;
+        w.put(send.path, agreed);
+        this.tombstones.delete(send.path);
+      }
+    });
   }
 
   /**
    * After a transfer: every version it replaced on the target must be one
-   * the brain expected there; any other is a change made on the target that
-   * the transfer overwrote, and the helper keeps both (conflict.ts). The
-   * replaced versions are dropped only when every one was judged.
+   * the target could hold without a change of its own (what was agreed
+   * there, or what the source held before); any other is a change made on
+   * the target that the transfer overwrote, and the helper keeps both
+   * (conflict.ts). The replaced versions are dropped only when every one was
+   * judged. Returns what each checked path holds on the target now.
    */
-  private async resolveReplaced(
-    target: Side,
-    dir: string,
-    sends: readonly Extract<Action, { kind: 'rsync' }>[],
-    transferred: ReadonlyMap<string, TransferredEntry>,
-  ): Promise<void> {
+  private async resolveReplaced(target: Side, dir: string, sends: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<Map<string, Stat>> {
+    const now = new Map<string, Stat>();
     const helper = this.helpers.get(target)!;
     const files = sends.filter((a) => a.stat.type !== 'dir');
-    if (files.length === 0) return;
+    if (files.length === 0) return now;
+    const agreedThere = (path: string): Stat | undefined => {
+      const entry = this.archive!.get(path);
+      return entry === undefined ? undefined : agreedStat(entry, target);
+    };
     const replies = await helper.request(
-      files.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev, this.synced.get(a.path)) })),
+      files.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev, agreedThere(a.path)) })),
     );
     let failed = 0;
     for (const [i, reply] of replies.entries()) {
       const path = files[i]!.path;
       if (!reply.ok) {
-        this.synced.delete(path);
         failed += 1;
         this.log.warn(`could not check what the transfer replaced at ${JSON.stringify(path)} on ${target} (${reply.code}: ${reply.message})`);
-      } else if (reply.conflict === undefined) {
-        // The target now holds what psync synced there: the version the source reported, when rsync's
-        // list confirms that is what it sent (the source may have changed since); else what the
-        // target holds now, when that is what rsync wrote (no edit there since).
-        const entry = transferred.get(path);
-        const sent = [files[i]!.stat, reply.stat].find(
-          (stat) => entry !== undefined && stat.type !== 'other' && sameAsMerged({ kind: 'merged', ...entry }, stat),
-        );
-        if (sent === undefined) this.synced.delete(path);
-        else this.synced.set(path, sent);
-      } else {
+        continue;
+      }
+      if (reply.stat.type !== 'other' || reply.stat.ino !== 0) now.set(path, reply.stat);
+      if (reply.conflict !== undefined) {
         this.counters.conflicts += 1;
-        this.synced.delete(path);
         const [winner, loser] = reply.conflict.kept === 'written' ? ['incoming', `${target} side's`] : [`${target} side's`, 'incoming'];
         this.log.warn(
           `conflict on ${JSON.stringify(path)}: it changed on the ${target} side too; the newer (${winner}) version keeps the name, ` +
@@ -526,19 +676,18 @@ export class Brain {
     }
     if (failed > 0) {
       this.log.warn(`kept the versions the transfer replaced on ${target} in ${JSON.stringify(dir)} (under its root); check them by hand`);
-      return;
+      return now;
     }
     const [purged] = await helper.request([{ kind: 'purge', dir }]);
     if (purged !== undefined && !purged.ok) this.log.warn(`could not remove ${JSON.stringify(dir)} on ${target}: ${purged.message}`);
+    return now;
   }
 
   private runRsync(
     direction: Direction,
     options: {
       files?: string[];
-      updateOnly: boolean;
       recursive?: boolean;
-      dryRun?: boolean;
       backupDir?: string;
       onTransferred?: (entry: TransferredEntry) => void;
     },
@@ -549,10 +698,10 @@ export class Brain {
       source: source.rsyncLocation(),
       target: target.rsyncLocation(),
       transportArgs: [...source.rsyncArgs(), ...target.rsyncArgs()],
-      update: options.updateOnly,
-      // Realtime batches name paths that changed: never let the quick check skip one.
+      update: false,
+      // Every run names paths that changed: never let the quick check skip one.
       ignoreTimes: options.files !== undefined,
-      dryRun: options.dryRun === true,
+      dryRun: false,
       extra: [...(options.onTransferred === undefined ? [] : TRANSFER_LIST_ARGS), ...this.config.rsyncExtra],
       excludes: this.rsyncExcludes,
       filesFrom: options.files !== undefined,
@@ -574,25 +723,31 @@ export class Brain {
     });
   }
 
-  private async moveBatch(direction: Direction, actions: readonly Action[]): Promise<void> {
+  /**
+   * Renames on the target. How each is recorded depends on where it came
+   * from: a filter's report (`report`: the archive's entries move with it,
+   * and the new name is agreed as the source reported it), the start-up
+   * carrying a rename over (`startup`: the entries move; their versions
+   * are compared again by the plan's own copies), or a conflict's loser set
+   * aside on its own side (`setAside`: nothing is agreed until its copy is).
+   */
+  private async moveBatch(direction: Direction, actions: readonly Action[], origin: 'report' | 'startup' | 'setAside'): Promise<void> {
+    const source = sourceOf(direction);
     const target = targetOf(direction);
     const moves = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
-    const now = performance.now();
-    for (const move of moves) {
-      this.ledger.expect(target, { kind: 'movedIn', path: move.to, from: move.from, stat: move.stat }, now);
-      this.ledger.expect(target, { kind: 'removed', path: move.from }, now);
-    }
     this.counters.helperRuns += 1;
     const replies = await this.helpers.get(target)!.request(
       moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
     );
     const resend: Action[] = [];
     const stale: Action[] = [];
+    const done: { move: (typeof moves)[number]; now: Stat }[] = [];
     for (const [i, reply] of replies.entries()) {
       const move = moves[i]!;
-      this.synced.delete(move.from);
       if (reply.ok) {
-        if (move.stat.type !== 'dir') this.synced.set(move.to, move.stat);
+        done.push({ move, now: reply.stat });
+        // The target's own pending sends below the old name are due under the new one.
+        if (origin !== 'setAside') this.queue.rebaseSource(target, move.from, move.to);
         if (reply.conflict !== undefined) {
           this.counters.conflicts += 1;
           this.log.warn(
@@ -602,10 +757,8 @@ export class Brain {
         }
         continue;
       }
-      this.ledger.cancel(target, move.to);
-      this.ledger.cancel(target, move.from);
       const what = `move ${JSON.stringify(move.from)} -> ${JSON.stringify(move.to)} on ${target} not done (${reply.code}: ${reply.message})`;
-      const fallback = fallbackAfterRefusal('move', reply.code);
+      const fallback = origin === 'report' ? fallbackAfterRefusal('move', reply.code) : ({ kind: 'nothing' } as const);
       if (fallback.kind !== 'resend') {
         this.counters.refused += 1;
         this.status.touch();
@@ -617,26 +770,42 @@ export class Brain {
       // An old copy the target still holds under the old name goes, unless it was edited there.
       if (fallback.deleteOld) stale.push({ kind: 'delete', path: move.from, stat: move.stat });
     }
-    if (resend.length > 0) await this.rsyncBatch(direction, resend, false, resend.some((a) => a.stat.type === 'dir'));
+    if (origin !== 'setAside') {
+      this.archive!.transaction((w) => {
+        for (const { move, now } of done) {
+          this.bury(move.from);
+          w.moveTree(move.from, move.to);
+          this.tombstones.delete(move.to);
+          if (origin !== 'report') continue;
+          const agreed = agreedAfterMove(source, move.stat, now);
+          if (agreed !== undefined) w.put(move.to, agreed);
+        }
+      });
+    }
+    if (resend.length > 0) await this.rsyncBatch(direction, resend, resend.some((a) => a.stat.type === 'dir'));
     if (stale.length > 0) await this.deleteBatch(direction, stale);
+  }
+
+  /** Keep what was agreed at `path` as its tombstone, before the archive lets it go. */
+  private bury(path: string): void {
+    const entry = this.archive!.get(path);
+    if (entry !== undefined) this.tombstones.set(path, entry);
   }
 
   private async deleteBatch(direction: Direction, actions: readonly Action[]): Promise<void> {
     const target = targetOf(direction);
     const deletes = actions.filter((a): a is Extract<Action, { kind: 'delete' }> => a.kind === 'delete');
-    const now = performance.now();
-    for (const del of deletes) this.ledger.expect(target, { kind: 'removed', path: del.path }, now);
     this.counters.helperRuns += 1;
     const replies = await this.helpers.get(target)!.request(deletes.map((d) => ({ kind: 'delete' as const, path: d.path, expect: d.stat })));
     const keep: string[] = [];
+    const gone: string[] = [];
     for (const [i, reply] of replies.entries()) {
       const del = deletes[i]!;
       const fallback = reply.ok ? ({ kind: 'done' } as const) : fallbackAfterRefusal('delete', reply.code);
       if (reply.ok || fallback.kind === 'done') {
-        this.synced.delete(del.path);
+        gone.push(del.path);
         continue;
       }
-      this.ledger.cancel(target, del.path);
       const what = `kept ${JSON.stringify(del.path)} on ${target} (${reply.code}: ${reply.message})`;
       if (fallback.kind !== 'copyBack') {
         // Refused as unsafe (or failed): copying that path back could read through what the helper refused.
@@ -648,49 +817,18 @@ export class Brain {
       this.log.warn(`${what}; copying it back`);
       keep.push(del.path);
     }
+    this.archive!.transaction((w) => {
+      for (const path of gone) {
+        this.bury(path);
+        w.deleteTree(path);
+      }
+    });
     if (keep.length > 0) {
       // The target holds something the source never had: bring it back rather than lose it.
       const back: Direction = direction === 'leftToRight' ? 'rightToLeft' : 'leftToRight';
       const actionsBack = keep.map((path): Action => ({ kind: 'rsync', path, stat: NO_STAT }));
-      await this.rsyncBatch(back, actionsBack, false, true);
+      await this.rsyncBatch(back, actionsBack, true);
     }
-  }
-
-  /**
-   * rsync --update both ways over the whole tree: the union of both trees,
-   * the newer file wins. The filters already watch, so both report what the
-   * merge writes: rsync lists every entry it wrote (size, mtime seconds) and
-   * those reports are dropped as echoes, in the queue and when they come
-   * late. Sending them back would be wasted work, and worse, could bring back
-   * a file deleted on its side while the merge ran.
-   */
-  private async initialMerge(): Promise<void> {
-    const started = performance.now();
-    this.setState('merging');
-    this.log.info(`initial merge of ${this.endpoints.left.description} and ${this.endpoints.right.description}${this.config.dryRun ? ' (dry run)' : ''}`);
-    const written: Record<Side, Map<string, TransferredEntry>> = { left: new Map(), right: new Map() };
-    for (const direction of ['leftToRight', 'rightToLeft'] as const) {
-      const target = written[targetOf(direction)];
-      const result = await this.runRsync(direction, {
-        updateOnly: true,
-        dryRun: this.config.dryRun,
-        onTransferred: (entry) => target.set(entry.path, entry),
-      });
-      if (result.status === 'partial') this.log.warn(`initial merge ${direction}: some files vanished during the transfer (exit ${result.exitCode})`);
-    }
-    const now = performance.now();
-    for (const side of ['left', 'right'] as const) {
-      this.counters.echoes[side] += this.queue.dropWhere((item) => {
-        if (item.action.kind !== 'rsync' || sourceOf(item.direction) !== side) return false;
-        const entry = written[side].get(item.action.path);
-        return entry !== undefined && sameAsMerged({ kind: 'merged', ...entry }, item.action.stat);
-      });
-      for (const entry of written[side].values()) this.ledger.expect(side, { kind: 'merged', ...entry }, now);
-    }
-    this.resumeDrained();
-    this.log.info(
-      `initial merge done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${written.right.size} entries written on the right, ${written.left.size} on the left`,
-    );
   }
 }
 

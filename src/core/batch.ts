@@ -3,20 +3,27 @@
  * into batches.
  *
  * A batch is the longest run of consecutive actions with the same direction
- * and kind (and the same update-only flag): one rsync run or one helper
- * round trip for all of them. Order is kept across kinds, so a MOVE queued
- * before an RSYNC of the moved path runs first.
+ * and kind: one rsync run or one helper round trip for all of them. Order is
+ * kept across kinds, so a MOVE queued before an RSYNC of the moved path runs
+ * first.
  *
  * Two sides changing the same path before either change was applied is a
- * conflict: the newer modification time wins (the rule the initial merge
- * uses too) and the older report is dropped. The older version itself is
+ * conflict: the newer modification time wins (ties: the one queued first)
+ * and the older report is dropped. The older version itself is
  * not lost: when the winner's transfer replaces it, the target's helper
  * keeps it as a conflict copy (conflict.ts).
  *
  * The queue is bounded (QueueBound): past MAX_QUEUED_ACTIONS the sides are
  * asked to hold their reports until it has drained.
+ *
+ * A rename changes the names of what is queued below it: once a side has
+ * renamed `d` to `e`, that side's queued sends of `d/f` are due as `e/f`
+ * (rebaseSource), and when one side's rename is queued, the other side's
+ * sends below the old name must wait behind it (deferUnder), or they would
+ * make `d` again on a side that has just renamed it away.
  */
 
+import { isSameOrUnder, rebase } from './paths.js';
 import { directionFrom, sourceOf, type Action, type ActionKind, type Direction, type Side, type Stat } from './types.js';
 
 /** At most this many actions go into one batch, so one rsync's file list stays bounded. */
@@ -78,14 +85,11 @@ export class QueueBound {
 export interface Queued {
   readonly direction: Direction;
   readonly action: Action;
-  /** Apply with `rsync --update` (queued before the initial merge finished). */
-  readonly updateOnly: boolean;
 }
 
 export interface Batch {
   readonly direction: Direction;
   readonly kind: ActionKind;
-  readonly updateOnly: boolean;
   readonly actions: Action[];
 }
 
@@ -105,8 +109,8 @@ export class ActionQueue {
     return this.items.length - this.cancelled.size;
   }
 
-  enqueue(from: Side, action: Action, updateOnly = false): EnqueueResult {
-    const incoming: Queued = { direction: directionFrom(from), action, updateOnly };
+  enqueue(from: Side, action: Action): EnqueueResult {
+    const incoming: Queued = { direction: directionFrom(from), action };
     if (action.kind !== 'rsync') {
       this.items.push(incoming);
       return {};
@@ -122,16 +126,38 @@ export class ActionQueue {
     return {};
   }
 
-  /** Drop every queued item `unwanted` picks (the initial merge's own echoes); returns how many. */
-  dropWhere(unwanted: (item: Queued) => boolean): number {
-    let dropped = 0;
-    for (const item of this.items) {
-      if (this.cancelled.has(item) || !unwanted(item)) continue;
-      this.cancelled.add(item);
+  /**
+   * `source` renamed `from` to `to`: its queued actions on paths at or below
+   * `from` now name the new paths (where they stand in the queue).
+   */
+  rebaseSource(source: Side, from: string, to: string): void {
+    this.rewrite(source, from, to, false);
+  }
+
+  /**
+   * The other side's rename of `from` to `to` was just queued: `source`'s
+   * queued actions at or below `from` are taken out, renamed, and queued
+   * again behind it.
+   */
+  deferUnder(source: Side, from: string, to: string): void {
+    this.rewrite(source, from, to, true);
+  }
+
+  private rewrite(source: Side, from: string, to: string, toBack: boolean): void {
+    const direction = directionFrom(source);
+    const moved: Queued[] = [];
+    this.items = this.items.flatMap((item) => {
+      if (this.cancelled.has(item) || item.direction !== direction || !namesUnder(item.action, from)) return [item];
       if (item.action.kind === 'rsync' && this.pendingRsync.get(item.action.path) === item) this.pendingRsync.delete(item.action.path);
-      dropped += 1;
-    }
-    return dropped;
+      const renamed: Queued = { direction, action: rebaseAction(item.action, from, to) };
+      if (toBack) {
+        moved.push(renamed);
+        return [];
+      }
+      if (renamed.action.kind === 'rsync') this.pendingRsync.set(renamed.action.path, renamed);
+      return [renamed];
+    });
+    for (const item of moved) this.push(item);
   }
 
   private push(item: Queued): void {
@@ -153,14 +179,23 @@ export class ActionQueue {
         end += 1;
         continue;
       }
-      if (next.direction !== first.direction || next.action.kind !== kind || next.updateOnly !== first.updateOnly) break;
+      if (next.direction !== first.direction || next.action.kind !== kind) break;
       taken.push(next.action);
       if (next.action.kind === 'rsync' && this.pendingRsync.get(next.action.path) === next) this.pendingRsync.delete(next.action.path);
       end += 1;
     }
     this.items.splice(0, end);
-    return { direction: first.direction, kind, updateOnly: first.updateOnly, actions: kind === 'rsync' ? dedupeRsyncs(taken) : taken };
+    return { direction: first.direction, kind, actions: kind === 'rsync' ? dedupeRsyncs(taken) : taken };
   }
+}
+
+function namesUnder(action: Action, dir: string): boolean {
+  return action.kind === 'move' ? isSameOrUnder(action.from, dir) || isSameOrUnder(action.to, dir) : isSameOrUnder(action.path, dir);
+}
+
+function rebaseAction(action: Action, from: string, to: string): Action {
+  const move = (path: string): string => (isSameOrUnder(path, from) ? rebase(path, from, to) : path);
+  return action.kind === 'move' ? { ...action, from: move(action.from), to: move(action.to) } : { ...action, path: move(action.path) };
 }
 
 /**

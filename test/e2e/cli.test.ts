@@ -66,7 +66,8 @@ function errorMessage(result: { stderr: unknown }): string {
   return prefix < 0 ? report : report.slice(prefix + 'psync: '.length);
 }
 
-const names = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
+/** The entries of `dir`, without psync's own `.psync` (its lock and the pair's marker). */
+const names = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => name !== '.psync').sort();
 
 describe('usage and config errors exit 2 with one clear line', () => {
   let left: string;

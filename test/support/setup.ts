@@ -1,6 +1,12 @@
-/** Runs around every test file (vitest setupFiles): what the file's tests left in temp dirs goes. */
+/**
+ * Runs around every test file (vitest setupFiles): psync's archives go to a
+ * state directory of the file's own (psync keeps them under
+ * $XDG_STATE_HOME/psync), and what the file's tests left in temp dirs goes.
+ */
 
 import { afterAll } from 'vitest';
-import { removeTempDirs } from './tmp.js';
+import { removeTempDirs, tempDir } from './tmp.js';
+
+process.env.XDG_STATE_HOME = tempDir('psync-state-');
 
 afterAll(removeTempDirs);

@@ -228,19 +228,17 @@ describe('transactions and persistence', () => {
     }
   });
 
-  test('all() loads 100,000 entries in well under a second', () => {
+  // How fast: the benchmark's start-up scenario (bench/), never a timed assertion here.
+  test('all() loads every one of 100,000 entries', () => {
     withArchive((archive) => {
       const path = (i: number): string => `dir${i % 100}/sub${i % 7}/file number ${i}.txt`;
       archive.transaction((w) => {
         for (let i = 0; i < 100_000; i++) w.put(path(i), entry(i + 1, { hash: 'ab'.repeat(32) }));
       });
-      // CPU time, not wall time: other tests load the machine. About 0.3 s when idle.
-      const started = process.cpuUsage();
       const all = archive.all();
-      const used = process.cpuUsage(started);
       expect(all.size).toBe(100_000);
       expect(all.get(path(1005))).toStrictEqual(entry(1006, { hash: 'ab'.repeat(32) }));
-      expect((used.user + used.system) / 1000).toBeLessThan(1000);
+      expect(all.get(path(99_999))).toStrictEqual(entry(100_000, { hash: 'ab'.repeat(32) }));
     });
   });
 });
@@ -251,15 +249,13 @@ describe('opening', () => {
     const file = join(tempDir('psync-archive-'), 'pair.sqlite');
     const script = `
       const { Archive, ArchiveLockedError } = await import(${JSON.stringify(BUILT.href)});
-      const started = performance.now();
       try {
         Archive.open(process.argv[1]).close();
         console.log(JSON.stringify({ opened: true }));
       } catch (error) {
-        const ms = performance.now() - started;
-        console.log(JSON.stringify({ locked: error instanceof ArchiveLockedError, message: error.message, ms }));
+        console.log(JSON.stringify({ locked: error instanceof ArchiveLockedError, message: error.message }));
       }`;
-    type Outcome = { opened?: boolean; locked?: boolean; message?: string; ms?: number };
+    type Outcome = { opened?: boolean; locked?: boolean; message?: string };
     const tryOpen = (): Outcome => {
       const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, file], { encoding: 'utf8', timeout: 30_000 });
       expect(child.stderr).toBe('');
@@ -270,7 +266,6 @@ describe('opening', () => {
       put(archive, ['a']);
       const result = tryOpen();
       expect(result.locked).toBe(true);
-      expect(result.ms).toBeLessThan(2500); // refused at once: no wait for the lock (better-sqlite3 waits 5 s by default)
       expect(result.message).toContain(file);
       expect(result.message).not.toContain('\n');
       archive.transaction((w) => w.put('b', entry(2)));

@@ -9,6 +9,11 @@
  * DELETE of `x` from the left filter as a barrier: frames are handled in
  * order, so once the right helper has that DELETE, anything the bad input
  * could have caused would already have happened.
+ *
+ * Both fake sides start with the same scan (SCAN: `x`, `lnk2`,
+ * `lnk2/secret`), which the pair's archive already holds as agreed, and
+ * with the pair's marker: so a DELETE of `x` is a change to carry over, and
+ * the start-up asks no helper anything.
  */
 
 import { readFile } from 'node:fs/promises';
@@ -17,11 +22,14 @@ import { PassThrough, Writable } from 'node:stream';
 import winston from 'winston';
 import { describe, expect, test, vi } from 'vitest';
 import { Brain } from '../../src/brain/brain.js';
+import { Archive, archiveFile, defaultStateDir, pairId } from '../../src/state/archive.js';
 import { DEFAULTS, type Config } from '../../src/config.js';
 import { encodeFrame, FrameReceiver, type Frame } from '../../src/core/frame.js';
 import {
   decodeHelperRequest,
+  encodeEntry,
   encodeHelperReply,
+  encodeReady,
   encodeStat,
   NO_STAT,
   PROTOCOL_VERSION,
@@ -36,6 +44,13 @@ import { tempDir } from '../support/tmp.js';
 
 
 const FILE_STAT: Stat = { type: 'file', ino: 42, size: 3, mtimeMs: 1_600_000_000_000, mode: 0o644 };
+const DIR_STAT: Stat = { type: 'dir', ino: 43, size: 4096, mtimeMs: 1_600_000_000_000, mode: 0o755 };
+/** What both sides hold at start-up. */
+const SCAN: readonly [string, Stat][] = [
+  ['x', FILE_STAT],
+  ['lnk2', DIR_STAT],
+  ['lnk2/secret', FILE_STAT],
+];
 
 /** One child as the brain sees it; the test speaks the child's side of the pipes. */
 class FakeChild implements Channel {
@@ -107,6 +122,8 @@ class FakeEndpoint implements Endpoint {
   constructor(
     readonly side: Side,
     readonly root: string,
+    /** The pair's id, which the side's READY names as its root's marker. */
+    readonly marker: string,
   ) {}
 
   get description(): string {
@@ -125,7 +142,7 @@ class FakeEndpoint implements Endpoint {
   }
 
   async start(role: Role): Promise<Channel> {
-    const child = new FakeChild(role, (c, frame) => playSide(c, frame, this.answer));
+    const child = new FakeChild(role, (c, frame) => playSide(c, frame, this.answer, this.marker));
     this.children[role] = child;
     return child;
   }
@@ -145,11 +162,16 @@ class FakeEndpoint implements Endpoint {
   async close(): Promise<void> {}
 }
 
-/** A side answers CONFIG with HELLO, READY and one beat (its filter), and every request as `answer` says (its helper). */
-function playSide(child: FakeChild, frame: Frame, answer: (request: HelperRequest) => HelperReply): void {
+/** A side answers CONFIG with HELLO, its scan, READY and one beat (its filter), and every request as `answer` says (its helper). */
+function playSide(child: FakeChild, frame: Frame, answer: (request: HelperRequest) => HelperReply, marker: string): void {
   if (frame.verb === 'CONFIG') {
     child.send('HELLO', [String(PROTOCOL_VERSION), 'side', '1']);
-    child.send('READY', ['0']);
+    for (const [path, stat] of SCAN) {
+      const { verb, args } = encodeEntry({ path, stat });
+      child.send(verb, args);
+    }
+    const { verb, args } = encodeReady({ entries: SCAN.length, markers: [marker] });
+    child.send(verb, args);
     child.send('HEARTBEAT', ['1']);
     return;
   }
@@ -167,7 +189,7 @@ interface Harness {
   readonly statusFile: string;
 }
 
-/** A brain on two fake endpoints, watching (-k: no initial merge, so no rsync of its own). */
+/** A brain on two fake endpoints, watching (-k: no start-up transfers, so no rsync of its own). */
 async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => void = () => {}): Promise<Harness> {
   const base = tempDir('psync-brain-frames-');
   const statusFile = join(base, 'status.json');
@@ -184,8 +206,16 @@ async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => vo
     format: winston.format.printf(({ level, message }) => `${level} ${String(message)}`),
     transports: [new winston.transports.Stream({ stream: memory })],
   });
-  const left = new FakeEndpoint('left', config.srcRoot);
-  const right = new FakeEndpoint('right', config.dstRoot);
+  const id = pairId(config.srcRoot, undefined, config.dstRoot);
+  const archive = Archive.open(archiveFile(defaultStateDir(), id));
+  archive.transaction((w) => {
+    for (const [path, { type, size, mtimeMs, mode, ino }] of SCAN) {
+      w.put(path, { type: type === 'dir' ? 'dir' : 'file', size, mtimeMs, mode, left: { ino }, right: { ino } });
+    }
+  });
+  archive.close();
+  const left = new FakeEndpoint('left', config.srcRoot, id);
+  const right = new FakeEndpoint('right', config.dstRoot, id);
   setUp(left, right);
   const brain = new Brain(config, { left, right }, logger);
   const outcome = brain.run();

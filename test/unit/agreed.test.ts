@@ -1,0 +1,138 @@
+import { describe, expect, test } from 'vitest';
+import { agreedAfterMove, agreedAfterSend, holdsAgreed, isEcho, type Listed } from '../../src/core/agreed.js';
+import type { Agreed } from '../../src/core/reconcile.js';
+import type { Action, Side, Stat } from '../../src/core/types.js';
+import { described } from '../support/table.js';
+
+const T = 1_700_000_000_000.25; // an mtime with a sub-millisecond part
+const file = (ino: number, size = 10, mtimeMs = T, mode = 0o644): Stat => ({ type: 'file', ino, size, mtimeMs, mode });
+const dir = (ino: number, mode = 0o755): Stat => ({ type: 'dir', ino, size: 4096, mtimeMs: T + 5, mode });
+const agreed = (left: number, right: number, over: Partial<Agreed> = {}): Agreed => ({
+  type: 'file',
+  size: 10,
+  mtimeMs: T,
+  mode: 0o644,
+  left: { ino: left },
+  right: { ino: right },
+  ...over,
+});
+const agreedDir = (mode = 0o755): Agreed => ({ type: 'dir', size: 0, mtimeMs: T, mode, left: { ino: 1 }, right: { ino: 2 } });
+const archive = (entries: Record<string, Agreed>) => (path: string) => entries[path];
+
+describe('isEcho: a report equal to what the archive holds for its side', () => {
+  test.each(
+    described<{ description: string; entries: Record<string, Agreed>; side: Side; action: Action; echo: boolean }>([
+      { description: 'rsync of the agreed version with the recorded inode', entries: { a: agreed(11, 21) }, side: 'right', action: { kind: 'rsync', path: 'a', stat: file(21) }, echo: true },
+      { description: 'the same from the left uses the left inode', entries: { a: agreed(11, 21) }, side: 'left', action: { kind: 'rsync', path: 'a', stat: file(11) }, echo: true },
+      { description: 'the other side’s inode on this side is a replacement: a change', entries: { a: agreed(11, 21) }, side: 'left', action: { kind: 'rsync', path: 'a', stat: file(21) }, echo: false },
+      { description: 'an unknown inode (0) in the archive matches any inode', entries: { a: agreed(0, 21) }, side: 'left', action: { kind: 'rsync', path: 'a', stat: file(99) }, echo: true },
+      { description: 'another size is a change', entries: { a: agreed(11, 21) }, side: 'right', action: { kind: 'rsync', path: 'a', stat: file(21, 11) }, echo: false },
+      { description: 'another mtime (1 ms later) is a change', entries: { a: agreed(11, 21) }, side: 'right', action: { kind: 'rsync', path: 'a', stat: file(21, 10, T + 1) }, echo: false },
+      { description: 'another mode (chmod) is a change', entries: { a: agreed(11, 21) }, side: 'right', action: { kind: 'rsync', path: 'a', stat: file(21, 10, T, 0o600) }, echo: false },
+      { description: 'a file where a directory was agreed is a change', entries: { a: agreedDir() }, side: 'right', action: { kind: 'rsync', path: 'a', stat: file(2) }, echo: false },
+      { description: 'a path the archive does not hold is a change', entries: {}, side: 'right', action: { kind: 'rsync', path: 'a', stat: file(21) }, echo: false },
+      { description: 'a directory is compared by mode only (its mtime and inode are noise)', entries: { d: agreedDir() }, side: 'left', action: { kind: 'rsync', path: 'd', stat: dir(77) }, echo: true },
+      { description: 'a directory chmod is a change', entries: { d: agreedDir() }, side: 'left', action: { kind: 'rsync', path: 'd', stat: dir(1, 0o700) }, echo: false },
+      { description: 'a delete of a path the archive does not hold is an echo (deleted by psync, or never agreed)', entries: {}, side: 'right', action: { kind: 'delete', path: 'a', stat: file(21) }, echo: true },
+      { description: 'a delete of an agreed path is a change', entries: { a: agreed(11, 21) }, side: 'right', action: { kind: 'delete', path: 'a', stat: file(21) }, echo: false },
+      { description: 'a move recorded as done (old name gone, new name agreed) is an echo', entries: { b: agreed(11, 21) }, side: 'right', action: { kind: 'move', from: 'a', to: 'b', stat: file(21) }, echo: true },
+      { description: 'a move whose old name is still agreed is a change', entries: { a: agreed(11, 21) }, side: 'right', action: { kind: 'move', from: 'a', to: 'b', stat: file(21) }, echo: false },
+      { description: 'a move onto a name agreed with other content is a change', entries: { b: agreed(11, 21, { size: 3 }) }, side: 'right', action: { kind: 'move', from: 'a', to: 'b', stat: file(21) }, echo: false },
+    ]),
+  )('%s', (_d, { entries, side, action, echo }) => {
+    expect(isEcho(archive(entries), side, action)).toBe(echo);
+  });
+
+  test.each(
+    described<{ description: string; gone: Record<string, Agreed>; action: Action; echo: boolean }>([
+      {
+        description: 'a late report of a file psync just deleted (same version, same inode) is an echo',
+        gone: { a: agreed(11, 21) },
+        action: { kind: 'rsync', path: 'a', stat: file(21) },
+        echo: true,
+      },
+      { description: 'a new file at that name (another inode) is a change', gone: { a: agreed(11, 21) }, action: { kind: 'rsync', path: 'a', stat: file(22) }, echo: false },
+      { description: 'a tombstone whose inode is unknown proves nothing', gone: { a: agreed(11, 0) }, action: { kind: 'rsync', path: 'a', stat: file(21) }, echo: false },
+      { description: 'a directory made again at a deleted name is a change', gone: { d: agreedDir() }, action: { kind: 'rsync', path: 'd', stat: dir(2) }, echo: false },
+    ]),
+  )('%s', (_d, { gone, action, echo }) => {
+    expect(isEcho(archive({}), 'right', action, archive(gone))).toBe(echo);
+  });
+});
+
+const listedOf = (stat: Stat): Listed => ({ isDir: stat.type === 'dir', size: stat.size, mtimeSeconds: Math.floor(stat.mtimeMs / 1000) });
+
+describe('agreedAfterSend: the archive entry after rsync sent a path', () => {
+  test.each(
+    described<{ description: string; sent: Stat; listed: Listed | undefined; now: Stat | undefined; want: Agreed | undefined }>([
+      {
+        description: 'the target holds what was sent: both inodes are recorded',
+        sent: file(11),
+        listed: listedOf(file(11)),
+        now: file(21),
+        want: agreed(11, 21),
+      },
+      {
+        description: 'a file still being written: the target got a snapshot, the source moved on; the snapshot is agreed, the source inode unknown (bug 4)',
+        sent: file(11, 50, T + 2_000),
+        listed: listedOf(file(0, 30)),
+        now: file(21, 30),
+        want: agreed(0, 21, { size: 30 }),
+      },
+      {
+        description: 'the target changed again after the transfer: the sent version is agreed, the target inode unknown',
+        sent: file(11),
+        listed: listedOf(file(11)),
+        now: file(21, 99, T + 9_000),
+        want: agreed(11, 0),
+      },
+      {
+        description: 'not in the transfer list (vanished on the source): nothing is recorded',
+        sent: file(11),
+        listed: undefined,
+        now: file(21),
+        want: undefined,
+      },
+      {
+        description: 'a directory: the sent mode, the target inode unknown',
+        sent: dir(5, 0o750),
+        listed: { isDir: true, size: 0, mtimeSeconds: 0 },
+        now: undefined,
+        want: { type: 'dir', size: 4096, mtimeMs: T + 5, mode: 0o750, left: { ino: 5 }, right: { ino: 0 } },
+      },
+      {
+        description: 'the list confirms neither version: nothing is recorded',
+        sent: file(11),
+        listed: listedOf(file(0, 77)),
+        now: file(21, 66),
+        want: undefined,
+      },
+    ]),
+  )('%s', (_d, { sent, listed, now, want }) => {
+    expect(agreedAfterSend('left', sent, listed, now)).toEqual(want);
+  });
+
+  test('from the right, the identities land on the right sides', () => {
+    expect(agreedAfterSend('right', file(21), listedOf(file(21)), file(11))).toEqual(agreed(11, 21));
+  });
+});
+
+describe('agreedAfterMove', () => {
+  test('the target holds the moved version: both inodes', () => {
+    expect(agreedAfterMove('left', file(11), file(21))).toEqual(agreed(11, 21));
+  });
+  test('the target holds something else at the new name: its inode is unknown', () => {
+    expect(agreedAfterMove('left', file(11), file(21, 3))).toEqual(agreed(11, 0));
+  });
+  test('nothing is agreed for what psync never syncs', () => {
+    expect(agreedAfterMove('left', { ...file(11), type: 'other' }, undefined)).toBeUndefined();
+  });
+});
+
+describe('holdsAgreed', () => {
+  test('a symlink is compared like a file: size (target length), mtime and inode', () => {
+    const link: Agreed = agreed(11, 21, { type: 'symlink', size: 4, mode: 0o777 });
+    expect(holdsAgreed(link, 'left', { type: 'symlink', ino: 11, size: 4, mtimeMs: T, mode: 0o777 })).toBe(true);
+    expect(holdsAgreed(link, 'left', { type: 'symlink', ino: 12, size: 4, mtimeMs: T, mode: 0o777 })).toBe(false);
+  });
+});
