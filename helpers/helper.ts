@@ -49,7 +49,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, constants, fsyncSync, read, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, read, readSync, writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { ConfigError, SafetyError } from '../src/core/errors.js';
@@ -701,7 +701,7 @@ function resolveReplaced(tree: HelperTree, request: Extract<HelperRequest, { kin
     return using(keptDir, (kept) => {
       const old = kept.stat(name);
       if (old === undefined || old.type === 'dir') return nothing;
-      const verdict = judgeReplaced(old, written, request.expected);
+      const verdict = judgeReplaced(old, written, request.expected, () => sameBytes(kept, name, dir, name));
       if (verdict.kind !== 'conflict') return nothing;
       if (verdict.keep === 'written' || now === undefined) {
         return { ...nothing, conflict: { copy: tree.keepConflictCopy(kept, name, dir, path, old), kept: 'written' as const } };
@@ -712,6 +712,47 @@ function resolveReplaced(tree: HelperTree, request: Extract<HelperRequest, { kin
       return { stat: coreStat(old), conflict: { copy, kept: 'replaced' as const } };
     });
   });
+}
+
+/** Bytes compared per step by sameBytes. */
+const COMPARE_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * Do the regular files `a/aName` and `b/bName` hold the same bytes? Each
+ * is read through its own descriptor (O_NOFOLLOW: never through a symlink);
+ * anything that cannot be read counts as different (a conflict keeps both).
+ */
+function sameBytes(a: Directory, aName: string, b: Directory, bName: string): boolean {
+  let fa: number | undefined;
+  let fb: number | undefined;
+  try {
+    fa = a.openFile(aName, constants.O_RDONLY | constants.O_NONBLOCK);
+    fb = b.openFile(bName, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (statFd(fa).type !== 'file' || statFd(fb).type !== 'file') return false;
+    const [ba, bb] = [Buffer.allocUnsafe(COMPARE_CHUNK_BYTES), Buffer.allocUnsafe(COMPARE_CHUNK_BYTES)];
+    for (;;) {
+      const na = readFull(fa, ba);
+      const nb = readFull(fb, bb);
+      if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false;
+      if (na === 0) return true;
+    }
+  } catch {
+    return false;
+  } finally {
+    if (fa !== undefined) closeSync(fa);
+    if (fb !== undefined) closeSync(fb);
+  }
+}
+
+/** Fill `buffer` from `fd` as far as the file goes; the bytes read. */
+function readFull(fd: number, buffer: Buffer): number {
+  let length = 0;
+  while (length < buffer.length) {
+    const read = readSync(fd, buffer, length, buffer.length - length, null);
+    if (read === 0) break;
+    length += read;
+  }
+  return length;
 }
 
 /** Remove a run's directory of replaced versions, and `.psync/replaced` once it is empty. */

@@ -26,7 +26,7 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedStat, isEcho, Tombstones, versionOf } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, isEcho, Tombstones, versionOf, type Listed } from '../core/agreed.js';
 import type { Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
 import { ancestorsOf } from '../core/paths.js';
@@ -622,18 +622,45 @@ export class Brain {
       for (const resend of this.vanished.noteVanished(source, vanished, checkedAt)) this.resend(direction, resend);
     }
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
-    const complete = result.status !== 'partial';
+    await this.statUnlisted(targetOf(direction), sends, transferred, targetNow);
     this.archive!.transaction((w) => {
       for (const send of sends) {
-        let listed = transferred.get(send.path);
-        // A directory whose attributes were already right is not listed: it is there, as sent, unless the run was partial.
-        if (listed === undefined && send.stat.type === 'dir' && complete) listed = { path: send.path, isDir: true, size: 0, mtimeSeconds: 0 };
-        const agreed = agreedAfterSend(source, send.stat, listed, targetNow.get(send.path));
+        const now = targetNow.get(send.path);
+        // The target kept its own newer version at the name: nothing is agreed there; its report is a change.
+        if (now === 'keptOwn') continue;
+        let listed: Listed | undefined = transferred.get(send.path);
+        // A directory rsync did not list: what the target's helper found there (statUnlisted).
+        if (listed === undefined && send.stat.type === 'dir' && now?.type === 'dir') listed = { isDir: true, size: 0, mtimeSeconds: 0, mode: now.mode };
+        const agreed = agreedAfterSend(source, send.stat, listed, now);
         if (agreed === undefined) continue;
         w.put(send.path, agreed);
         this.tombstones.delete(send.path);
       }
+      // rsync also made or set the attributes of parents on the way (implied directories): the target reports those too.
+      const sent = new Set(sends.map((send) => send.path));
+      for (const entry of transferred.values()) {
+        if (!entry.isDir || sent.has(entry.path)) continue;
+        const known = this.archive!.get(entry.path);
+        w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
+      }
     });
+  }
+
+  /**
+   * rsync does not list a directory whose attributes it did not have to set
+   * (nor, it seems, every one whose mode it set): ask the target what those
+   * hold, so that the archive records what the target has.
+   */
+  private async statUnlisted(
+    target: Side,
+    sends: readonly Extract<Action, { kind: 'rsync' }>[],
+    transferred: ReadonlyMap<string, TransferredEntry>,
+    targetNow: Map<string, Stat | 'keptOwn'>,
+  ): Promise<void> {
+    const dirs = sends.filter((send) => send.stat.type === 'dir' && !transferred.has(send.path)).map((send) => send.path);
+    if (dirs.length === 0) return;
+    const replies = await this.helpers.get(target)!.request(dirs.map((path) => ({ kind: 'stat' as const, path })));
+    for (const [i, reply] of replies.entries()) if (reply.ok) targetNow.set(dirs[i]!, reply.stat);
   }
 
   /**
@@ -642,10 +669,11 @@ export class Brain {
    * there, or what the source held before); any other is a change made on
    * the target that the transfer overwrote, and the helper keeps both
    * (conflict.ts). The replaced versions are dropped only when every one was
-   * judged. Returns what each checked path holds on the target now.
+   * judged. Returns what each checked path holds on the target now, or
+   * `keptOwn` where a conflict left the target's own (newer) version there.
    */
-  private async resolveReplaced(target: Side, dir: string, sends: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<Map<string, Stat>> {
-    const now = new Map<string, Stat>();
+  private async resolveReplaced(target: Side, dir: string, sends: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<Map<string, Stat | 'keptOwn'>> {
+    const now = new Map<string, Stat | 'keptOwn'>();
     const helper = this.helpers.get(target)!;
     const files = sends.filter((a) => a.stat.type !== 'dir');
     if (files.length === 0) return now;
@@ -654,7 +682,8 @@ export class Brain {
       return entry === undefined ? undefined : agreedStat(entry, target);
     };
     const replies = await helper.request(
-      files.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev, agreedThere(a.path)) })),
+      // `prev` is the source's stat: its inode means nothing on the target.
+      files.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev && { ...a.prev, ino: 0 }, agreedThere(a.path)) })),
     );
     let failed = 0;
     for (const [i, reply] of replies.entries()) {
@@ -665,6 +694,7 @@ export class Brain {
         continue;
       }
       if (reply.stat.type !== 'other' || reply.stat.ino !== 0) now.set(path, reply.stat);
+      if (reply.conflict?.kept === 'replaced') now.set(path, 'keptOwn');
       if (reply.conflict !== undefined) {
         this.counters.conflicts += 1;
         const [winner, loser] = reply.conflict.kept === 'written' ? ['incoming', `${target} side's`] : [`${target} side's`, 'incoming'];

@@ -83,11 +83,13 @@ export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup 
   }
 }
 
-/** What rsync's transfer list says it sent: the size and the mtime in whole seconds. */
+/** What rsync's transfer list says it sent: the size, the mtime in whole seconds, the permissions. */
 export interface Listed {
   readonly isDir: boolean;
   readonly size: number;
   readonly mtimeSeconds: number;
+  /** Unknown for a directory rsync did not list (its attributes were right already). */
+  readonly mode?: number;
 }
 
 function matchesListed(listed: Listed, stat: Stat): boolean {
@@ -108,8 +110,10 @@ export function agreedAfterSend(source: Side, sent: Stat, listed: Listed | undef
   if (listed === undefined) return undefined;
   const candidates = targetNow === undefined ? [sent] : [targetNow, sent];
   const agreed = candidates.find((stat) => matchesListed(listed, stat));
-  const version = agreed === undefined ? undefined : versionOf(agreed);
-  if (version === undefined) return undefined;
+  const found = agreed === undefined ? undefined : versionOf(agreed);
+  if (found === undefined) return undefined;
+  // A directory gets the source's mode as rsync read it, which may be newer than the report.
+  const version = found.type === 'dir' && listed.mode !== undefined ? { ...found, mode: listed.mode } : found;
   const identity = (stat: Stat | undefined): Identity =>
     stat !== undefined && stat.type === version.type && sameVersion(version, versionOf(stat)!) ? identityOf(stat) : { ino: 0 };
   return { ...version, ...bySide(source, identity(sent), identity(targetNow)) };
@@ -126,6 +130,15 @@ export function agreedAfterMove(source: Side, moved: Stat, targetNow: Stat | und
   const targetVersion = targetNow === undefined ? undefined : versionOf(targetNow);
   const targetIdentity = targetVersion !== undefined && sameVersion(version, targetVersion) ? identityOf(targetNow!) : { ino: 0 };
   return { ...version, ...bySide(source, identityOf(moved), targetIdentity) };
+}
+
+/**
+ * A directory rsync listed without being asked for it: a parent it made or
+ * updated on the way to a listed path. Both sides now hold it with the
+ * listed permissions; neither inode is known.
+ */
+export function agreedImpliedDir(listed: Listed): Agreed {
+  return { type: 'dir', size: 0, mtimeMs: listed.mtimeSeconds * 1000, mode: listed.mode ?? 0, left: { ino: 0 }, right: { ino: 0 } };
 }
 
 function bySide<T>(source: Side, ofSource: T, ofTarget: T): { left: T; right: T } {

@@ -7,10 +7,12 @@
  * the run the target's helper looks at every version that was replaced:
  *
  * - it is what the brain expected the target to hold (the source's previous
- *   version of the file, or the last version psync synced there): nobody
- *   changed it on the target; it goes;
- * - it already equals what was written (both sides made the same change);
- *   it goes;
+ *   version of the file, or what both sides last agreed on there, with the
+ *   target's inode when the archive knows it): nobody changed it on the
+ *   target; it goes;
+ * - it already equals what was written, byte for byte (both sides made the
+ *   same change); it goes. Size and mtime alone cannot tell: two writes a
+ *   few microseconds apart get the same mtime from the kernel's clock;
  * - anything else is a change made on the target that the transfer was
  *   about to overwrite (made while the transfer was in flight, or before its
  *   report reached the brain): a conflict. Nothing is lost: the newer
@@ -37,11 +39,13 @@ export type ReplacedVerdict =
 /**
  * Judge the version rsync replaced on the target. `written` is what stands
  * there now (undefined when it is gone again); `expected` are the versions
- * the target may hold without having changed on its own.
+ * the target may hold without having changed on its own (an inode of 0:
+ * any); `sameBytes` reads both files, asked only when their size and mtime
+ * are equal.
  */
-export function judgeReplaced(replaced: Stat, written: Stat | undefined, expected: readonly Stat[]): ReplacedVerdict {
-  if (expected.some((stat) => sameAsWritten(stat, replaced))) return { kind: 'expected' };
-  if (written !== undefined && sameAsWritten(written, replaced)) return { kind: 'same' };
+export function judgeReplaced(replaced: Stat, written: Stat | undefined, expected: readonly Stat[], sameBytes: () => boolean): ReplacedVerdict {
+  if (expected.some((stat) => sameAsWritten(stat, replaced) && (stat.ino === 0 || stat.ino === replaced.ino))) return { kind: 'expected' };
+  if (written !== undefined && sameAsWritten(written, replaced) && sameBytes()) return { kind: 'same' };
   // Gone again since the transfer: its name stays free (a delete made there syncs as one).
   const keep = written !== undefined && replaced.mtimeMs > written.mtimeMs ? 'replaced' : 'written';
   return { kind: 'conflict', keep };
@@ -83,38 +87,7 @@ function cutToBytes(text: string, max: number): string {
   return bytesToPath(bytes.subarray(0, end));
 }
 
-/**
- * The last version of each path that psync synced (sent, or moved into
- * place), so a later transfer knows what the target may hold without having
- * changed there. The oldest entries go beyond `capacity`: a path it forgot
- * falls back on the source's own previous version, which only risks a
- * needless conflict copy, never a lost change.
- */
-export class LastSynced {
-  private readonly entries = new Map<string, Stat>();
-
-  constructor(private readonly capacity = 100_000) {}
-
-  get(path: string): Stat | undefined {
-    return this.entries.get(path);
-  }
-
-  set(path: string, stat: Stat): void {
-    this.entries.delete(path); // re-inserted last: Map order is the age order
-    this.entries.set(path, stat);
-    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
-  }
-
-  delete(path: string): void {
-    this.entries.delete(path);
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-}
-
-/** The versions a target may hold at a path without a change of its own there. */
+/** The versions a target may hold at a path without a change of its own there: the source's previous one, and the agreed one. */
 export function expectedVersions(prev: Stat | undefined, synced: Stat | undefined): Stat[] {
   const out: Stat[] = [];
   if (prev !== undefined) out.push(prev);

@@ -204,14 +204,19 @@ export interface TransferredEntry {
   readonly size: number;
   /** Modification time in whole seconds since the epoch, as rsync prints it (local time). */
   readonly mtimeSeconds: number;
+  /** Permission bits (mode & 0o7777), from rsync's `rwxr-xr-x`. */
+  readonly mode: number;
 }
 
 /**
- * The `--out-format` that lists transferred entries: size, mtime, name.
- * With `-8` rsync prints names raw but for `\#ooo` escapes (newlines,
- * control bytes, a backslash before `#`), which parseTransferLine undoes.
+ * The `--out-format` that lists transferred entries: size, mtime,
+ * permissions, name. It lists the directories a run created or whose
+ * attributes it set, also the parents it made or updated on the way to a
+ * listed path (implied directories). With `-8` rsync prints names raw but
+ * for `\#ooo` escapes (newlines, control bytes, a backslash before `#`),
+ * which parseTransferLine undoes.
  */
-export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%l %M %n'];
+export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%l %M %B %n'];
 /** A transfer-list line is a size, a time and a name (at most 4096 bytes, each escaped to at most 4): more is not one. */
 const MAX_LIST_LINE_CHARS = 64 * 1024;
 /** How much of rsync's stderr the result keeps. */
@@ -219,16 +224,30 @@ export const STDERR_KEEP_CHARS = 8 * 1024;
 
 /** Parse one transfer-list line (bytes as latin1 chars); undefined for a line that is not one. */
 export function parseTransferLine(line: string): TransferredEntry | undefined {
-  const match = /^(\d+) (\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) (.+)$/.exec(line);
+  const match = /^(\d+) (\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) ([-rwxsStT]{9}) (.+)$/.exec(line);
   if (match === null) return undefined;
-  const [, size, year, month, day, hour, minute, second, rawName] = match as unknown as string[];
+  const [, size, year, month, day, hour, minute, second, perms, rawName] = match as unknown as string[];
   const unescaped = rawName!.replace(/\\#([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
   const isDir = unescaped.endsWith('/');
   const name = isDir ? unescaped.slice(0, -1) : unescaped;
   if (name === '' || name === '.') return undefined;
   const bytes = Uint8Array.from(name, (ch) => ch.charCodeAt(0));
   const mtime = new Date(Number(year), Number(month) - 1, Number(day), Number(hour), Number(minute), Number(second));
-  return { path: bytesToPath(bytes), isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000 };
+  return { path: bytesToPath(bytes), isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000, mode: parsePermissions(perms!) };
+}
+
+/** `rwsr-x--T` -> 0o4750 | sticky: rsync's %B, as ls prints permissions. */
+export function parsePermissions(text: string): number {
+  let mode = 0;
+  for (let i = 0; i < 9; i++) {
+    const ch = text[i]!;
+    const bit = 1 << (8 - i);
+    if (ch === 'r' || ch === 'w' || ch === 'x' || ch === 's' || ch === 't') mode |= bit;
+    if (i === 2 && (ch === 's' || ch === 'S')) mode |= 0o4000;
+    if (i === 5 && (ch === 's' || ch === 'S')) mode |= 0o2000;
+    if (i === 8 && (ch === 't' || ch === 'T')) mode |= 0o1000;
+  }
+  return mode;
 }
 
 export interface RsyncResult {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { conflictName, expectedVersions, judgeReplaced, LastSynced, type ReplacedVerdict } from '../../src/core/conflict.js';
+import { conflictName, expectedVersions, judgeReplaced, type ReplacedVerdict } from '../../src/core/conflict.js';
 import { pathToBytes } from '../../src/core/paths.js';
 import type { Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
@@ -9,11 +9,16 @@ const original = v(10, 1_000.25);
 const incoming = v(20, 5_000);
 
 describe('judgeReplaced', () => {
-  test.each(described<{ description: string; replaced: Stat; written: Stat | undefined; expected: Stat[]; verdict: ReplacedVerdict }>([
+  test.each(described<{ description: string; replaced: Stat; written: Stat | undefined; expected: Stat[]; sameBytes?: boolean; verdict: ReplacedVerdict }>([
     { description: 'the version the source had before: nobody changed the target', replaced: original, written: incoming, expected: [original], verdict: { kind: 'expected' } },
     { description: 'the last synced version: expected too', replaced: original, written: incoming, expected: [v(1, 1), original], verdict: { kind: 'expected' } },
-    { description: 'another inode with the same content is still expected (inodes differ across sides)', replaced: { ...original, ino: 1 }, written: incoming, expected: [original], verdict: { kind: 'expected' } },
+    { description: 'the source\'s previous version, sent with no inode (inodes differ across sides), is expected whatever the inode', replaced: { ...original, ino: 1 }, written: incoming, expected: [{ ...original, ino: 0 }], verdict: { kind: 'expected' } },
+    { description: 'the agreed version with the target\'s recorded inode is expected', replaced: original, written: incoming, expected: [{ ...original, ino: 9 }], verdict: { kind: 'expected' } },
+    // Issue 9, bug 7: a file replaced there by another with the same size and mtime is not what was agreed.
+    { description: 'the agreed size and mtime under another inode is not expected', replaced: { ...original, ino: 1 }, written: incoming, expected: [{ ...original, ino: 9 }], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'the same as what was written: both sides made the same change', replaced: incoming, written: incoming, expected: [original], verdict: { kind: 'same' } },
+    // Issue 9, bug 7: both sides wrote within microseconds: the kernel gave both the same mtime.
+    { description: 'the same size and mtime as what was written but other bytes: a conflict', replaced: { ...incoming, ino: 4 }, written: incoming, expected: [original], sameBytes: false, verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'edited on the target after the source: the target keeps the name', replaced: v(11, 9_000), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'replaced' } },
     { description: 'edited on the target before the source: the incoming version keeps the name', replaced: v(11, 3_000), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'a tie in mtime goes to the incoming version', replaced: v(11, 5_000), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
@@ -21,8 +26,11 @@ describe('judgeReplaced', () => {
     { description: 'a new file on the source met one on the target', replaced: v(11, 3_000), written: incoming, expected: [], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'the written version is gone again: the name stays free', replaced: v(11, 9_000), written: undefined, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'a millisecond apart is another version', replaced: v(10, 1_001.5), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
-  ]))('%s', (_description, { replaced, written, expected, verdict }) => {
-    expect(judgeReplaced(replaced, written, expected)).toEqual(verdict);
+  ]))('%s', (_description, { replaced, written, expected, sameBytes, verdict }) => {
+    let read = false;
+    expect(judgeReplaced(replaced, written, expected, () => ((read = true), sameBytes ?? true))).toEqual(verdict);
+    // The files are read only when size and mtime cannot tell them apart.
+    if (sameBytes !== undefined) expect(read).toBe(true);
   });
 });
 
@@ -50,24 +58,11 @@ describe('conflictName', () => {
   });
 });
 
-describe('expectedVersions and LastSynced', () => {
-  test('prev first, then the synced version unless it is the same', () => {
+describe('expectedVersions', () => {
+  test('prev first, then the agreed version unless it is the same', () => {
     expect(expectedVersions(original, incoming)).toEqual([original, incoming]);
     expect(expectedVersions(original, { ...original, ino: 3 })).toEqual([original]);
     expect(expectedVersions(undefined, incoming)).toEqual([incoming]);
     expect(expectedVersions(undefined, undefined)).toEqual([]);
-  });
-
-  test('keeps the newest entries up to its capacity', () => {
-    const synced = new LastSynced(2);
-    synced.set('a', original);
-    synced.set('b', original);
-    synced.set('a', incoming); // refreshed: now the newest
-    synced.set('c', original);
-    expect(synced.get('b')).toBeUndefined();
-    expect(synced.get('a')).toEqual(incoming);
-    expect(synced.size).toBe(2);
-    synced.delete('a');
-    expect(synced.get('a')).toBeUndefined();
   });
 });
