@@ -29,7 +29,7 @@ import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '..
 import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, isEcho, Tombstones, versionOf, type Listed } from '../core/agreed.js';
 import type { Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
-import { ancestorsOf } from '../core/paths.js';
+import { ancestorsOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
 import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
 import { reconcileAtStart } from './startup.js';
@@ -66,6 +66,9 @@ const WATCHDOG_INTERVAL_MS = 1_000;
 const MAX_ATTEMPTS = 3;
 /** A side's start-up scan may hold at most this many entries (a bound on what a side can make the brain keep). */
 const MAX_SCAN_ENTRIES = 50_000_000;
+/** A send whose parent is gone on the target waits this long for that side's report of why (retryOrphans). */
+const ORPHAN_RETRY_MS = 1_000;
+const ORPHAN_ATTEMPTS = 3;
 const RETRY_DELAY_MS = 1_000;
 /** On stop, children get this long to exit before psync exits without them. */
 const CHILD_EXIT_GRACE_MS = 3_000;
@@ -118,6 +121,10 @@ export class Brain {
   private held: { side: Side; action: Action }[] = [];
   /** What was agreed at paths psync just deleted or renamed away: a late report of its own write there is an echo. */
   private readonly tombstones = new Tombstones();
+  /** Sends not made because their parent was gone on the target, by direction and path: how often (retryOrphans). */
+  private readonly orphans = new Map<string, number>();
+  /** Those waiting to be queued again; a rename reported or applied meanwhile renames them (rebaseOrphans). */
+  private readonly orphanWait = new Map<{ path: string }, NodeJS.Timeout>();
   /** The paths the running batch is carrying over, on either side. */
   private inflight: ReadonlySet<string> | undefined;
   private stopping = false;
@@ -287,6 +294,7 @@ export class Brain {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.watchdog);
+    for (const timer of this.orphanWait.values()) clearTimeout(timer);
     // The start-up reconcile can take hours: abort it at once. A realtime batch gets a grace period.
     const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.live ? STOP_GRACE_MS : 0);
     await this.idle;
@@ -492,6 +500,7 @@ export class Brain {
     this.log.debug(`${side}: ${describe(action)}`);
     const { dropped } = this.queue.enqueue(side, action);
     if (action.kind === 'move') {
+      this.rebaseOrphans(action.from, action.to);
       // The other side's pending sends below the old name are due under the new one, after the move.
       this.queue.deferUnder(otherSide(side), action.from, action.to);
       for (const resend of this.vanished.noteMove(side, action.from, action.to, performance.now())) this.resend(directionFrom(side), resend);
@@ -592,7 +601,7 @@ export class Brain {
       return;
     }
     this.log.info(what);
-    if (batch.kind === 'rsync') await this.rsyncBatch(batch.direction, batch.actions);
+    if (batch.kind === 'rsync') await this.rsyncBatch(batch.direction, batch.actions, { recursive: false, makeParents: false });
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
     else await this.deleteBatch(batch.direction, batch.actions);
     this.counters.applied[batch.direction] += batch.actions.length;
@@ -605,12 +614,19 @@ export class Brain {
    * target confirmed holding: the version rsync's transfer list says it
    * sent, with each side's inode where that side still holds it.
    */
-  private async rsyncBatch(direction: Direction, actions: readonly Action[], recursive = false): Promise<void> {
+  private async rsyncBatch(direction: Direction, actions: readonly Action[], how: { recursive: boolean; makeParents: boolean }): Promise<void> {
     const source = sourceOf(direction);
-    const sends = actions.filter((a): a is Extract<Action, { kind: 'rsync' }> => a.kind === 'rsync');
+    const all = actions.filter((a): a is Extract<Action, { kind: 'rsync' }> => a.kind === 'rsync');
+    const sends = how.makeParents ? all : await this.dropOrphans(direction, all);
+    if (sends.length === 0) return;
     const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
     const transferred = new Map<string, TransferredEntry>();
-    const result = await this.runRsync(direction, { files: sends.map((a) => a.path), recursive, backupDir, onTransferred: (entry) => transferred.set(entry.path, entry) });
+    const result = await this.runRsync(direction, {
+      files: sends.map((a) => a.path),
+      recursive: how.recursive,
+      backupDir,
+      onTransferred: (entry) => transferred.set(entry.path, entry),
+    });
     if (result.status === 'partial') {
       this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
     }
@@ -635,6 +651,7 @@ export class Brain {
         if (agreed === undefined) continue;
         w.put(send.path, agreed);
         this.tombstones.delete(send.path);
+        this.orphans.delete(`${direction}\0${send.path}`);
       }
       // rsync also made or set the attributes of parents on the way (implied directories): the target reports those too.
       const sent = new Set(sends.map((send) => send.path));
@@ -644,6 +661,61 @@ export class Brain {
         w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
       }
     });
+  }
+
+  /**
+   * rsync makes a listed path's missing parents on the target, even with
+   * `--no-implied-dirs`. A parent that is missing there was renamed or
+   * deleted on that side since, which a report still on its way will say;
+   * making it again split the trees (issue 9, bug 5: `mv d e` on one side
+   * while the other edits `d/f` left `d/f` and an old `e/f`). So before a
+   * realtime run the target's helper stats the parents (those the batch
+   * does not make itself), and a send whose parent is gone there waits:
+   * it is queued again after ORPHAN_RETRY_MS, by when that report has come.
+   * A rename has then moved it to the new name (ActionQueue.rebaseSource,
+   * VanishedSends); a delete has come back to this side as a delete its
+   * helper refuses (the file changed here) and been copied back with its
+   * parents. After ORPHAN_ATTEMPTS it is given up, with a warning: the path
+   * is sent when it changes next.
+   * RACE: a parent renamed between this stat and rsync's write is made
+   * again, as before.
+   */
+  private async dropOrphans(direction: Direction, sends: Extract<Action, { kind: 'rsync' }>[]): Promise<Extract<Action, { kind: 'rsync' }>[]> {
+    const target = targetOf(direction);
+    const made = new Set(sends.map((send) => send.path));
+    const parents = [...new Set(sends.map((send) => parentOf(send.path)).filter((parent) => parent !== '' && !made.has(parent)))];
+    if (parents.length === 0) return sends;
+    const replies = await this.helpers.get(target)!.request(parents.map((path) => ({ kind: 'stat' as const, path })));
+    const gone = new Set(parents.filter((_, i) => { const reply = replies[i]!; return !reply.ok || reply.stat.type !== 'dir'; }));
+    if (gone.size === 0) return sends;
+    const isOrphan = (path: string): boolean => ancestorsOf(path).some((p) => gone.has(p));
+    for (const send of sends) {
+      if (!isOrphan(send.path)) continue;
+      const key = `${direction}\0${send.path}`;
+      const attempts = (this.orphans.get(key) ?? 0) + 1;
+      if (attempts > ORPHAN_ATTEMPTS) {
+        this.orphans.delete(key);
+        this.log.warn(`${JSON.stringify(send.path)} was not sent to the ${target} side: its directory is gone there; it is sent when it changes next`);
+        continue;
+      }
+      this.orphans.set(key, attempts);
+      this.log.verbose(`${JSON.stringify(send.path)}: its directory is gone on the ${target} side; trying again once that side has reported why`);
+      const waiting = { path: send.path };
+      const timer = setTimeout(() => {
+        this.orphanWait.delete(waiting);
+        if (this.stopping) return;
+        if (waiting.path !== send.path) this.orphans.set(`${direction}\0${waiting.path}`, this.orphans.get(key) ?? attempts);
+        this.queue.enqueue(sourceOf(direction), { ...send, path: waiting.path });
+        this.wake();
+      }, ORPHAN_RETRY_MS);
+      this.orphanWait.set(waiting, timer);
+    }
+    return sends.filter((send) => !isOrphan(send.path));
+  }
+
+  /** A rename reported or applied: the sends waiting for their parent (dropOrphans) follow it. */
+  private rebaseOrphans(from: string, to: string): void {
+    for (const waiting of this.orphanWait.keys()) if (isSameOrUnder(waiting.path, from)) waiting.path = rebase(waiting.path, from, to);
   }
 
   /**
@@ -776,8 +848,13 @@ export class Brain {
       const move = moves[i]!;
       if (reply.ok) {
         done.push({ move, now: reply.stat });
-        // The target's own pending sends below the old name are due under the new one.
-        if (origin !== 'setAside') this.queue.rebaseSource(target, move.from, move.to);
+        if (origin !== 'setAside') {
+          // The target's own sends below the old name are due under the new one: those queued, and those
+          // that rsync did not find there (VanishedSends).
+          this.queue.rebaseSource(target, move.from, move.to);
+          this.rebaseOrphans(move.from, move.to);
+          for (const again of this.vanished.noteMove(target, move.from, move.to, performance.now())) this.resend(directionFrom(target), again);
+        }
         if (reply.conflict !== undefined) {
           this.counters.conflicts += 1;
           this.log.warn(
@@ -812,7 +889,7 @@ export class Brain {
         }
       });
     }
-    if (resend.length > 0) await this.rsyncBatch(direction, resend, resend.some((a) => a.stat.type === 'dir'));
+    if (resend.length > 0) await this.rsyncBatch(direction, resend, { recursive: resend.some((a) => a.stat.type === 'dir'), makeParents: true });
     if (stale.length > 0) await this.deleteBatch(direction, stale);
   }
 
@@ -857,7 +934,7 @@ export class Brain {
       // The target holds something the source never had: bring it back rather than lose it.
       const back: Direction = direction === 'leftToRight' ? 'rightToLeft' : 'leftToRight';
       const actionsBack = keep.map((path): Action => ({ kind: 'rsync', path, stat: NO_STAT }));
-      await this.rsyncBatch(back, actionsBack, true);
+      await this.rsyncBatch(back, actionsBack, { recursive: true, makeParents: true });
     }
   }
 }

@@ -2,8 +2,9 @@
  * A reconcile's plan (reconcile.ts) as the batches the brain applies, and
  * the line it logs for each decision (`-n` lists them all).
  *
- * Steps come ordered: moves, then deletes (deepest first), then copies
- * (parents first). Each phase is cut into one batch per target side,
+ * Steps come ordered: the other side's renames carried over, then
+ * conflicts' set-asides (named as paths are after those renames), then
+ * deletes (deepest first), then copies (parents first). Each phase is cut into one batch per target side,
  * keeping the plan's order inside it: moves on one side do not depend on
  * moves on the other, and the same holds for deletes and copies.
  *
@@ -66,7 +67,8 @@ export function batchesOf(plan: Plan, scans: Record<Side, Snapshot<Observed>>): 
     }
   }
   const out: PlannedBatch[] = [];
-  for (const phase of ['moveAside', 'move', 'delete', 'rsync'] as const) {
+  // The other side's renames first: a conflict's set-aside names paths as they are after them.
+  for (const phase of ['move', 'moveAside', 'delete', 'rsync'] as const) {
     for (const direction of ['leftToRight', 'rightToLeft'] as const) {
       const actions = phases[phase][direction];
       if (actions.length === 0) continue;

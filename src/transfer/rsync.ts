@@ -80,8 +80,10 @@ export interface RsyncArgvOptions {
  *   missing on the target gets it created instead of failing with exit 23,
  *   and a parent that is a symlink on the target is replaced by a real
  *   directory instead of being followed out of the tree. The cost: rsync
- *   also sets the parents' mode and mtime to the source's, which the target's
- *   filter may report as an echo of this transfer.
+ *   also sets the parents' mode and mtime to the source's (they appear in
+ *   the transfer list). (`--no-implied-dirs` does not stop rsync from
+ *   making a missing parent, only from copying its attributes: the brain
+ *   checks realtime parents itself before a run, brain.ts dropOrphans.)
  * - `--ignore-missing-args`: a listed path that vanished before rsync got to
  *   it is not an error (its DELETE follows).
  * - No `--inplace`, no `--partial-dir`: rsync writes `.name.XXXXXX` beside
