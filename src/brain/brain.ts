@@ -498,6 +498,7 @@ export class Brain {
       return;
     }
     this.log.debug(`${side}: ${describe(action)}`);
+    this.log.silly(`${side}: ${JSON.stringify(action)} against ${JSON.stringify(this.archive!.get(action.kind === 'move' ? action.to : action.path) ?? null)}`);
     const { dropped } = this.queue.enqueue(side, action);
     if (action.kind === 'move') {
       this.rebaseOrphans(action.from, action.to);
@@ -649,8 +650,9 @@ export class Brain {
         if (listed === undefined && send.stat.type === 'dir' && now?.type === 'dir') listed = { isDir: true, size: 0, mtimeSeconds: 0, mode: now.mode };
         const agreed = agreedAfterSend(source, send.stat, listed, now);
         if (agreed === undefined) continue;
+        this.bury(send.path);
         w.put(send.path, agreed);
-        this.tombstones.delete(send.path);
+        this.log.silly(`agreed ${JSON.stringify(send.path)}: ${JSON.stringify(agreed)}`);
         this.orphans.delete(`${direction}\0${send.path}`);
       }
       // rsync also made or set the attributes of parents on the way (implied directories): the target reports those too.
@@ -881,8 +883,8 @@ export class Brain {
       this.archive!.transaction((w) => {
         for (const { move, now } of done) {
           this.bury(move.from);
+          this.bury(move.to);
           w.moveTree(move.from, move.to);
-          this.tombstones.delete(move.to);
           if (origin !== 'report') continue;
           const agreed = agreedAfterMove(source, move.stat, now);
           if (agreed !== undefined) w.put(move.to, agreed);
@@ -893,7 +895,7 @@ export class Brain {
     if (stale.length > 0) await this.deleteBatch(direction, stale);
   }
 
-  /** Keep what was agreed at `path` as its tombstone, before the archive lets it go. */
+  /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */
   private bury(path: string): void {
     const entry = this.archive!.get(path);
     if (entry !== undefined) this.tombstones.set(path, entry);

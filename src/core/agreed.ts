@@ -59,17 +59,20 @@ export function holdsAgreed(entry: Agreed, side: Side, stat: Stat): boolean {
  * agreed: nothing the other side could still need to lose); a MOVE whose
  * old name is no longer agreed and whose new name holds the agreed version.
  *
- * `gone` holds what the archive agreed at a path just before psync deleted
- * or renamed it away (its tombstone): a report that still shows exactly
- * that version there, inode included, was seen before psync's own delete
- * and says nothing new (psync writes a file, the source deletes it at once,
- * and the target's report of the write comes after the delete).
+ * `gone` holds what the archive agreed at a path before psync last changed
+ * it there (deleted it, renamed it away, or agreed on a newer version: its
+ * tombstone). A report that still shows exactly that version, inode
+ * included, was seen before psync's own later change and says nothing new:
+ * psync writes a file and the source deletes it at once, or a file still
+ * being written is sent twice, and the target's report of the first write
+ * comes after the second. RACE: a user who puts that very version back
+ * into the same inode (size and mtime too) in that moment is not seen.
  */
 export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup = () => undefined): boolean {
   switch (action.kind) {
     case 'rsync': {
       const entry = lookup(action.path);
-      if (entry !== undefined) return holdsAgreed(entry, side, action.stat);
+      if (entry !== undefined && holdsAgreed(entry, side, action.stat)) return true;
       const tombstone = gone(action.path);
       return tombstone !== undefined && tombstone.type !== 'dir' && tombstone[side].ino !== 0 && holdsAgreed(tombstone, side, action.stat);
     }
@@ -92,24 +95,29 @@ export interface Listed {
   readonly mode?: number;
 }
 
-function matchesListed(listed: Listed, stat: Stat): boolean {
+function matchesListed(listed: Listed, stat: Stat, sizeToo: boolean): boolean {
   if (listed.isDir || stat.type === 'dir') return listed.isDir && stat.type === 'dir';
-  return listed.size === stat.size && Math.floor(stat.mtimeMs / 1000) === listed.mtimeSeconds;
+  return (!sizeToo || listed.size === stat.size) && Math.floor(stat.mtimeMs / 1000) === listed.mtimeSeconds;
 }
 
 /**
- * The archive entry after rsync sent `path` from `source`: the version the
- * transfer list confirms was sent (what the target holds now when that
- * matches, else what the source reported when that matches), with each
- * side's inode where that side still holds exactly that version (0, unknown,
- * where it has moved on: its own report then differs and is sent).
- * Undefined when the list does not confirm either (the file vanished, or
- * rsync skipped it): the archive keeps what it had.
+ * The archive entry after rsync sent `path` from `source`: what the target
+ * holds now, when it carries the mtime rsync listed (rsync sets it from its
+ * file list: this is its write; the listed size is not compared, as a file
+ * still growing while rsync reads it arrives longer than listed); else what
+ * the source reported, when the list confirms its size and mtime. Each
+ * side's inode is recorded where that side still holds exactly that version
+ * (0, unknown, where it has moved on: its own report then differs and is
+ * sent). Undefined when the path is not in the list (it vanished, or rsync
+ * skipped it) or nothing matches: the archive keeps what it had.
+ * RACE: an edit on the target in the few milliseconds between rsync's
+ * write and the helper's stat, within the same second of mtime, is taken
+ * for rsync's write.
  */
 export function agreedAfterSend(source: Side, sent: Stat, listed: Listed | undefined, targetNow: Stat | undefined): Agreed | undefined {
   if (listed === undefined) return undefined;
-  const candidates = targetNow === undefined ? [sent] : [targetNow, sent];
-  const agreed = candidates.find((stat) => matchesListed(listed, stat));
+  const agreed =
+    targetNow !== undefined && matchesListed(listed, targetNow, false) ? targetNow : matchesListed(listed, sent, true) ? sent : undefined;
   const found = agreed === undefined ? undefined : versionOf(agreed);
   if (found === undefined) return undefined;
   // A directory gets the source's mode as rsync read it, which may be newer than the report.
@@ -146,9 +154,9 @@ function bySide<T>(source: Side, ofSource: T, ofTarget: T): { left: T; right: T 
 }
 
 /**
- * The tombstones isEcho reads: the agreed version at each path psync
- * deleted or renamed away, until the archive agrees on something there
- * again. Only a late report of psync's own work needs one, so the oldest
+ * The tombstones isEcho reads: the agreed version at each path before
+ * psync last changed it (deleted, renamed away, or replaced by a newer
+ * agreed version). Only a late report of psync's own work needs one, so the oldest
  * go beyond `capacity`: a forgotten one costs a needless transfer of a
  * file that is gone (rsync finds nothing to send), never a lost change.
  */

@@ -58,6 +58,14 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
   )('%s', (_d, { gone, action, echo }) => {
     expect(isEcho(archive({}), 'right', action, archive(gone))).toBe(echo);
   });
+
+  // Issue 9, bug 4: a file still being written is sent twice; the target's report of the first copy comes after the second.
+  test('a late report of the version agreed before the current one (same inode) is an echo', () => {
+    const now = archive({ a: agreed(11, 22, { size: 20 }) });
+    const before = archive({ a: agreed(10, 21) });
+    expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(21) }, before)).toBe(true);
+    expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(23) }, before)).toBe(false);
+  });
 });
 
 const listedOf = (stat: Stat): Listed => ({ isDir: stat.type === 'dir', size: stat.size, mtimeSeconds: Math.floor(stat.mtimeMs / 1000) });
@@ -101,11 +109,18 @@ describe('agreedAfterSend: the archive entry after rsync sent a path', () => {
         want: { type: 'dir', size: 4096, mtimeMs: T + 5, mode: 0o750, left: { ino: 5 }, right: { ino: 0 } },
       },
       {
-        description: 'the list confirms neither version: nothing is recorded',
+        description: 'the list confirms neither version (another mtime): nothing is recorded',
         sent: file(11),
-        listed: listedOf(file(0, 77)),
+        listed: listedOf(file(0, 77, T - 60_000)),
         now: file(21, 66),
         want: undefined,
+      },
+      {
+        description: 'a file growing while rsync read it arrives longer than listed: what the target holds, with rsync’s mtime, is agreed (bug 4)',
+        sent: file(11, 40),
+        listed: listedOf(file(0, 50)),
+        now: file(21, 64),
+        want: agreed(0, 21, { size: 64 }),
       },
     ]),
   )('%s', (_d, { sent, listed, now, want }) => {
