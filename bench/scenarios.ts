@@ -1,20 +1,24 @@
 /**
- * The six scenarios of issue 4. Each one prepares its data once, then runs
- * every tool on fresh copies of it: psync, the floor (plain `rsync -a` over
- * one reused SSH connection), lsyncd and unison. "Arrived" is always a poll
- * of the other side with a deadline; the only fixed waits are the idle
- * window itself and the gaps between latency samples, which are not measured.
+ * The six scenarios of issue 4, and issue 9's start-up of an unchanged pair
+ * with an archive. Each one prepares its data once, then runs every tool on
+ * fresh copies of it: psync, the floor (plain `rsync -a` over one reused SSH
+ * connection; for the start-up, `find` listing both trees), lsyncd and
+ * unison. "Arrived" is always a poll of the other side with a deadline; the
+ * only fixed waits are the idle window itself and the gaps between latency
+ * samples, which are not measured.
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import type { Options } from './options.js';
 import { nowMs, pollUntil, sleep } from './poll.js';
-import { allProcs, cpuBetween, describeProcs, ownRssKb, sampleUsage, watchPeakRss, type ProcessSet } from './procs.js';
+import { allProcs, cpuBetween, describeProcs, ownRssKb, sampleUsage, watchPeakRss, type ProcessSet, type Usage } from './procs.js';
 import type { Unit } from './stats.js';
 import {
   parseBytesSent,
+  psyncLocalOnce,
   psyncOnce,
   unisonOnce,
   waitSshdQuiet,
@@ -41,7 +45,7 @@ import {
   writeSpreadTree,
 } from './trees.js';
 
-export const SCENARIO_NAMES = ['latency', 'burst', 'rename', 'merge', 'idle', 'scale'] as const;
+export const SCENARIO_NAMES = ['latency', 'burst', 'rename', 'merge', 'idle', 'scale', 'startup'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 export interface MetricDef {
@@ -529,9 +533,123 @@ const scale: Scenario = {
   },
 };
 
+// ---------------------------------------------------------------- 7. startup
+
+/** `start-up reconcile in 1.2 s: 0 to the right, ...`: what a start-up with nothing to do logs. */
+const NOTHING_TO_DO = /start-up reconcile in [\d.]+ s: 0 to the right, 0 to the left, 0 deletes, 0 moves, 0 conflicts/;
+
+/** The find(1) listing the floor runs on each side: what a scan has to learn about every entry. */
+function listTree(root: string): Promise<unknown> {
+  return execa('find', [root, '-printf', '%i %s %T@ %m %p\\n'], { stdin: 'ignore', stdout: 'ignore' });
+}
+
+/** Milliseconds since local midnight, as psync's log timestamps (`HH:mm:ss.SSS`) count them. */
+function msOfDay(date: Date): number {
+  return ((date.getHours() * 60 + date.getMinutes()) * 60 + date.getSeconds()) * 1000 + date.getMilliseconds();
+}
+
+/**
+ * Where a start-up's time went, from psync's log timestamps, in seconds after
+ * it was spawned: both sides watching (scanned, entries sent, archive
+ * loaded), the start-up reconcile logged, and its exit.
+ */
+function startupPhases(log: string, spawned: Date, seconds: number): Record<string, number> {
+  const at = (pattern: RegExp): number => {
+    const stamps = [...log.matchAll(new RegExp(`^(\\d\\d):(\\d\\d):(\\d\\d)\\.(\\d{3}) \\w+ +${pattern.source}`, 'gm'))].map(
+      (m) => ((Number(m[1]) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000 + Number(m[4]),
+    );
+    const last = Math.max(...stamps);
+    const ms = (last - msOfDay(spawned) + 86_400_000) % 86_400_000;
+    return Math.round(ms) / 1000;
+  };
+  return { bothWatching: at(/(left|right): watching/), reconciled: at(/start-up reconcile in/), exited: Math.round(seconds * 1000) / 1000 };
+}
+
+/** Bytes of every file in `dir` (the archive: `<pairid>.sqlite` and any -wal/-shm), by name. */
+async function filesSizes(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const name of await readdir(dir)) out[name] = (await stat(join(dir, name))).size;
+  return out;
+}
+
+const startup: Scenario = {
+  name: 'startup',
+  title: 'start-up of an unchanged local pair with an archive (`psync -s`, nothing to do), against listing both trees',
+  metrics: [
+    { key: 'time', label: 'start-up with archive', unit: 's', required: true },
+    { key: 'rssPeak', label: 'peak RSS', unit: 'MB', required: false },
+    { key: 'archiveBytes', label: 'archive on disk', unit: 'bytes', required: false },
+    { key: 'archivePerEntry', label: 'archive per entry', unit: 'bytes', required: false },
+  ],
+  prepare: async (ctx) => {
+    await writeSpreadTree(join(ctx.dir, 'template'), ctx.options.startupFiles, Math.max(1, Math.ceil(ctx.options.startupFiles / 100)));
+  },
+  run: async (ctx, tool, session) => {
+    const out = result();
+    if (tool !== 'rsync' && tool !== 'psync') {
+      out.notes.push(`${tool}: not run (psync's start-up against its own archive)`);
+      return out;
+    }
+    const files = ctx.options.startupFiles;
+    const { left, right } = await roots(ctx, tool, join(ctx.dir, 'template'));
+    if (session === undefined) {
+      // Untimed once, as psync's archive-building run: the page cache is as warm for both.
+      await Promise.all([listTree(left), listTree(right)]);
+      for (let r = 0; r < ctx.options.runs; r++) {
+        const started = nowMs();
+        await Promise.all([listTree(left), listTree(right)]);
+        push(out, 'time', (nowMs() - started) / 1000);
+        const sequential = nowMs();
+        await listTree(left);
+        await listTree(right);
+        ((out.details.sequentialSeconds ??= []) as number[]).push((nowMs() - sequential) / 1000);
+      }
+      out.notes.push("`find ROOT -printf '%i %s %T@ %m %p\\n' > /dev/null` of both trees in parallel (as psync scans them); one after the other in the JSON (sequentialSeconds)");
+    } else {
+      const stateDir = join(left, '..', 'state');
+      const deadlineMs = startDeadlineMs(files * 2);
+      const building = nowMs();
+      await psyncLocalOnce(ctx.env, left, right, stateDir, deadlineMs);
+      out.details.archiveBuildSeconds = (nowMs() - building) / 1000;
+      for (let r = 0; r < ctx.options.runs; r++) {
+        // Until it runs its pid is not known here: watch our own node children (only psync).
+        const peak = watchPeakRss({ roots: () => ownChildren('node'), parentsOnly: [] }, 250);
+        const started = nowMs();
+        const spawned = new Date();
+        let log: string;
+        let top: Usage | undefined;
+        try {
+          log = await psyncLocalOnce(ctx.env, left, right, stateDir, deadlineMs);
+          push(out, 'time', (nowMs() - started) / 1000);
+        } finally {
+          top = await peak.stop();
+        }
+        if (top !== undefined) push(out, 'rssPeak', top.rssKb / 1024);
+        if (top !== undefined) ((out.details.processes ??= []) as unknown[]).push(describeProcs(top));
+        const reconcile = NOTHING_TO_DO.exec(log);
+        if (reconcile === null) throw new Error(`run ${r}: no "0 to the right, ... 0 conflicts" start-up reconcile logged: ${log.slice(-1000)}`);
+        ((out.details.reconcileLine ??= []) as string[]).push(reconcile[0]);
+        ((out.details.phases ??= []) as unknown[]).push(startupPhases(log, spawned, (out.values.time?.[r] ?? NaN)));
+        const entries = Number(/left: watching (\d+) entries/.exec(log)?.[1] ?? NaN);
+        const sizes = await filesSizes(stateDir);
+        const bytes = Object.values(sizes).reduce((a, b) => a + b, 0);
+        push(out, 'archiveBytes', bytes);
+        push(out, 'archivePerEntry', Math.round(bytes / entries));
+        out.details.archiveFiles = sizes;
+        out.details.entries = entries;
+      }
+      out.notes.push(
+        '`psync -s --state-dir DIR L R` (local pair) from start to exit, after one untimed run built the archive; RSS: all its processes, sampled every 250 ms; archive: the .sqlite file and any -wal/-shm after each run, per entry psync watches',
+      );
+    }
+    await removeTree(join(left, '..'));
+    return out;
+  },
+};
+
 /** Processes this benchmark started running `program` (their trees count). */
 async function ownChildren(program: string): Promise<number[]> {
   return (await allProcs()).filter((proc) => proc.ppid === process.pid && proc.comm === program).map((proc) => proc.pid);
 }
 
-export const SCENARIOS: readonly Scenario[] = [latency, burst, renameScenario, merge, idle, scale];
+export const SCENARIOS: readonly Scenario[] = [latency, burst, renameScenario, merge, idle, scale, startup];

@@ -316,6 +316,8 @@ export function psyncTool(env: BenchEnv): SessionTool {
         env.psyncCli,
         '--status-file',
         statusFile,
+        '--state-dir',
+        scratchStateDir(env),
         '-r',
         env.host,
         '--ssh-config',
@@ -467,11 +469,21 @@ export async function unisonOnce(env: BenchEnv, left: string, right: string, dea
   await waitSshdQuiet(env);
 }
 
+/**
+ * A fresh archive directory in the scratch dir for one psync run, so the
+ * benchmark never reads or leaves archives in the user's state dir.
+ */
+function scratchStateDir(env: BenchEnv): string {
+  return join(env.work, `psync-state-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+}
+
 /** `psync -s` (the initial merge, then exit). */
 export async function psyncOnce(env: BenchEnv, left: string, right: string, deadlineMs: number): Promise<void> {
   const { child, logFile } = spawnLogged(env, 'psync-once', process.execPath, [
     env.psyncCli,
     '-s',
+    '--state-dir',
+    scratchStateDir(env),
     '-r',
     env.host,
     '--ssh-config',
@@ -482,6 +494,18 @@ export async function psyncOnce(env: BenchEnv, left: string, right: string, dead
   const result = await child;
   if (result.exitCode !== 0) throw new Error(`psync -s exited ${String(result.exitCode)}${result.timedOut ? ' (deadline)' : ''}: ${await tail(logFile)}`);
   await waitSshdQuiet(env);
+}
+
+/**
+ * `psync -s --state-dir STATEDIR LEFT RIGHT` on a local pair (no -r): the
+ * start-up reconcile against the archive kept in `stateDir`, then exit.
+ * Resolves with its log (stdout and stderr) once it has exited 0.
+ */
+export async function psyncLocalOnce(env: BenchEnv, left: string, right: string, stateDir: string, deadlineMs: number): Promise<string> {
+  const { child, logFile } = spawnLogged(env, 'psync-local', process.execPath, [env.psyncCli, '-s', '--state-dir', stateDir, left, right], {}, deadlineMs);
+  const result = await child;
+  if (result.exitCode !== 0) throw new Error(`psync -s exited ${String(result.exitCode)}${result.timedOut ? ' (deadline)' : ''}: ${await tail(logFile)}`);
+  return readFile(logFile, 'utf8');
 }
 
 async function which(program: string): Promise<boolean> {
