@@ -58,7 +58,7 @@ import { IGNORE_MARK, PSYNC_DIR } from '../src/core/patterns.js';
 import { baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
 import { conflictName, judgeReplaced } from '../src/core/conflict.js';
 import { startRelay } from './rsyncRelay.js';
-import { sameAsWritten } from '../src/core/echo.js';
+import { sameStat } from '../src/core/version.js';
 import {
   decodeHelperRequest,
   isHelperRequestVerb,
@@ -423,7 +423,7 @@ class HelperTree {
       const name = baseName(conflictName(path, loser.mtimeMs, attempt));
       const there = dir.stat(name);
       if (there === undefined) return { name, taken: false };
-      if (sameAsWritten(loser, there)) return { name, taken: true };
+      if (sameStat(loser, there)) return { name, taken: true };
     }
   }
 
@@ -610,7 +610,7 @@ function moveInto(
   let replaced: string | undefined;
   if (existing !== undefined && existing.type !== 'dir') {
     const expected = [coreStat(before), ...(request.replaces === undefined ? [] : [request.replaces])];
-    if (!expected.some((stat) => sameAsWritten(stat, existing))) {
+    if (!expected.some((stat) => sameStat(stat, existing))) {
       conflict = { copy: tree.keepConflictCopy(toDir, toName, toDir, to, existing), kept: 'written' };
     } else {
       replaced = setAside(tree, toDir, toName, existing);

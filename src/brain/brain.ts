@@ -26,7 +26,8 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, isEcho, Tombstones, versionOf, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, isEcho, moveStillValid, Tombstones, type Listed } from '../core/agreed.js';
+import { versionOf } from '../core/version.js';
 import type { Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
 import { ancestorsOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
@@ -417,7 +418,6 @@ export class Brain {
     try {
       const { path, stat } = decodeEntry(frame);
       const version = versionOf(stat);
-      if (version === undefined) return;
       if (this.scans[side].size >= MAX_SCAN_ENTRIES) {
         this.fail(new ProtocolError(`the ${side} side reported more than ${MAX_SCAN_ENTRIES} entries at start-up`));
         return;
@@ -491,12 +491,14 @@ export class Brain {
    * dropped; a change is queued. (A MOVE of a name the other side does not
    * hold is found out by its helper, and sent as a copy: fallback.ts.)
    */
-  private judge(side: Side, action: Action): void {
-    if (isEcho((path) => this.archive!.get(path), side, action, (path) => this.tombstones.get(path))) {
+  private judge(side: Side, reported: Action): void {
+    const lookup = (path: string) => this.archive!.get(path);
+    if (isEcho(lookup, side, reported, (path) => this.tombstones.get(path))) {
       this.counters.echoes[side] += 1;
-      this.log.debug(`${side}: no change from what both sides agreed on: ${describe(action)}`);
+      this.log.debug(`${side}: no change from what both sides agreed on: ${describe(reported)}`);
       return;
     }
+    const action = asReported(lookup, side, reported);
     this.log.debug(`${side}: ${describe(action)}`);
     this.log.silly(`${side}: ${JSON.stringify(action)} against ${JSON.stringify(this.archive!.get(action.kind === 'move' ? action.to : action.path) ?? null)}`);
     const { dropped } = this.queue.enqueue(side, action);
@@ -838,7 +840,13 @@ export class Brain {
   private async moveBatch(direction: Direction, actions: readonly Action[], origin: 'report' | 'startup' | 'setAside'): Promise<void> {
     const source = sourceOf(direction);
     const target = targetOf(direction);
-    const moves = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
+    const lookup = (path: string) => this.archive!.get(path);
+    const all = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
+    const superseded = origin === 'report' ? all.filter((m) => moveStillValid(lookup, source, m) === 'superseded') : [];
+    const moves = all.filter((m) => !superseded.includes(m));
+    for (const move of superseded) {
+      this.log.info(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
+    }
     this.counters.helperRuns += 1;
     const replies = await this.helpers.get(target)!.request(
       moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
@@ -886,12 +894,15 @@ export class Brain {
           this.bury(move.to);
           w.moveTree(move.from, move.to);
           if (origin !== 'report') continue;
-          const agreed = agreedAfterMove(source, move.stat, now);
-          if (agreed !== undefined) w.put(move.to, agreed);
+          w.put(move.to, agreedAfterMove(source, move.stat, now));
         }
       });
     }
     if (resend.length > 0) await this.rsyncBatch(direction, resend, { recursive: resend.some((a) => a.stat.type === 'dir'), makeParents: true });
+    for (const move of superseded) {
+      const agreed = lookup(move.from);
+      if (agreed !== undefined) stale.push({ kind: 'delete', path: move.from, stat: agreedStat(agreed, target) });
+    }
     if (stale.length > 0) await this.deleteBatch(direction, stale);
   }
 

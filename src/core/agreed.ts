@@ -16,17 +16,11 @@
  * differs, is sent again.
  */
 
-import { sameVersion, type Agreed, type Identity, type Version } from './reconcile.js';
+import { sameVersion, versionOf, type Agreed, type Identity } from './version.js';
 import type { Action, Side, Stat } from './types.js';
 
 /** The archive as the decisions read it. */
 export type Lookup = (path: string) => Agreed | undefined;
-
-/** A stat as a version; undefined for what psync never syncs (a device, a socket). */
-export function versionOf(stat: Stat): Version | undefined {
-  if (stat.type === 'other') return undefined;
-  return { type: stat.type, size: stat.size, mtimeMs: stat.mtimeMs, mode: stat.mode };
-}
 
 export function identityOf(stat: Stat): Identity {
   return stat.birthMs === undefined ? { ino: stat.ino } : { ino: stat.ino, birthMs: stat.birthMs };
@@ -45,8 +39,7 @@ export function agreedStat(entry: Agreed, side: Side): Stat {
  * content.
  */
 export function holdsAgreed(entry: Agreed, side: Side, stat: Stat): boolean {
-  const version = versionOf(stat);
-  if (version === undefined || !sameVersion(entry, version)) return false;
+  if (!sameVersion(entry, versionOf(stat))) return false;
   if (entry.type === 'dir') return true;
   const known = entry[side].ino;
   return known === 0 || known === stat.ino;
@@ -86,6 +79,38 @@ export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup 
   }
 }
 
+/**
+ * A MOVE whose old name holds, in the archive, another file than the one
+ * that moved (both inodes known, and different) is not a rename of what was
+ * agreed there: the other side must keep its entry at the old name. It is
+ * the arrival of a new entry under the new name, sent as an RSYNC. This is
+ * the target's report when its helper set aside its own version as a
+ * conflict copy to let a move take the name: carried over as a move, it
+ * would have set aside the other side's good file.
+ */
+export function asReported(lookup: Lookup, side: Side, action: Action): Action {
+  if (action.kind !== 'move' || action.stat.type === 'dir') return action;
+  const agreedThere = lookup(action.from);
+  if (agreedThere === undefined || agreedThere[side].ino === 0 || agreedThere[side].ino === action.stat.ino) return action;
+  return { kind: 'rsync', path: action.to, stat: action.stat };
+}
+
+/**
+ * A reported MOVE, just before it is applied: still a rename to carry
+ * over, or `superseded` when psync has since agreed on another file at its
+ * new name on the source side (a transfer from the other side replaced the
+ * moved file there and kept it as a conflict copy, which is sent as a file
+ * of its own). Carrying the move over then would put the moved file back
+ * at the name on the other side, crossed with the source: only its old
+ * name still has to go there.
+ */
+export function moveStillValid(lookup: Lookup, source: Side, move: Extract<Action, { kind: 'move' }>): 'move' | 'superseded' {
+  const there = lookup(move.to);
+  if (there === undefined || move.stat.type === 'dir') return 'move';
+  const ino = there[source].ino;
+  return ino !== 0 && ino !== move.stat.ino ? 'superseded' : 'move';
+}
+
 /** What rsync's transfer list says it sent: the size, the mtime in whole seconds, the permissions. */
 export interface Listed {
   readonly isDir: boolean;
@@ -95,35 +120,43 @@ export interface Listed {
   readonly mode?: number;
 }
 
+/** Does `stat` carry what rsync listed: the mtime's second, and the size unless `sizeToo` is false? */
 function matchesListed(listed: Listed, stat: Stat, sizeToo: boolean): boolean {
   if (listed.isDir || stat.type === 'dir') return listed.isDir && stat.type === 'dir';
   return (!sizeToo || listed.size === stat.size) && Math.floor(stat.mtimeMs / 1000) === listed.mtimeSeconds;
 }
 
 /**
- * The archive entry after rsync sent `path` from `source`: what the target
- * holds now, when it carries the mtime rsync listed (rsync sets it from its
- * file list: this is its write; the listed size is not compared, as a file
- * still growing while rsync reads it arrives longer than listed); else what
- * the source reported, when the list confirms its size and mtime. Each
- * side's inode is recorded where that side still holds exactly that version
- * (0, unknown, where it has moved on: its own report then differs and is
- * sent). Undefined when the path is not in the list (it vanished, or rsync
- * skipped it) or nothing matches: the archive keeps what it had.
- * RACE: an edit on the target in the few milliseconds between rsync's
- * write and the helper's stat, within the same second of mtime, is taken
+ * The archive entry after rsync sent `path` from `source`, or undefined
+ * when nothing confirms what was sent (the path is not in the transfer
+ * list: it vanished, or rsync skipped it; the archive keeps what it had).
+ * In order:
+ * - the target holds what the source reported: agreed, both inodes;
+ * - the list shows rsync read a newer state than the report (the file
+ *   changed, or grew, before rsync got to it) and the target holds that
+ *   state (the listed size, or more for a file growing while rsync read
+ *   it, with the listed mtime): what the target holds is agreed, the
+ *   source's inode unknown (its next report differs, and is sent);
+ * - the list confirms the report: the report is agreed, the target's
+ *   inode unknown (it changed again since rsync wrote it: its own report
+ *   differs, and is sent).
+ * RACE: a target edited within the same second of mtime right after
+ * rsync's write of a file that had also changed since its report is taken
  * for rsync's write.
  */
 export function agreedAfterSend(source: Side, sent: Stat, listed: Listed | undefined, targetNow: Stat | undefined): Agreed | undefined {
   if (listed === undefined) return undefined;
-  const agreed =
-    targetNow !== undefined && matchesListed(listed, targetNow, false) ? targetNow : matchesListed(listed, sent, true) ? sent : undefined;
-  const found = agreed === undefined ? undefined : versionOf(agreed);
-  if (found === undefined) return undefined;
+  const readNewer = !matchesListed(listed, sent, true);
+  let agreed: Stat;
+  if (targetNow !== undefined && sameVersion(versionOf(targetNow), versionOf(sent))) agreed = targetNow;
+  else if (targetNow !== undefined && readNewer && matchesListed(listed, targetNow, false) && targetNow.size >= listed.size) agreed = targetNow;
+  else if (!readNewer) agreed = sent;
+  else return undefined;
+  const found = versionOf(agreed);
   // A directory gets the source's mode as rsync read it, which may be newer than the report.
   const version = found.type === 'dir' && listed.mode !== undefined ? { ...found, mode: listed.mode } : found;
   const identity = (stat: Stat | undefined): Identity =>
-    stat !== undefined && stat.type === version.type && sameVersion(version, versionOf(stat)!) ? identityOf(stat) : { ino: 0 };
+    stat !== undefined && sameVersion(version, versionOf(stat)) ? identityOf(stat) : { ino: 0 };
   return { ...version, ...bySide(source, identity(sent), identity(targetNow)) };
 }
 
@@ -132,11 +165,9 @@ export function agreedAfterSend(source: Side, sent: Stat, listed: Listed | undef
  * the version the source reported, the source's inode, and the target's
  * inode when what now stands at `to` there is that version.
  */
-export function agreedAfterMove(source: Side, moved: Stat, targetNow: Stat | undefined): Agreed | undefined {
+export function agreedAfterMove(source: Side, moved: Stat, targetNow: Stat | undefined): Agreed {
   const version = versionOf(moved);
-  if (version === undefined) return undefined;
-  const targetVersion = targetNow === undefined ? undefined : versionOf(targetNow);
-  const targetIdentity = targetVersion !== undefined && sameVersion(version, targetVersion) ? identityOf(targetNow!) : { ino: 0 };
+  const targetIdentity = targetNow !== undefined && sameVersion(version, versionOf(targetNow)) ? identityOf(targetNow) : { ino: 0 };
   return { ...version, ...bySide(source, identityOf(moved), targetIdentity) };
 }
 

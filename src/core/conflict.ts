@@ -23,7 +23,7 @@
  * clock, so both sides name the same losing version the same way.
  */
 
-import { sameAsWritten } from './echo.js';
+import { sameStat } from './version.js';
 import { baseName, bytesToPath, joinPath, parentOf, pathToBytes } from './paths.js';
 import type { Stat } from './types.js';
 
@@ -44,8 +44,8 @@ export type ReplacedVerdict =
  * are equal.
  */
 export function judgeReplaced(replaced: Stat, written: Stat | undefined, expected: readonly Stat[], sameBytes: () => boolean): ReplacedVerdict {
-  if (expected.some((stat) => sameAsWritten(stat, replaced) && (stat.ino === 0 || stat.ino === replaced.ino))) return { kind: 'expected' };
-  if (written !== undefined && sameAsWritten(written, replaced) && sameBytes()) return { kind: 'same' };
+  if (expected.some((stat) => sameStat(stat, replaced) && (stat.ino === 0 || stat.ino === replaced.ino))) return { kind: 'expected' };
+  if (written !== undefined && sameStat(written, replaced) && sameBytes()) return { kind: 'same' };
   // Gone again since the transfer: its name stays free (a delete made there syncs as one).
   const keep = written !== undefined && replaced.mtimeMs > written.mtimeMs ? 'replaced' : 'written';
   return { kind: 'conflict', keep };
@@ -91,6 +91,6 @@ function cutToBytes(text: string, max: number): string {
 export function expectedVersions(prev: Stat | undefined, synced: Stat | undefined): Stat[] {
   const out: Stat[] = [];
   if (prev !== undefined) out.push(prev);
-  if (synced !== undefined && (prev === undefined || !sameAsWritten(prev, synced))) out.push(synced);
+  if (synced !== undefined && (prev === undefined || !sameStat(prev, synced))) out.push(synced);
   return out;
 }

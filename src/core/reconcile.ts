@@ -23,33 +23,10 @@
 import { conflictName } from './conflict.js';
 import { ancestorsOf, depthOf, isSameOrUnder, parentOf, rebase } from './paths.js';
 import { directionFrom, otherSide, type Direction, type Side } from './types.js';
+import { MTIME_TOLERANCE_MS, sameMtime, sameVersion, type Agreed, type Identity, type Observed, type Version } from './version.js';
 
-export interface Version {
-  readonly type: 'file' | 'dir' | 'symlink';
-  /** Files: bytes; symlinks: the target's length; directories: ignored. */
-  readonly size: number;
-  /** Float milliseconds. */
-  readonly mtimeMs: number;
-  /** Permission bits; ignored for symlinks. */
-  readonly mode: number;
-  /** Content digest (a file's bytes, a symlink's target), when known. */
-  readonly hash?: string;
-}
-
-/** What names one file object on one side; ino 0 = unknown. */
-export interface Identity {
-  readonly ino: number;
-  readonly birthMs?: number;
-}
-
-/** What a side holds at a path now. */
-export interface Observed extends Version, Identity {}
-
-/** The archive: the last state both sides agreed on, with each side's identity for it. */
-export interface Agreed extends Version {
-  readonly left: Identity;
-  readonly right: Identity;
-}
+export type { Agreed, Identity, Observed, Version } from './version.js';
+export { MTIME_TOLERANCE_MS, sameVersion } from './version.js';
 
 /** Root-relative POSIX paths ("a/b"); the root "" is never present. */
 export type Snapshot<T> = ReadonlyMap<string, T>;
@@ -78,34 +55,6 @@ export interface Plan {
   records: Record[];
   /** Step counts; `moves` counts renames carried to the other side, not a conflict's set-aside (counted in `conflicts`). */
   summary: { toRight: number; toLeft: number; deletes: number; moves: number; conflicts: number };
-}
-
-/**
- * Two mtimes this close are the same: an mtime in float milliseconds near
- * 2^40 keeps about a quarter of a microsecond, so the nanoseconds a file
- * system stores do not survive exactly; a real write is further apart.
- */
-export const MTIME_TOLERANCE_MS = 0.001;
-
-const sameMtime = (a: Version, b: Version): boolean => Math.abs(a.mtimeMs - b.mtimeMs) <= MTIME_TOLERANCE_MS;
-
-/**
- * The one content-and-metadata comparison. Same type, and:
- * - directories: the same mode (their size and mtime are noise; their
- *   content is their children, compared path by path);
- * - files and symlinks: the same size and mtime (within
- *   MTIME_TOLERANCE_MS), the same mode for files, and the same digest when
- *   both have one.
- * Equal digests with different mtimes are NOT the same version: that is
- * equal content with other metadata, which the reconcile settles by copying
- * the newer metadata, never by a conflict (see `sameContent`).
- */
-export function sameVersion(a: Version, b: Version): boolean {
-  if (a.type !== b.type) return false;
-  if (a.type === 'dir') return a.mode === b.mode;
-  if (a.size !== b.size || !sameMtime(a, b)) return false;
-  if (a.type === 'file' && a.mode !== b.mode) return false;
-  return a.hash === undefined || b.hash === undefined || a.hash === b.hash;
 }
 
 /**
@@ -718,7 +667,7 @@ export function hashesNeeded(archive: Snapshot<Agreed>, left: Snapshot<Observed>
     needed[side].add(views[side].origOf(path)!);
   };
   eachPath(views, archived, (path, a, l, r) => {
-    if (l !== undefined && r !== undefined && l.type === r.type && l.type !== 'dir' && l.size === r.size) {
+    if (l !== undefined && r !== undefined && l.type === r.type && (l.type === 'file' || l.type === 'symlink') && l.size === r.size) {
       if ((l.hash === undefined || r.hash === undefined) && changed(a, l, 'left') && changed(a, r, 'right')) {
         if (l.hash === undefined) need('left', path);
         if (r.hash === undefined) need('right', path);

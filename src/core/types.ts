@@ -27,9 +27,10 @@ export interface Stat {
   /** Permission bits only (mode & 0o7777). */
   readonly mode: number;
   /**
-   * Birth time where the file system records it; known to the filter only,
-   * never sent. An inode number can be reused at once after a delete (ext4
-   * does), so a rename is paired by inode AND birth time.
+   * Birth time where the file system records it. An inode number can be
+   * reused at once after a delete (ext4 does), so a rename is paired by
+   * inode AND birth time: by the filter, and by the start-up reconcile
+   * (sent in ENTRY frames and STAT replies, never in actions).
    */
   readonly birthMs?: number;
 }

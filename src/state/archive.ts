@@ -24,25 +24,9 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { bytesToPath, pathToBytes } from '../core/paths.js';
 
-/** Which inode held an agreed path on one side; `ino` 0 when unknown. */
-export interface Identity {
-  readonly ino: number;
-  readonly birthMs?: number;
-}
+import type { Agreed, Identity } from '../core/reconcile.js';
 
-/** The last state both sides agreed on at one path. */
-export interface Agreed {
-  readonly type: 'file' | 'dir' | 'symlink';
-  readonly size: number;
-  /** Milliseconds with the sub-millisecond fraction, as `Stat.mtimeMs`. */
-  readonly mtimeMs: number;
-  /** Permission bits. */
-  readonly mode: number;
-  /** Content digest (hex) when known. */
-  readonly hash?: string;
-  readonly left: Identity;
-  readonly right: Identity;
-}
+export type { Agreed, Identity } from '../core/reconcile.js';
 
 /** Another process holds this archive (another psync on the same pair). */
 export class ArchiveLockedError extends Error {
@@ -65,7 +49,7 @@ const SCHEMA_VERSION = 1;
 const SCHEMA = `
   CREATE TABLE entries (
     path BLOB PRIMARY KEY,
-    type TEXT NOT NULL CHECK (type IN ('file', 'dir', 'symlink')),
+    type TEXT NOT NULL CHECK (type IN ('file', 'dir', 'symlink', 'other')),
     size INTEGER NOT NULL,
     mtime_ms REAL NOT NULL,
     mode INTEGER NOT NULL,

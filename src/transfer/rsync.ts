@@ -92,8 +92,7 @@ export interface RsyncArgvOptions {
  * - `--chmod=Fug-s` (unless `preserveSuid`): a file is never made setuid or
  *   setgid. psync runs as root and `-a` keeps owners, so a user's setuid file
  *   on one side (or one the other side merely claims) would become a
- *   setuid file of that owner, root included, on the other, and the merge's
- *   quick check updates the mode of an existing file in place. Only files
+ *   setuid file of that owner, root included, on the other. Only files
  *   (`F`): a setgid directory (a group-shared directory) grants nothing and
  *   keeps its meaning.
  * - `--confine-root` on each end (rsync >= 3.5.0): a path rsync is handed
@@ -125,8 +124,8 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
     '--no-devices',
     '--protect-args',
     '--numeric-ids',
-    // Compare mtimes to the nanosecond, not the second (rsync >= 3.1.3): the merge's
-    // --update and quick check then see a newer save made within the same second.
+    // Compare mtimes to the nanosecond, not the second (rsync >= 3.1.3), where a
+    // run without --ignore-times uses its quick check.
     '--modify-window=-1',
     ...(options.preserveSuid === true ? [] : [NO_SUID_ARG]),
     ...(options.confineRoot === undefined ? [] : [`--confine-root=${options.confineRoot}`]),

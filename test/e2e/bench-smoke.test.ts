@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HARNESS = join(ROOT, 'dist-bench', 'bench', 'run.js');
 const CLI = join(ROOT, 'dist', 'src', 'cli.js');
-const SCENARIOS = ['latency', 'burst', 'rename', 'merge', 'idle', 'scale'];
+const SCENARIOS = ['latency', 'burst', 'rename', 'merge', 'idle', 'scale', 'startup'];
 const COMPILE_TIMEOUT_MS = 120_000;
 const SMOKE_TIMEOUT_MS = 240_000;
 

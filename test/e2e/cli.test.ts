@@ -373,7 +373,7 @@ describe('a running psync', () => {
     expect((await proc.status())?.state).toBe('stopped');
   });
 
-  test("the initial merge's own writes are not sent back (only the barrier travels right to left)", async () => {
+  test("the start-up's own writes are not sent back (only the barrier travels right to left)", async () => {
     const { left, right } = await freshPair();
     await mkdir(join(left, 'dir', 'sub'), { recursive: true });
     for (let i = 0; i < 10; i++) await writeFile(join(left, 'dir', 'sub', `f${i}.txt`), `file ${i}\n`);

@@ -293,7 +293,7 @@ export class AttackPair {
     return psync;
   }
 
-  /** `psync -s`: the initial merge alone; resolves with its exit code and output. */
+  /** `psync -s`: the start-up reconcile alone; resolves with its exit code and output. */
   async syncOnly(extra: readonly string[] = []): Promise<{ exitCode: number | undefined; output: string }> {
     const result = await execa(process.execPath, [CLI, '-s', ...this.args(extra)], { reject: false, stdin: 'ignore' });
     return { exitCode: result.exitCode, output: `${result.stdout}\n${result.stderr}` };

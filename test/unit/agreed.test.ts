@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { agreedAfterMove, agreedAfterSend, holdsAgreed, isEcho, type Listed } from '../../src/core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, asReported, holdsAgreed, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
 import type { Agreed } from '../../src/core/reconcile.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
@@ -68,6 +68,41 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
   });
 });
 
+describe('asReported', () => {
+  test.each(
+    described<{ description: string; entries: Record<string, Agreed>; action: Action; want: 'move' | 'rsync' }>([
+      { description: 'a rename of the agreed file (its inode) stays a move', entries: { a: agreed(11, 21) }, action: { kind: 'move', from: 'a', to: 'b', stat: file(21) }, want: 'move' },
+      {
+        description: 'a rename of another file at an agreed name (the helper set its own version aside) is the arrival of the new name',
+        entries: { a: agreed(11, 21) },
+        action: { kind: 'move', from: 'a', to: 'a.psync-conflict-x', stat: file(22) },
+        want: 'rsync',
+      },
+      { description: 'an unknown inode in the archive proves nothing: a move', entries: { a: agreed(11, 0) }, action: { kind: 'move', from: 'a', to: 'b', stat: file(22) }, want: 'move' },
+      // A swap through a third name: the last move's old name is not agreed yet when it is judged.
+      { description: 'a move of a name the archive does not hold stays a move (its helper finds out)', entries: {}, action: { kind: 'move', from: 't', to: 'b', stat: file(21) }, want: 'move' },
+      { description: 'a directory move stays a move', entries: { d: agreedDir() }, action: { kind: 'move', from: 'd', to: 'e', stat: dir(99) }, want: 'move' },
+    ]),
+  )('%s', (_d, { entries, action, want }) => {
+    expect(asReported(archive(entries), 'right', action).kind).toBe(want);
+  });
+});
+
+describe('moveStillValid', () => {
+  const move: Action = { kind: 'move', from: 'a', to: 'b', stat: file(11) };
+  test.each(
+    described<{ description: string; entries: Record<string, Agreed>; want: 'move' | 'superseded' }>([
+      { description: 'nothing agreed at the new name: a move', entries: { a: agreed(11, 21) }, want: 'move' },
+      { description: 'the new name agreed with the moved file: a move', entries: { b: agreed(11, 21) }, want: 'move' },
+      // conflict.test.ts: `mv a b` on the left while the right edits b; the right's b reached the left first.
+      { description: 'the new name since agreed with another file on the source: superseded', entries: { a: agreed(11, 21), b: agreed(12, 22) }, want: 'superseded' },
+      { description: 'an unknown inode at the new name proves nothing: a move', entries: { b: agreed(0, 22) }, want: 'move' },
+    ]),
+  )('%s', (_d, { entries, want }) => {
+    expect(moveStillValid(archive(entries), 'left', move as Extract<Action, { kind: 'move' }>)).toBe(want);
+  });
+});
+
 const listedOf = (stat: Stat): Listed => ({ isDir: stat.type === 'dir', size: stat.size, mtimeSeconds: Math.floor(stat.mtimeMs / 1000) });
 
 describe('agreedAfterSend: the archive entry after rsync sent a path', () => {
@@ -86,6 +121,14 @@ describe('agreedAfterSend: the archive entry after rsync sent a path', () => {
         listed: listedOf(file(0, 30)),
         now: file(21, 30),
         want: agreed(0, 21, { size: 30 }),
+      },
+      {
+        // The race of conflict.test.ts: v5 written on the target in the same second, same size, right after rsync wrote v4.
+        description: 'the target edited right after the transfer, same size and second: the sent version is agreed, the target inode unknown',
+        sent: file(11, 10, T),
+        listed: listedOf(file(11, 10, T)),
+        now: file(21, 10, T + 150),
+        want: agreed(11, 0),
       },
       {
         description: 'the target changed again after the transfer: the sent version is agreed, the target inode unknown',
@@ -139,8 +182,8 @@ describe('agreedAfterMove', () => {
   test('the target holds something else at the new name: its inode is unknown', () => {
     expect(agreedAfterMove('left', file(11), file(21, 3))).toEqual(agreed(11, 0));
   });
-  test('nothing is agreed for what psync never syncs', () => {
-    expect(agreedAfterMove('left', { ...file(11), type: 'other' }, undefined)).toBeUndefined();
+  test('a FIFO or a socket is agreed like a file (rsync makes it again)', () => {
+    expect(agreedAfterMove('left', { ...file(11, 0), type: 'other' }, { ...file(21, 0), type: 'other' })).toEqual(agreed(11, 21, { type: 'other', size: 0 }));
   });
 });
 
