@@ -70,6 +70,7 @@ const MAX_SCAN_ENTRIES = 50_000_000;
 /** A send whose parent is gone on the target waits this long for that side's report of why (retryOrphans). */
 const ORPHAN_RETRY_MS = 1_000;
 const ORPHAN_ATTEMPTS = 3;
+const LAST_WRITTEN_PATHS = 100_000;
 const RETRY_DELAY_MS = 1_000;
 /** On stop, children get this long to exit before psync exits without them. */
 const CHILD_EXIT_GRACE_MS = 3_000;
@@ -126,6 +127,15 @@ export class Brain {
   private readonly orphans = new Map<string, number>();
   /** Those waiting to be queued again; a rename reported or applied meanwhile renames them (rebaseOrphans). */
   private readonly orphanWait = new Map<{ path: string }, NodeJS.Timeout>();
+  /**
+   * When psync last agreed on each path after a transfer (a count of
+   * transfers, the newest LAST_WRITTEN_PATHS paths), and the count when
+   * each MOVE report came: a move whose new name psync wrote since is
+   * checked against what it wrote there (moveStillValid).
+   */
+  private transfers = 0;
+  private readonly lastWritten = new Map<string, number>();
+  private readonly reportedAt = new WeakMap<Action, number>();
   /** The paths the running batch is carrying over, on either side. */
   private inflight: ReadonlySet<string> | undefined;
   private stopping = false;
@@ -446,6 +456,8 @@ export class Brain {
     }
     this.counters.reported[side] += 1;
     this.status.touch();
+    // Before it may wait: a transfer that lands while it waits came after the move it reports.
+    if (action.kind === 'move') this.reportedAt.set(action, this.transfers);
     const admission = this.queueBound.admit(side, this.queue.length + this.held.length);
     if (admission === 'overflow') {
       this.fail(
@@ -641,6 +653,7 @@ export class Brain {
       for (const resend of this.vanished.noteVanished(source, vanished, checkedAt)) this.resend(direction, resend);
     }
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
+    this.transfers += 1;
     await this.statUnlisted(targetOf(direction), sends, transferred, targetNow);
     this.archive!.transaction((w) => {
       for (const send of sends) {
@@ -654,6 +667,7 @@ export class Brain {
         if (agreed === undefined) continue;
         this.bury(send.path);
         w.put(send.path, agreed);
+        this.noteWritten(send.path);
         this.log.silly(`agreed ${JSON.stringify(send.path)}: ${JSON.stringify(agreed)}`);
         this.orphans.delete(`${direction}\0${send.path}`);
       }
@@ -842,7 +856,8 @@ export class Brain {
     const target = targetOf(direction);
     const lookup = (path: string) => this.archive!.get(path);
     const all = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
-    const superseded = origin === 'report' ? all.filter((m) => moveStillValid(lookup, source, m) === 'superseded') : [];
+    const writtenSince = (m: Action): boolean => (this.lastWritten.get(m.kind === 'move' ? m.to : m.path) ?? -1) > (this.reportedAt.get(m) ?? Infinity);
+    const superseded = origin === 'report' ? all.filter((m) => writtenSince(m) && moveStillValid(lookup, source, m) === 'superseded') : [];
     const moves = all.filter((m) => !superseded.includes(m));
     for (const move of superseded) {
       this.log.info(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
@@ -904,6 +919,12 @@ export class Brain {
       if (agreed !== undefined) stale.push({ kind: 'delete', path: move.from, stat: agreedStat(agreed, target) });
     }
     if (stale.length > 0) await this.deleteBatch(direction, stale);
+  }
+
+  private noteWritten(path: string): void {
+    this.lastWritten.delete(path); // re-inserted last: Map order is the age order
+    this.lastWritten.set(path, this.transfers);
+    if (this.lastWritten.size > LAST_WRITTEN_PATHS) this.lastWritten.delete(this.lastWritten.keys().next().value!);
   }
 
   /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */

@@ -96,9 +96,10 @@ export function asReported(lookup: Lookup, side: Side, action: Action): Action {
 }
 
 /**
- * A reported MOVE, just before it is applied: still a rename to carry
- * over, or `superseded` when psync has since agreed on another file at its
- * new name on the source side (a transfer from the other side replaced the
+ * A reported MOVE, just before it is applied, when psync has written its
+ * new name since the report was judged: still a rename to carry over, or
+ * `superseded` when what psync agreed there on the source side is another
+ * file (a transfer from the other side replaced the
  * moved file there and kept it as a conflict copy, which is sent as a file
  * of its own). Carrying the move over then would put the moved file back
  * at the name on the other side, crossed with the source: only its old
