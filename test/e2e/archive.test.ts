@@ -8,7 +8,8 @@
  * and changes nothing, a root that lost its `.psync/id` marker and a start-up
  * that would delete most of the archive halt (exit 7, nothing changed), and
  * directory renames and renames onto an existing file meet the other side's
- * changes made meanwhile.
+ * changes made meanwhile, and an archive that cannot be read is kept aside
+ * and the start is a first run (never "everything was deleted").
  *
  * Each test uses fresh roots, so each has its own archive (the pair id is a
  * hash of the roots); test/support/setup.ts points XDG_STATE_HOME at this
@@ -340,5 +341,24 @@ test('a chmod made while psync was stopped is carried over, not undone', async (
   await chmod(join(right, 'script'), 0o755);
   const run = await syncOnce(left, right);
   for (const root of [left, right]) expect((await stat(join(root, 'script'))).mode & 0o777, `${root}/script\n${run.stderr}`).toBe(0o755);
+  expect(await diffTrees(left, right)).toEqual([]);
+});
+
+test('an archive that cannot be read is kept aside and the start is a first run: the union, nothing deleted', async () => {
+  const { left, right } = await freshPair();
+  const state = tempDir('psync-archive-state-');
+  await writeFile(join(left, 'a.txt'), 'a');
+  await writeFile(join(left, 'b.txt'), 'b');
+  await syncOnce(left, right, ['--state-dir', state]);
+  const [file] = (await readdir(state)).filter((name) => name.endsWith('.sqlite'));
+  expect(file, `no archive in ${state}`).toBeDefined();
+  await writeFile(join(state, file!), 'not a database at all, but long enough to look like a header: '.repeat(20));
+  await rm(join(left, 'a.txt')); // with the archive this would be a delete; without it, the union brings it back
+  const run = await syncOnce(left, right, ['--state-dir', state]);
+  expect(run.stderr).toMatch(/cannot be read .* it is kept as .*unreadable-.* this start is a first run/);
+  expect(summaryOf(run)).toMatch(/0 deletes/);
+  expect(await read(join(left, 'a.txt'))).toBe('a');
+  expect(await read(join(right, 'a.txt'))).toBe('a');
+  expect((await readdir(state)).some((name) => name.startsWith(`${file!}.unreadable-`))).toBe(true);
   expect(await diffTrees(left, right)).toEqual([]);
 });
