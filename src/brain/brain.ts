@@ -145,6 +145,8 @@ export class Brain {
   private watchdog: NodeJS.Timeout | undefined;
   private state: BrainState = 'starting';
   private lastError: string | undefined;
+  /** The last failure psync gave up on after its retries (a -s run then fails with it). */
+  private gaveUp: Error | undefined;
   private readonly status: StatusWriter;
   /** The exclude arguments every rsync run gets: the filters' patterns in rsync's spelling, then --rsync-excludes. */
   private readonly rsyncExcludes: readonly string[];
@@ -198,6 +200,11 @@ export class Brain {
     await this.reconcileAtStart();
     if (this.stopping) return;
     if (this.config.syncOnly) {
+      // -s: a batch given up on is a failed run (its error's exit code), not a quiet success.
+      if (this.gaveUp !== undefined) {
+        this.fail(this.gaveUp);
+        return;
+      }
       this.setState('stopped');
       this.finish({ ok: true });
       return;
@@ -595,6 +602,7 @@ export class Brain {
             continue;
           }
           this.counters.failures += 1;
+          this.gaveUp = error as Error;
           this.lastError = (error as Error).message;
           this.status.touch();
           this.log.error(`${what} failed ${MAX_ATTEMPTS} times, giving up on it: ${(error as Error).message}`);

@@ -19,7 +19,7 @@ import { startSshd, writeCorrectKnownHosts, writeEmptyKnownHosts, writeWrongKnow
 import { described } from '../support/table.js';
 
 
-const EXIT = { ok: 0, usage: 2, connection: 3, protocol: 5, banned: 6 } as const;
+const EXIT = { ok: 0, usage: 2, connection: 3, rsync: 4, protocol: 5, banned: 6 } as const;
 
 let work: string;
 
@@ -95,6 +95,15 @@ describe('usage and config errors exit 2 with one clear line', () => {
     expect(errorMessage(result)).toMatch(message);
     expect(await names(right)).toEqual([]);
   });
+});
+
+test('-s whose start-up transfer fails (rsync refuses an option) exits 4 with rsync\'s reason, not 0', async () => {
+  const { left, right } = await freshPair();
+  await writeFile(join(left, 'a.txt'), 'a');
+  const result = await psync(['-s', '-x=--no-such-rsync-option', left, right]);
+  expect(result.exitCode, String(result.stderr)).toBe(EXIT.rsync);
+  expect(errorMessage(result)).toMatch(/rsync failed .*syntax or usage error/);
+  expect(await names(right)).toEqual([]);
 });
 
 describe('repeatable options', () => {
