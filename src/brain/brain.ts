@@ -662,14 +662,14 @@ export class Brain {
     }
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
     this.transfers += 1;
-    await this.statUnlisted(targetOf(direction), sends, transferred, targetNow);
+    await this.statDirs(targetOf(direction), sends, targetNow);
     this.archive!.transaction((w) => {
       for (const send of sends) {
         const now = targetNow.get(send.path);
         // The target kept its own newer version at the name: nothing is agreed there; its report is a change.
         if (now === 'keptOwn') continue;
         let listed: Listed | undefined = transferred.get(send.path);
-        // A directory rsync did not list: what the target's helper found there (statUnlisted).
+        // A directory rsync did not list: what the target's helper found there (statDirs).
         if (listed === undefined && send.stat.type === 'dir' && now?.type === 'dir') listed = { isDir: true, size: 0, mtimeSeconds: 0, mode: now.mode };
         const agreed = agreedAfterSend(source, send.stat, listed, now);
         if (agreed === undefined) continue;
@@ -715,8 +715,16 @@ export class Brain {
     const gone = new Set(parents.filter((_, i) => { const reply = replies[i]!; return !reply.ok || reply.stat.type !== 'dir'; }));
     if (gone.size === 0) return sends;
     const isOrphan = (path: string): boolean => ancestorsOf(path).some((p) => gone.has(p));
+    const source = sourceOf(direction);
     for (const send of sends) {
       if (!isOrphan(send.path)) continue;
+      // psync itself may have renamed its directory on the source a moment ago (a move from the
+      // target's report): then it is due under the new name at once.
+      const renamed = send.stat.type === 'file' ? this.vanished.noteVanished(source, { path: send.path, stat: send.stat, prev: send.prev }, performance.now()) : [];
+      if (renamed.length > 0) {
+        for (const again of renamed) this.resend(direction, again);
+        continue;
+      }
       const key = `${direction}\0${send.path}`;
       const attempts = (this.orphans.get(key) ?? 0) + 1;
       if (attempts > ORPHAN_ATTEMPTS) {
@@ -745,17 +753,14 @@ export class Brain {
   }
 
   /**
+   * What each directory sent holds on the target now, from its helper:
    * rsync does not list a directory whose attributes it did not have to set
-   * (nor, it seems, every one whose mode it set): ask the target what those
-   * hold, so that the archive records what the target has.
+   * (nor, it seems, every one whose mode it set), and its list holds no
+   * inode; the archive records both, so that a late report of the
+   * directory psync made there is known for its echo (isEcho's tombstones).
    */
-  private async statUnlisted(
-    target: Side,
-    sends: readonly Extract<Action, { kind: 'rsync' }>[],
-    transferred: ReadonlyMap<string, TransferredEntry>,
-    targetNow: Map<string, Stat | 'keptOwn'>,
-  ): Promise<void> {
-    const dirs = sends.filter((send) => send.stat.type === 'dir' && !transferred.has(send.path)).map((send) => send.path);
+  private async statDirs(target: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], targetNow: Map<string, Stat | 'keptOwn'>): Promise<void> {
+    const dirs = sends.filter((send) => send.stat.type === 'dir').map((send) => send.path);
     if (dirs.length === 0) return;
     const replies = await this.helpers.get(target)!.request(dirs.map((path) => ({ kind: 'stat' as const, path })));
     for (const [i, reply] of replies.entries()) if (reply.ok) targetNow.set(dirs[i]!, reply.stat);

@@ -67,7 +67,8 @@ export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup 
       const entry = lookup(action.path);
       if (entry !== undefined && holdsAgreed(entry, side, action.stat)) return true;
       const tombstone = gone(action.path);
-      return tombstone !== undefined && tombstone.type !== 'dir' && tombstone[side].ino !== 0 && holdsAgreed(tombstone, side, action.stat);
+      // A directory's inode must match too (holdsAgreed does not compare it): one made again is a change.
+      return tombstone !== undefined && tombstone[side].ino !== 0 && tombstone[side].ino === action.stat.ino && holdsAgreed(tombstone, side, action.stat);
     }
     case 'delete':
       return lookup(action.path) === undefined;

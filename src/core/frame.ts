@@ -46,15 +46,19 @@ export function crc32(text: string): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-const RAW_BYTE = /[A-Za-z0-9._~/:@+=,-]/;
+const RAW_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~/:@+=,-';
+/** The bytes an argument carries as they are; every other byte is %XX. */
+const RAW_BYTE = Uint8Array.from({ length: 128 }, (_, code) => (RAW_CHARS.includes(String.fromCharCode(code)) ? 1 : 0));
+/** A whole argument of raw characters only: the common case, encoded and decoded as it is. */
+const ALL_RAW = /^[A-Za-z0-9._~/:@+=,-]+$/;
 const HEX = '0123456789ABCDEF';
 
 export function encodeArg(value: string): string {
   if (value === '') return '%';
+  if (ALL_RAW.test(value)) return value;
   let out = '';
   for (const byte of pathToBytes(value)) {
-    const ch = String.fromCharCode(byte);
-    out += byte < 0x80 && RAW_BYTE.test(ch) ? ch : `%${HEX[byte >> 4]}${HEX[byte & 15]}`;
+    out += byte < 0x80 && RAW_BYTE[byte] === 1 ? String.fromCharCode(byte) : `%${HEX[byte >> 4]}${HEX[byte & 15]}`;
   }
   return out;
 }
@@ -62,16 +66,19 @@ export function encodeArg(value: string): string {
 export function decodeArg(text: string): string {
   if (text === '%') return '';
   if (text === '') throw new ProtocolError('empty frame argument (an empty value is written %)');
+  // Raw characters are ASCII: their bytes decode to the same string.
+  if (ALL_RAW.test(text)) return text;
   const bytes: number[] = [];
   for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;
+    const code = ch.charCodeAt(0);
     if (ch === '%') {
       const hex = text.slice(i + 1, i + 3);
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) throw new ProtocolError(`bad escape in frame argument ${JSON.stringify(text)}`);
       bytes.push(Number.parseInt(hex, 16));
       i += 2;
-    } else if (RAW_BYTE.test(ch)) {
-      bytes.push(ch.charCodeAt(0));
+    } else if (code < 0x80 && RAW_BYTE[code] === 1) {
+      bytes.push(code);
     } else {
       throw new ProtocolError(`unexpected character ${JSON.stringify(ch)} in frame argument`);
     }
@@ -131,15 +138,15 @@ export class FrameReceiver {
   /** Feed raw bytes (decoded as latin1 so that every byte maps to one char). */
   push(chunk: string): Received[] {
     const out: Received[] = [];
-    let text = this.pending + chunk;
-    let newline = text.indexOf('\n');
-    while (newline >= 0) {
-      const line = text.slice(0, newline);
-      text = text.slice(newline + 1);
+    const all = this.pending + chunk;
+    let start = 0;
+    for (let newline = all.indexOf('\n'); newline >= 0; newline = all.indexOf('\n', start)) {
+      const line = all.slice(start, newline);
+      start = newline + 1;
       if (this.discarding) this.discarding = false;
       else out.push(this.accept(line));
-      newline = text.indexOf('\n');
     }
+    let text = start === 0 ? all : all.slice(start);
     if (text.length > MAX_FRAME_BYTES) {
       if (!this.discarding) out.push({ ok: false, error: new ProtocolError(`frame longer than ${MAX_FRAME_BYTES} bytes`) });
       this.discarding = true;

@@ -53,7 +53,8 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
       },
       { description: 'a new file at that name (another inode) is a change', gone: { a: agreed(11, 21) }, action: { kind: 'rsync', path: 'a', stat: file(22) }, echo: false },
       { description: 'a tombstone whose inode is unknown proves nothing', gone: { a: agreed(11, 0) }, action: { kind: 'rsync', path: 'a', stat: file(21) }, echo: false },
-      { description: 'a directory made again at a deleted name is a change', gone: { d: agreedDir() }, action: { kind: 'rsync', path: 'd', stat: dir(2) }, echo: false },
+      { description: 'a directory made again at a deleted name (another inode) is a change', gone: { d: agreedDir() }, action: { kind: 'rsync', path: 'd', stat: dir(3) }, echo: false },
+      { description: 'a late report of a directory psync made and then deleted (same inode) is an echo', gone: { d: agreedDir() }, action: { kind: 'rsync', path: 'd', stat: dir(2) }, echo: true },
     ]),
   )('%s', (_d, { gone, action, echo }) => {
     expect(isEcho(archive({}), 'right', action, archive(gone))).toBe(echo);
