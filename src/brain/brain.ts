@@ -10,9 +10,13 @@
  *
  * The archive is written only after a target confirmed what it holds (the
  * transfer list and the helper's stat), in one transaction per batch. A
- * report from a side while a batch that targets that side runs on the same
- * path waits until the batch is recorded, and is then judged against the
- * archive: psync's own work is an echo, anything else a change.
+ * report on a path the running batch carries (from either side) waits
+ * until the batch is recorded, and is then judged against the archive
+ * (core/agreed.ts): psync's own work is an echo, a late report of what
+ * psync agreed before is an echo too (tombstones), anything else is a
+ * change. Sends whose parent is gone on the target wait for that side's
+ * report (dropOrphans); a reported rename whose new name psync wrote since
+ * becomes a delete of its old name (moveStillValid).
  *
  * rsync's client always runs here, on the left; the right is its server
  * (over SSH, through the right helper's relay or a remote shell, or a
