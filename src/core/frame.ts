@@ -18,6 +18,7 @@
  */
 
 import { ProtocolError } from './errors.js';
+import { LineSplitter } from './lines.js';
 import { bytesToPath, pathToBytes } from './paths.js';
 
 /** A frame longer than this is refused whole (two 4096-byte paths fully escaped fit easily). */
@@ -131,29 +132,15 @@ export type Received =
  * the caller must drop).
  */
 export class FrameReceiver {
-  private pending = '';
-  private discarding = false;
+  /** One way to split bounded lines (lines.ts): a line longer than a frame comes out once, cut, and is refused. */
+  private readonly lines = new LineSplitter(MAX_FRAME_BYTES);
   private expected = 1;
 
   /** Feed raw bytes (decoded as latin1 so that every byte maps to one char). */
   push(chunk: string): Received[] {
-    const out: Received[] = [];
-    const all = this.pending + chunk;
-    let start = 0;
-    for (let newline = all.indexOf('\n'); newline >= 0; newline = all.indexOf('\n', start)) {
-      const line = all.slice(start, newline);
-      start = newline + 1;
-      if (this.discarding) this.discarding = false;
-      else out.push(this.accept(line));
-    }
-    let text = start === 0 ? all : all.slice(start);
-    if (text.length > MAX_FRAME_BYTES) {
-      if (!this.discarding) out.push({ ok: false, error: new ProtocolError(`frame longer than ${MAX_FRAME_BYTES} bytes`) });
-      this.discarding = true;
-      text = '';
-    }
-    this.pending = text;
-    return out;
+    return this.lines
+      .push(chunk)
+      .map((line): Received => (line.cut ? { ok: false, error: new ProtocolError(`frame too long (over ${MAX_FRAME_BYTES} bytes)`) } : this.accept(line.text)));
   }
 
   private accept(line: string): Received {
