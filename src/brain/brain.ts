@@ -125,6 +125,8 @@ export class Brain {
    * is judged against what the batch agreed).
    */
   private held: { side: Side; action: Action }[] = [];
+  /** How many of `held` came from each side. */
+  private heldFrom: Record<Side, number> = { left: 0, right: 0 };
   /** What was agreed at paths psync just deleted or renamed away: a late report of its own write there is an echo. */
   private readonly tombstones = new Tombstones();
   /** Sends not made because their parent was gone on the target, by direction and path: how often (retryOrphans). */
@@ -483,8 +485,11 @@ export class Brain {
       this.tellSide(side, 'PAUSE');
       this.log.warn(`${this.queue.length + this.held.length} actions queued: the ${side} side holds its reports until the queue has drained`);
     }
-    if (!this.live || this.isInflight(action)) {
+    // A side's reports keep their order (a directory's DELETE after its children's): once one waits, the
+    // ones after it from that side wait too.
+    if (!this.live || this.isInflight(action) || this.heldFrom[side] > 0) {
       this.held.push({ side, action });
+      this.heldFrom[side] += 1;
       return;
     }
     this.judge(side, action);
@@ -502,9 +507,14 @@ export class Brain {
   private releaseHeld(): void {
     const waiting = this.held;
     this.held = [];
+    this.heldFrom = { left: 0, right: 0 };
     for (const { side, action } of waiting) {
-      if (this.isInflight(action)) this.held.push({ side, action });
-      else this.judge(side, action);
+      if (this.heldFrom[side] > 0 || this.isInflight(action)) {
+        this.held.push({ side, action });
+        this.heldFrom[side] += 1;
+      } else {
+        this.judge(side, action);
+      }
     }
     this.resumeDrained();
   }
@@ -628,10 +638,12 @@ export class Brain {
       return;
     }
     this.log.info(what);
-    if (batch.kind === 'rsync') await this.rsyncBatch(batch.direction, batch.actions, { recursive: false, makeParents: false });
+    let applied = batch.actions.length;
+    // Sends that wait for their parent on the target (dropOrphans) are not applied yet.
+    if (batch.kind === 'rsync') applied = await this.rsyncBatch(batch.direction, batch.actions, { recursive: false, makeParents: false });
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
     else await this.deleteBatch(batch.direction, batch.actions);
-    this.counters.applied[batch.direction] += batch.actions.length;
+    this.counters.applied[batch.direction] += applied;
     this.status.touch();
   }
 
@@ -639,13 +651,14 @@ export class Brain {
    * rsync the batch's paths from source to target, judge what the transfer
    * replaced there (resolveReplaced), and record in the archive what the
    * target confirmed holding: the version rsync's transfer list says it
-   * sent, with each side's inode where that side still holds it.
+   * sent, with each side's inode where that side still holds it. Returns
+   * how many paths it sent (not those that wait for their parent).
    */
-  private async rsyncBatch(direction: Direction, actions: readonly Action[], how: { recursive: boolean; makeParents: boolean }): Promise<void> {
+  private async rsyncBatch(direction: Direction, actions: readonly Action[], how: { recursive: boolean; makeParents: boolean }): Promise<number> {
     const source = sourceOf(direction);
     const all = actions.filter((a): a is Extract<Action, { kind: 'rsync' }> => a.kind === 'rsync');
     const sends = how.makeParents ? all : await this.dropOrphans(direction, all);
-    if (sends.length === 0) return;
+    if (sends.length === 0) return 0;
     const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
     const transferred = new Map<string, TransferredEntry>();
     const result = await this.runRsync(direction, {
@@ -691,6 +704,7 @@ export class Brain {
         w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
       }
     });
+    return sends.length;
   }
 
   /**
