@@ -619,7 +619,15 @@ function moveInto(
     replaced = setAside(tree, toDir, toName, existing);
   }
 
-  const scratch = setAside(tree, fromDir, fromName, before);
+  let scratch: string;
+  try {
+    scratch = setAside(tree, fromDir, fromName, before);
+  } catch (error) {
+    // `from` vanished or changed after the check: what was set aside at `to` goes back to its name.
+    const refusal = toRefusal(error);
+    const note = replaced === undefined ? '' : putBack(toDir, replaced, toName);
+    throw new Refusal(refusal.code, `${show(from)} not moved: ${refusal.message}${note}`);
+  }
   try {
     fromDir.rename(scratch, toDir, toName, 'noReplace');
   } catch (error) {
