@@ -30,9 +30,9 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, isEcho, moveStillValid, Tombstones, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, identityOf, isEcho, moveStillValid, Recent, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
-import type { Observed } from '../core/reconcile.js';
+import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
 import { ancestorsOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
@@ -128,7 +128,7 @@ export class Brain {
   /** How many of `held` came from each side. */
   private heldFrom: Record<Side, number> = { left: 0, right: 0 };
   /** What was agreed at paths psync just deleted or renamed away: a late report of its own write there is an echo. */
-  private readonly tombstones = new Tombstones();
+  private readonly tombstones = new Recent<Agreed>();
   /** Sends not made because their parent was gone on the target, by direction and path: how often (retryOrphans). */
   private readonly orphans = new Map<string, number>();
   /** Those waiting to be queued again; a rename reported or applied meanwhile renames them (rebaseOrphans). */
@@ -140,7 +140,7 @@ export class Brain {
    * checked against what it wrote there (moveStillValid).
    */
   private transfers = 0;
-  private readonly lastWritten = new Map<string, number>();
+  private readonly lastWritten = new Recent<number>(LAST_WRITTEN_PATHS);
   private readonly reportedAt = new WeakMap<Action, number>();
   /** The paths the running batch is carrying over, on either side. */
   private inflight: ReadonlySet<string> | undefined;
@@ -440,12 +440,11 @@ export class Brain {
     }
     try {
       const { path, stat } = decodeEntry(frame);
-      const version = versionOf(stat);
       if (this.scans[side].size >= MAX_SCAN_ENTRIES) {
         this.fail(new ProtocolError(`the ${side} side reported more than ${MAX_SCAN_ENTRIES} entries at start-up`));
         return;
       }
-      const observed: Observed = stat.birthMs === undefined ? { ...version, ino: stat.ino } : { ...version, ino: stat.ino, birthMs: stat.birthMs };
+      const observed: Observed = { ...versionOf(stat), ...identityOf(stat) };
       this.scans[side].set(path, observed);
     } catch (error) {
       if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
@@ -692,7 +691,7 @@ export class Brain {
         if (agreed === undefined) continue;
         this.bury(send.path);
         w.put(send.path, agreed);
-        this.noteWritten(send.path);
+        this.lastWritten.set(send.path, this.transfers);
         this.log.silly(`agreed ${JSON.stringify(send.path)}: ${JSON.stringify(agreed)}`);
         this.orphans.delete(`${direction}\0${send.path}`);
       }
@@ -950,12 +949,6 @@ export class Brain {
       if (agreed !== undefined) stale.push({ kind: 'delete', path: move.from, stat: agreedStat(agreed, target) });
     }
     if (stale.length > 0) await this.deleteBatch(direction, stale);
-  }
-
-  private noteWritten(path: string): void {
-    this.lastWritten.delete(path); // re-inserted last: Map order is the age order
-    this.lastWritten.set(path, this.transfers);
-    if (this.lastWritten.size > LAST_WRITTEN_PATHS) this.lastWritten.delete(this.lastWritten.keys().next().value!);
   }
 
   /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */

@@ -20,6 +20,7 @@
 import { SafetyError } from '../core/errors.js';
 import { hashesNeeded, reconcile, type Agreed, type Observed, type Plan, type Snapshot } from '../core/reconcile.js';
 import { markerVerdict, tooManyDeletes } from '../core/safety.js';
+import { sameVersion, versionOf } from '../core/version.js';
 import { batchesOf, describeStep, type PlannedBatch } from '../core/steps.js';
 import type { Side } from '../core/types.js';
 import type { Config } from '../config.js';
@@ -103,7 +104,8 @@ async function addHashes(ctx: StartupContext, needed: Record<Side, string[]>): P
         const seen = scan.get(path);
         if (seen === undefined || !reply.ok || !('hash' in reply)) continue;
         const now = reply.stat;
-        if (now.type === seen.type && now.size === seen.size && now.mtimeMs === seen.mtimeMs && now.ino === seen.ino) {
+        // What was hashed must be what was scanned, the same file object.
+        if (now.ino === seen.ino && sameVersion(versionOf(now), seen)) {
           scan.set(path, { ...seen, hash: reply.hash });
         }
       }

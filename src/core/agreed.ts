@@ -16,7 +16,7 @@
  * differs, is sent again.
  */
 
-import { sameVersion, versionOf, type Agreed, type Identity } from './version.js';
+import { sameStat, sameVersion, versionOf, type Agreed, type Identity } from './version.js';
 import type { Action, Side, Stat } from './types.js';
 
 /** The archive as the decisions read it. */
@@ -150,7 +150,7 @@ export function agreedAfterSend(source: Side, sent: Stat, listed: Listed | undef
   if (listed === undefined) return undefined;
   const readNewer = !matchesListed(listed, sent, true);
   let agreed: Stat;
-  if (targetNow !== undefined && sameVersion(versionOf(targetNow), versionOf(sent))) agreed = targetNow;
+  if (targetNow !== undefined && sameStat(targetNow, sent)) agreed = targetNow;
   else if (targetNow !== undefined && readNewer && matchesListed(listed, targetNow, false) && targetNow.size >= listed.size) agreed = targetNow;
   else if (!readNewer) agreed = sent;
   else return undefined;
@@ -187,22 +187,24 @@ function bySide<T>(source: Side, ofSource: T, ofTarget: T): { left: T; right: T 
 }
 
 /**
- * The tombstones isEcho reads: the agreed version at each path before
- * psync last changed it (deleted, renamed away, or replaced by a newer
- * agreed version). Only a late report of psync's own work needs one, so the oldest
- * go beyond `capacity`: a forgotten one costs a needless transfer of a
- * file that is gone (rsync finds nothing to send), never a lost change.
+ * A map of what is recent per path, keeping the newest `capacity` paths
+ * (the oldest set go first). The brain keeps two: the tombstones isEcho
+ * reads (the agreed version at each path before psync last changed it:
+ * deleted, renamed away, or replaced by a newer agreed version), and when
+ * it last wrote each path. Only a late report of psync's own work needs
+ * either: a forgotten tombstone costs a needless transfer of a file that is
+ * gone (rsync finds nothing to send), never a lost change.
  */
-export class Tombstones {
-  private readonly entries = new Map<string, Agreed>();
+export class Recent<V> {
+  private readonly entries = new Map<string, V>();
 
   constructor(private readonly capacity = 100_000) {}
 
-  get(path: string): Agreed | undefined {
+  get(path: string): V | undefined {
     return this.entries.get(path);
   }
 
-  set(path: string, entry: Agreed): void {
+  set(path: string, entry: V): void {
     this.entries.delete(path); // re-inserted last: Map order is the age order
     this.entries.set(path, entry);
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
