@@ -74,6 +74,12 @@ export interface Config {
    * that lost its marker.
    */
   resetArchive: boolean;
+  /**
+   * After a fault worth retrying (a lost link, a side that died or stopped
+   * answering), psync reconnects with backoff for at most this many seconds,
+   * then exits 3; 0 exits at once; unset: it never gives up.
+   */
+  reconnectTimeoutSeconds?: number;
 }
 
 export const DEFAULTS = {
@@ -105,6 +111,9 @@ export async function validateConfig(config: Config): Promise<Config> {
   }
   if (!(config.maxDeletePercent >= 0 && config.maxDeletePercent <= 100)) {
     throw new ConfigError(`--max-delete takes a percentage from 0 to 100, got ${config.maxDeletePercent}`);
+  }
+  if (config.reconnectTimeoutSeconds !== undefined && !(config.reconnectTimeoutSeconds >= 0)) {
+    throw new ConfigError(`--reconnect-timeout must be 0 (exit at once) or more seconds, got ${config.reconnectTimeoutSeconds}`);
   }
   if (!(config.rescanSeconds >= 0)) throw new ConfigError(`--rescan must be 0 (off) or more seconds, got ${config.rescanSeconds}`);
   if (!Number.isInteger(config.debug) || config.debug < 0 || config.debug > 3) {

@@ -10,10 +10,11 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { Brain } from './brain/brain.js';
+import { Supervisor } from './brain/supervisor.js';
 import { findBanned } from './banned.js';
 import { DEFAULTS, validateConfig, type Config } from './config.js';
-import { ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
+import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
+import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
 import type { Endpoint } from './transport/endpoint.js';
@@ -94,6 +95,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('status-file', { type: 'string', describe: 'keep a JSON status (state, counters, last error) in this file' })
     .option('state-dir', { type: 'string', describe: 'where the archive of each pair is kept (default $XDG_STATE_HOME/psync, else ~/.local/state/psync)' })
     .option('max-delete', { type: 'number', describe: `halt (exit 7) rather than let a start-up delete more than this percentage of the archived entries; 100 goes ahead (default ${DEFAULTS.maxDeletePercent})` })
+    .option('reconnect-timeout', { type: 'number', describe: 'after a lost link or side, keep trying to reconnect for this many seconds, then exit 3; 0 exits at once (default: never give up)' })
     .option('reset', { type: 'boolean', describe: 'forget what this pair agreed on: start as a first run (the union of both trees, nothing deleted)' })
     .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
     .strictOptions()
@@ -103,8 +105,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .epilogue(
       [
         'Without -r both roots are local: psync /tmp/a /tmp/b tries it out on one machine.',
-        'Exit codes: 0 done (or stopped by SIGINT/SIGTERM), 1 internal error, 2 bad usage or settings,',
-        '3 cannot reach or lost the remote host (refused host key included), 4 rsync failed,',
+        'Exit codes: 0 done (or stopped by SIGINT/SIGTERM/SIGHUP), 1 internal error, 2 bad usage or settings,',
+        '3 cannot reach the remote host (refused host key included), or lost it for longer than --reconnect-timeout, 4 rsync failed,',
         '5 a filter or helper failed (a root vanished, a protocol error), 6 --banned program running,',
         '7 refused as unsafe (running as root with an rsync older than 3.5.0 included).',
       ].join('\n'),
@@ -143,6 +145,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     maxDeletePercent: given(parsed['max-delete'], file.maxDeletePercent ?? DEFAULTS.maxDeletePercent),
     resetArchive: given(parsed.reset, file.resetArchive ?? false),
   };
+  const reconnectTimeout = parsed['reconnect-timeout'] ?? file.reconnectTimeoutSeconds;
+  if (reconnectTimeout !== undefined) config.reconnectTimeoutSeconds = reconnectTimeout;
   const remoteHost = parsed['remote-host'] ?? file.remoteHost;
   if (remoteHost !== undefined) config.remoteHost = remoteHost;
   const banned = parsed.banned ?? file.banned;
@@ -187,47 +191,43 @@ async function runPsync(config: Config, log: Logger): Promise<number> {
   if (config.banned !== undefined && (await findBanned(config.banned))) {
     return report(new BannedError(`${config.banned} is running: psync will not start (--banned)`), log);
   }
-  const left = new LocalEndpoint('left', config.srcRoot);
-  let right: Endpoint;
-  if (config.remoteHost === undefined) {
-    right = new LocalEndpoint('right', config.dstRoot, { separateRsync: true });
-  } else {
-    log.info(`connecting to ${config.remoteHost}`);
-    right = await SshEndpoint.connect({
-      side: 'right',
-      host: config.remoteHost,
-      root: config.dstRoot,
-      remotePsync: config.remotePsync ?? defaultRemotePsync(),
-      ...(config.sshConfig === undefined ? {} : { sshConfigFile: config.sshConfig }),
-      log: (level, message) => log.log(level, message),
-    });
-  }
-  const brain = new Brain(config, { left, right }, log);
-  const onSignal = (): void => brain.stop();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const supervisor = new Supervisor(config, () => connect(config, log), log);
+  // SIGHUP (the terminal closed, or `kill -HUP`) stops psync as cleanly as SIGINT and SIGTERM.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const onSignal = (): void => supervisor.stop();
+  for (const signal of signals) process.on(signal, onSignal);
   const bannedCheck =
     config.banned === undefined
       ? undefined
       : setInterval(() => {
           void findBanned(config.banned!).then((found) => {
-            if (found) brain.abortFor(new BannedError(`${config.banned} started: psync stops (--banned)`));
+            if (found) supervisor.abortFor(new BannedError(`${config.banned} started: psync stops (--banned)`));
           });
         }, 5_000);
   try {
-    const outcome = await brain.run();
+    const outcome = await supervisor.run();
     if (!outcome.ok) return report(outcome.error, log);
     return EXIT.ok;
   } finally {
     clearInterval(bannedCheck);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await Promise.all([left.close(), right.close()]);
+    for (const signal of signals) process.off(signal, onSignal);
   }
 }
 
-class BannedError extends Error {
-  override readonly name = 'BannedError';
+/** Both sides' endpoints for one session: the left root here, the right one here too or over SSH. */
+async function connect(config: Config, log: Logger): Promise<Record<Side, Endpoint>> {
+  const left = new LocalEndpoint('left', config.srcRoot);
+  if (config.remoteHost === undefined) return { left, right: new LocalEndpoint('right', config.dstRoot, { separateRsync: true }) };
+  log.info(`connecting to ${config.remoteHost}`);
+  const right = await SshEndpoint.connect({
+    side: 'right',
+    host: config.remoteHost,
+    root: config.dstRoot,
+    remotePsync: config.remotePsync ?? defaultRemotePsync(),
+    ...(config.sshConfig === undefined ? {} : { sshConfigFile: config.sshConfig }),
+    log: (level, message) => log.log(level, message),
+  });
+  return { left, right };
 }
 
 /** One clear line on stderr and the exit code for an error's class. */

@@ -24,7 +24,6 @@
  * own root (`--confine-root`, transfer/rsync.ts).
  */
 
-import { renameSync } from 'node:fs';
 import { decodeAction, decodeEntry, decodeReady, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
 import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
@@ -36,7 +35,7 @@ import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
 import { ancestorsOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
-import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
+import type { Archive } from '../state/archive.js';
 import { reconcileAtStart } from './startup.js';
 import { fallbackAfterRefusal } from '../core/fallback.js';
 import { parseRsyncVersion, rsyncVerdict } from '../core/rsyncVersion.js';
@@ -48,7 +47,7 @@ import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } f
 import type { Endpoint, RsyncHost } from '../transport/endpoint.js';
 import { ChildLink } from './childLink.js';
 import { HelperClient } from './helperClient.js';
-import { StatusWriter, type BrainState } from './status.js';
+import type { BrainState, StatusWriter } from './status.js';
 
 export interface BrainCounters {
   reported: Record<Side, number>;
@@ -88,8 +87,9 @@ const START_ABORT_GRACE_MS = 10_000;
 /** On stop, a running transfer may finish for this long before it is aborted. */
 const STOP_GRACE_MS = 10_000;
 
-export class Brain {
-  readonly counters: BrainCounters = {
+/** Counters for the status file, kept across the sessions of one psync run (supervisor.ts). */
+export function newCounters(): BrainCounters {
+  return {
     reported: { left: 0, right: 0 },
     echoes: { left: 0, right: 0 },
     rejected: { left: 0, right: 0 },
@@ -100,6 +100,19 @@ export class Brain {
     conflicts: 0,
     refused: 0,
   };
+}
+
+/** What a session shares with the run around it (supervisor.ts): the open archive, the counters, the status file. */
+export interface SessionShared {
+  readonly archive: Archive;
+  readonly pairId: string;
+  readonly counters: BrainCounters;
+  readonly status: StatusWriter;
+  /** The session went live (start-up reconciled, watching). */
+  onWatching(): void;
+}
+
+export class Brain {
   private readonly queue = new ActionQueue();
   private readonly queueBound = new QueueBound();
   /** Each end's `--confine-root` (its root's real path), once prepareRsync checked its rsync; unset for an rsync too old to take it. */
@@ -109,9 +122,10 @@ export class Brain {
   private readonly links = new Map<Side, ChildLink>();
   private readonly helpers = new Map<Side, HelperClient>();
   private readonly lastBeat: Record<Side, number> = { left: 0, right: 0 };
-  /** The pair's archive of agreed state, open (and locked) from start to shutdown. */
-  private archive: Archive | undefined;
+  /** The pair's archive of agreed state, open (and locked) for the whole run (supervisor.ts). */
+  private readonly archive: Archive;
   private readonly pairId: string;
+  readonly counters: BrainCounters;
   /** Each side's start-up scan (its ENTRY frames), until the start-up reconcile has used it. */
   private readonly scans: Record<Side, Map<string, Observed>> = { left: new Map(), right: new Map() };
   private readonly markers: Record<Side, readonly string[] | undefined> = { left: undefined, right: undefined };
@@ -149,36 +163,45 @@ export class Brain {
   private finish: (outcome: BrainOutcome) => void = () => {};
   private readonly abort = new AbortController();
   private watchdog: NodeJS.Timeout | undefined;
+  private lastCheck = 0;
   private state: BrainState = 'starting';
   private lastError: string | undefined;
   /** The last failure psync gave up on after its retries (a -s run then fails with it). */
   private gaveUp: Error | undefined;
   private readonly status: StatusWriter;
+  /** Both sides started once (HELLO and READY): a later fault is a lost link, worth reconnecting (core/faults.ts). */
+  private pairUp = false;
   /** The exclude arguments every rsync run gets: the filters' patterns in rsync's spelling, then --rsync-excludes. */
   private readonly rsyncExcludes: readonly string[];
   private readonly vanished = new VanishedSends();
-  /** Names this run's directories of replaced versions: `<pid>-<n>`. */
-  private readonly runTag = String(process.pid);
+  /** Names this session's directories of replaced versions: `<pid>-<start time>-<n>`. */
+  private readonly runTag = `${process.pid}-${Date.now().toString(36)}`;
   private rsyncSerial = 0;
 
   constructor(
     private readonly config: Config,
     private readonly endpoints: Record<Side, Endpoint>,
     private readonly log: Logger,
+    private readonly shared: SessionShared,
   ) {
-    this.pairId = pairId(config.srcRoot, config.remoteHost, config.dstRoot);
+    this.archive = shared.archive;
+    this.pairId = shared.pairId;
+    this.counters = shared.counters;
+    this.status = shared.status;
     this.rsyncExcludes = [
       ...toRsyncFilterArgs({ excludes: config.excludes, tempfiles: config.tempfiles }),
       ...config.rsyncExcludes.map((p) => `--exclude=${p}`),
     ];
-    this.status = new StatusWriter(config.statusFile, () => ({
-      state: this.state,
-      left: endpoints.left.description,
-      right: endpoints.right.description,
-      queued: this.queue.length + this.held.length,
-      counters: this.counters,
-      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
-    }));
+  }
+
+  /** This session's part of the status file. */
+  statusFields(): { state: BrainState; queued: number; lastError?: string } {
+    return { state: this.state, queued: this.queue.length + this.held.length, ...(this.lastError === undefined ? {} : { lastError: this.lastError }) };
+  }
+
+  /** Did both sides start (HELLO, READY) in this session? */
+  get wasUp(): boolean {
+    return this.pairUp;
   }
 
   private setState(state: BrainState): void {
@@ -200,9 +223,12 @@ export class Brain {
   }
 
   private async start(): Promise<void> {
-    this.openArchive();
     await Promise.all([this.prepareRsync(), this.startSide('left'), this.startSide('right')]);
     if (this.stopping) return;
+    this.pairUp = true;
+    // From here a side that stops answering ends the session, in the start-up reconcile too.
+    this.lastCheck = performance.now();
+    this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
     await this.reconcileAtStart();
     if (this.stopping) return;
     if (this.config.syncOnly) {
@@ -218,28 +244,9 @@ export class Brain {
     this.live = true;
     this.releaseHeld();
     this.setState('watching');
+    this.shared.onWatching();
     this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
-    this.watchdog = setInterval(() => this.checkHeartbeats(), WATCHDOG_INTERVAL_MS);
     void this.dispatchLoop();
-  }
-
-  /**
-   * The pair's archive, locked against a second psync on the same pair. One
-   * that cannot be read is set aside and the start is a first run (with a
-   * warning), never "everything was deleted".
-   */
-  private openArchive(): void {
-    const file = archiveFile(this.config.stateDir ?? defaultStateDir(), this.pairId);
-    try {
-      this.archive = Archive.open(file);
-    } catch (error) {
-      if (error instanceof ArchiveLockedError) throw new SafetyError(error.message, { cause: error });
-      const aside = `${file}.unreadable-${Date.now()}`;
-      this.log.warn(`the archive ${file} cannot be read (${(error as Error).message}); it is kept as ${aside} and this start is a first run`);
-      renameSync(file, aside);
-      this.archive = Archive.open(file);
-    }
-    this.log.debug(`archive ${file}: ${this.archive.size} entries`);
   }
 
   private async reconcileAtStart(): Promise<void> {
@@ -248,12 +255,13 @@ export class Brain {
     await reconcileAtStart({
       config: this.config,
       log: this.log,
-      archive: this.archive!,
+      archive: this.archive,
       pairId: this.pairId,
       scans: this.scans,
       markers: this.markers,
       helpers: { left: helper('left'), right: helper('right') },
       apply: (batch) => this.applyWithRetries({ direction: batch.direction, kind: batch.kind, actions: batch.actions }, batch),
+      stopped: () => this.stopping,
     });
     // The scans were the start-up's alone: realtime reads the archive.
     this.scans.left.clear();
@@ -319,8 +327,13 @@ export class Brain {
   private async shutdown(): Promise<void> {
     clearInterval(this.watchdog);
     for (const timer of this.orphanWait.values()) clearTimeout(timer);
-    // The start-up reconcile can take hours: abort it at once. A realtime batch gets a grace period.
-    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.live ? STOP_GRACE_MS : 0);
+    // The start-up reconcile can take hours: abort it at once. A realtime batch gets a grace period,
+    // unless a fault ends the session: then its link is gone or stalled, and every request to a side
+    // fails at once (an unanswered one would hold the shutdown for ever). What a cut-off batch did is
+    // not recorded; the next start-up reconcile finds it on both sides.
+    const faulted = this.state === 'failed';
+    if (faulted) for (const helper of this.helpers.values()) helper.close();
+    const grace = setTimeout(() => this.abort.abort(new Error('psync is stopping')), this.live && !faulted ? STOP_GRACE_MS : 0);
     await this.idle;
     clearTimeout(grace);
     for (const helper of this.helpers.values()) helper.close();
@@ -329,14 +342,6 @@ export class Brain {
     const children = [...this.links.values()].map((link) => link.exited);
     await Promise.race([Promise.all(children), new Promise((resolve) => setTimeout(resolve, CHILD_EXIT_GRACE_MS))]);
     if (this.state === 'stopping') this.state = 'stopped';
-    this.archive?.close();
-    this.archive = undefined;
-    await this.status.flush();
-    const c = this.counters;
-    this.log.info(
-      `applied ${c.applied.leftToRight} left->right and ${c.applied.rightToLeft} right->left in ${c.rsyncRuns} rsync and ${c.helperRuns} helper runs; ` +
-        `dropped ${c.echoes.left + c.echoes.right} echoes; ${c.failures} failures`,
-    );
   }
 
   /**
@@ -424,6 +429,11 @@ export class Brain {
 
   private checkHeartbeats(): void {
     const now = performance.now();
+    // A brain busy for seconds (a big reconcile) has not read what the sides sent meanwhile: that time
+    // does not count against them.
+    const late = now - this.lastCheck - WATCHDOG_INTERVAL_MS;
+    this.lastCheck = now;
+    if (late > WATCHDOG_INTERVAL_MS) for (const side of ['left', 'right'] as const) this.lastBeat[side] += late;
     for (const side of ['left', 'right'] as const) {
       if (now - this.lastBeat[side] > HEARTBEAT_TIMEOUT_MS) {
         this.fail(new ConnectionError(`no heartbeat from the ${side} filter for ${HEARTBEAT_TIMEOUT_MS / 1000} s; the link is lost`));
@@ -524,7 +534,7 @@ export class Brain {
    * hold is found out by its helper, and sent as a copy: fallback.ts.)
    */
   private judge(side: Side, reported: Action): void {
-    const lookup = (path: string) => this.archive!.get(path);
+    const lookup = (path: string) => this.archive.get(path);
     if (isEcho(lookup, side, reported, (path) => this.tombstones.get(path))) {
       this.counters.echoes[side] += 1;
       this.log.debug(`${side}: no change from what both sides agreed on: ${describe(reported)}`);
@@ -532,7 +542,7 @@ export class Brain {
     }
     const action = asReported(lookup, side, reported);
     this.log.debug(`${side}: ${describe(action)}`);
-    this.log.silly(`${side}: ${JSON.stringify(action)} against ${JSON.stringify(this.archive!.get(action.kind === 'move' ? action.to : action.path) ?? null)}`);
+    this.log.silly(`${side}: ${JSON.stringify(action)} against ${JSON.stringify(this.archive.get(action.kind === 'move' ? action.to : action.path) ?? null)}`);
     const { dropped } = this.queue.enqueue(side, action);
     if (action.kind === 'move') {
       this.rebaseOrphans(action.from, action.to);
@@ -679,11 +689,13 @@ export class Brain {
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
     this.transfers += 1;
     await this.statDirs(targetOf(direction), sends, targetNow);
-    this.archive!.transaction((w) => {
+    this.archive.transaction((w) => {
       for (const send of sends) {
         const now = targetNow.get(send.path);
         // The target kept its own newer version at the name: nothing is agreed there; its report is a change.
-        if (now === 'keptOwn') continue;
+        // What it replaced was not judged: nothing is agreed either, and the next start judges that version
+        // against what was agreed before (Brain.judgeLeftovers).
+        if (now === 'keptOwn' || now === 'unjudged') continue;
         let listed: Listed | undefined = transferred.get(send.path);
         // A directory rsync did not list: what the target's helper found there (statDirs).
         if (listed === undefined && send.stat.type === 'dir' && now?.type === 'dir') listed = { isDir: true, size: 0, mtimeSeconds: 0, mode: now.mode };
@@ -699,7 +711,7 @@ export class Brain {
       const sent = new Set(sends.map((send) => send.path));
       for (const entry of transferred.values()) {
         if (!entry.isDir || sent.has(entry.path)) continue;
-        const known = this.archive!.get(entry.path);
+        const known = this.archive.get(entry.path);
         w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
       }
     });
@@ -776,7 +788,7 @@ export class Brain {
    * inode; the archive records both, so that a late report of the
    * directory psync made there is known for its echo (isEcho's tombstones).
    */
-  private async statDirs(target: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], targetNow: Map<string, Stat | 'keptOwn'>): Promise<void> {
+  private async statDirs(target: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], targetNow: Map<string, Stat | 'keptOwn' | 'unjudged'>): Promise<void> {
     const dirs = sends.filter((send) => send.stat.type === 'dir').map((send) => send.path);
     if (dirs.length === 0) return;
     const replies = await this.helpers.get(target)!.request(dirs.map((path) => ({ kind: 'stat' as const, path })));
@@ -792,13 +804,13 @@ export class Brain {
    * judged. Returns what each checked path holds on the target now, or
    * `keptOwn` where a conflict left the target's own (newer) version there.
    */
-  private async resolveReplaced(target: Side, dir: string, sends: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<Map<string, Stat | 'keptOwn'>> {
-    const now = new Map<string, Stat | 'keptOwn'>();
+  private async resolveReplaced(target: Side, dir: string, sends: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<Map<string, Stat | 'keptOwn' | 'unjudged'>> {
+    const now = new Map<string, Stat | 'keptOwn' | 'unjudged'>();
     const helper = this.helpers.get(target)!;
     const files = sends.filter((a) => a.stat.type !== 'dir');
     if (files.length === 0) return now;
     const agreedThere = (path: string): Stat | undefined => {
-      const entry = this.archive!.get(path);
+      const entry = this.archive.get(path);
       return entry === undefined ? undefined : agreedStat(entry, target);
     };
     const replies = await helper.request(
@@ -810,7 +822,8 @@ export class Brain {
       const path = files[i]!.path;
       if (!reply.ok) {
         failed += 1;
-        this.log.warn(`could not check what the transfer replaced at ${JSON.stringify(path)} on ${target} (${reply.code}: ${reply.message})`);
+        now.set(path, 'unjudged');
+        if (!this.stopping) this.log.warn(`could not check what the transfer replaced at ${JSON.stringify(path)} on ${target} (${reply.code}: ${reply.message})`);
         continue;
       }
       if (reply.stat.type !== 'other' || reply.stat.ino !== 0) now.set(path, reply.stat);
@@ -825,7 +838,7 @@ export class Brain {
       }
     }
     if (failed > 0) {
-      this.log.warn(`kept the versions the transfer replaced on ${target} in ${JSON.stringify(dir)} (under its root); check them by hand`);
+      this.log.warn(`kept the versions the transfer replaced on ${target} in ${JSON.stringify(dir)} (under its root); the next start judges them`);
       return now;
     }
     const [purged] = await helper.request([{ kind: 'purge', dir }]);
@@ -884,7 +897,7 @@ export class Brain {
   private async moveBatch(direction: Direction, actions: readonly Action[], origin: 'report' | 'startup' | 'setAside'): Promise<void> {
     const source = sourceOf(direction);
     const target = targetOf(direction);
-    const lookup = (path: string) => this.archive!.get(path);
+    const lookup = (path: string) => this.archive.get(path);
     const all = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
     const writtenSince = (m: Action): boolean => (this.lastWritten.get(m.kind === 'move' ? m.to : m.path) ?? -1) > (this.reportedAt.get(m) ?? Infinity);
     const superseded = origin === 'report' ? all.filter((m) => writtenSince(m) && moveStillValid(lookup, source, m) === 'superseded') : [];
@@ -933,7 +946,7 @@ export class Brain {
       if (fallback.deleteOld) stale.push({ kind: 'delete', path: move.from, stat: move.stat });
     }
     if (origin !== 'setAside') {
-      this.archive!.transaction((w) => {
+      this.archive.transaction((w) => {
         for (const { move, now } of done) {
           this.bury(move.from);
           this.bury(move.to);
@@ -953,7 +966,7 @@ export class Brain {
 
   /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */
   private bury(path: string): void {
-    const entry = this.archive!.get(path);
+    const entry = this.archive.get(path);
     if (entry !== undefined) this.tombstones.set(path, entry);
   }
 
@@ -982,7 +995,7 @@ export class Brain {
       this.log.warn(`${what}; copying it back`);
       keep.push(del.path);
     }
-    this.archive!.transaction((w) => {
+    this.archive.transaction((w) => {
       for (const path of gone) {
         this.bury(path);
         w.deleteTree(path);

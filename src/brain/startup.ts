@@ -40,6 +40,8 @@ export interface StartupContext {
   readonly helpers: Record<Side, HelperClient>;
   /** Apply one planned batch and record what the target confirmed (the brain's appliers). */
   apply(batch: PlannedBatch): Promise<void>;
+  /** psync is stopping (or the session faulted): apply nothing more, mark nothing. */
+  stopped(): boolean;
 }
 
 export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
@@ -77,8 +79,12 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
   if (config.skipInitialSync) {
     if (plan.steps.length > 0) log.info(`-k: not applying the ${plan.steps.length} step(s) above; each path is sent when it changes next`);
   } else {
-    for (const batch of batchesOf(plan, ctx.scans)) await ctx.apply(batch);
+    for (const batch of batchesOf(plan, ctx.scans)) {
+      if (ctx.stopped()) return;
+      await ctx.apply(batch);
+    }
   }
+  if (ctx.stopped()) return;
   await markRoots(ctx);
 }
 

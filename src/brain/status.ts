@@ -24,7 +24,7 @@ export const STATUS_FILE_MODE = 0o640;
 /** A name that is taken (planted, or a crash's leftover) is skipped for another random one, this many times. */
 const TEMP_ATTEMPTS = 5;
 
-export type BrainState = 'starting' | 'reconciling' | 'watching' | 'stopping' | 'stopped' | 'failed';
+export type BrainState = 'starting' | 'reconciling' | 'watching' | 'reconnecting' | 'stopping' | 'stopped' | 'failed';
 
 /** `.status.json.<24 random hex digits>.tmp` beside the status file. */
 const randomTempName = (path: string): string => join(dirname(path), `.${basename(path)}.${randomBytes(12).toString('hex')}.tmp`);

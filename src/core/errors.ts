@@ -20,7 +20,7 @@ export class SafetyError extends Error {
 
 /** The remote host could not be reached, refused us, or showed a host key we do not trust. */
 export class ConnectionError extends Error {
-  override readonly name = 'ConnectionError';
+  override readonly name: string = 'ConnectionError';
 }
 
 /** rsync failed; `exitCode` is rsync's own exit status. */
@@ -33,4 +33,18 @@ export class RsyncError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * The remote host refused us (authentication failed, no usable key) or we
+ * refused it (a host key that is unknown, changed or revoked): a person
+ * must act, so psync never retries it (core/faults.ts).
+ */
+export class RefusedError extends ConnectionError {
+  override readonly name = 'RefusedError';
+}
+
+/** A --banned program runs on this machine. */
+export class BannedError extends Error {
+  override readonly name = 'BannedError';
 }

@@ -26,7 +26,7 @@ import type {
   ParsedKey,
   ServerHostKeyAlgorithm,
 } from 'ssh2';
-import { ConfigError, ConnectionError } from '../core/errors.js';
+import { ConfigError, ConnectionError, RefusedError } from '../core/errors.js';
 import type { Role } from '../core/protocol.js';
 import type { Side } from '../core/types.js';
 import { ROLE_COMMAND } from '../install.js';
@@ -373,7 +373,10 @@ async function openConnection(
       lastError = error;
       if (!ready) {
         client.end();
-        reject(new ConnectionError(describeConnectError(error, target, hostKeyProblem, auth), { cause: error }));
+        // A host key we refuse, or credentials the host refuses, will not change by trying again.
+        const refused = hostKeyProblem !== undefined || (error as { level?: string }).level === 'client-authentication';
+        const message = describeConnectError(error, target, hostKeyProblem, auth);
+        reject(refused ? new RefusedError(message, { cause: error }) : new ConnectionError(message, { cause: error }));
       }
     });
     client.once('ready', () => {
@@ -496,7 +499,7 @@ async function loadAuthMethods(target: SshTarget, log: SshLog): Promise<AuthAtte
   }
   attempts.push(...fileAttempts);
   if (attempts.length === 0) {
-    throw new ConnectionError(
+    throw new RefusedError(
       `no usable ssh key for ${target.user}@${describeTarget(target)}: no agent and no readable unencrypted IdentityFile`,
     );
   }

@@ -21,7 +21,8 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import winston from 'winston';
 import { describe, expect, test, vi } from 'vitest';
-import { Brain } from '../../src/brain/brain.js';
+import { Brain, newCounters } from '../../src/brain/brain.js';
+import { StatusWriter } from '../../src/brain/status.js';
 import { Archive, archiveFile, defaultStateDir, pairId } from '../../src/state/archive.js';
 import { DEFAULTS, type Config } from '../../src/config.js';
 import { encodeFrame, FrameReceiver, type Frame } from '../../src/core/frame.js';
@@ -213,12 +214,13 @@ async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => vo
       w.put(path, { type: type === 'dir' ? 'dir' : 'file', size, mtimeMs, mode, left: { ino }, right: { ino } });
     }
   });
-  archive.close();
   const left = new FakeEndpoint('left', config.srcRoot, id);
   const right = new FakeEndpoint('right', config.dstRoot, id);
   setUp(left, right);
-  const brain = new Brain(config, { left, right }, logger);
-  const outcome = brain.run();
+  const counters = newCounters();
+  const status = new StatusWriter(statusFile, () => ({ ...brain.statusFields(), counters }));
+  const brain: Brain = new Brain(config, { left, right }, logger, { archive, pairId: id, counters, status, onWatching: () => {} });
+  const outcome = brain.run().finally(() => archive.close());
   await vi.waitFor(
     async () => {
       const status = JSON.parse(await readFile(statusFile, 'utf8')) as { state: string };

@@ -1,0 +1,208 @@
+/**
+ * One psync run: the pair's archive (opened and locked once, for the whole
+ * run), the status file, and the sessions. A session (brain.ts) connects
+ * both sides, reconciles them against the archive and syncs in realtime
+ * until it is stopped or a fault ends it. After a fault worth retrying
+ * (core/faults.ts: a dropped link, a side that died or stalled) the next
+ * session starts after a backoff (1 s doubling to 30 s, with jitter), and
+ * its start-up reconcile carries over what changed on either side during
+ * the outage: changes, deletes, renames and conflicts, as after a restart.
+ * psync gives up (exit 3) only after --reconnect-timeout.
+ *
+ * Nothing of a session outlives it but the archive (written only for what a
+ * target confirmed) and the counters: a session cut off mid-batch leaves its
+ * work for the next reconcile to find on both sides.
+ */
+
+import { renameSync } from 'node:fs';
+import { ConnectionError, SafetyError } from '../core/errors.js';
+import { backoffMs, faultVerdict, reconnectExpired, type FaultPhase } from '../core/faults.js';
+import type { Side } from '../core/types.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
+import type { Endpoint } from '../transport/endpoint.js';
+import { Brain, newCounters, type BrainOutcome } from './brain.js';
+import { StatusWriter, type BrainState } from './status.js';
+
+/** Connects both sides for a session; what it throws ends the attempt (its class decides whether psync tries again). */
+export type Connect = () => Promise<Record<Side, Endpoint>>;
+
+interface Outage {
+  /** When the pair was lost (Date.now()). */
+  readonly startedAt: number;
+  attempt: number;
+  lastError: string;
+}
+
+export class Supervisor {
+  readonly counters = newCounters();
+  private readonly status: StatusWriter;
+  private brain: Brain | undefined;
+  private outage: Outage | undefined;
+  private stopped = false;
+  /** Why psync stops from outside (a --banned program), if it does. */
+  private abortError: Error | undefined;
+  private cancelWait: () => void = () => {};
+  private readonly where: Record<Side, string>;
+
+  constructor(
+    private readonly config: Config,
+    private readonly connect: Connect,
+    private readonly log: Logger,
+  ) {
+    this.where = { left: config.srcRoot, right: config.remoteHost === undefined ? config.dstRoot : `${config.remoteHost}:${config.dstRoot}` };
+    this.status = new StatusWriter(config.statusFile, () => this.snapshot());
+  }
+
+  /** Run sessions until stopped (ok) or until a fault psync does not retry, or retried too long. */
+  async run(): Promise<BrainOutcome> {
+    const id = pairId(this.config.srcRoot, this.config.remoteHost, this.config.dstRoot);
+    const archive = this.openArchive(id);
+    try {
+      return await this.sessions(archive, id);
+    } finally {
+      archive.close();
+      await this.status.flush();
+      const c = this.counters;
+      this.log.info(
+        `applied ${c.applied.leftToRight} left->right and ${c.applied.rightToLeft} right->left in ${c.rsyncRuns} rsync and ${c.helperRuns} helper runs; ` +
+          `dropped ${c.echoes.left + c.echoes.right} echoes; ${c.failures} failures`,
+      );
+    }
+  }
+
+  /** Stop cleanly (SIGINT, SIGTERM, SIGHUP): the running session finishes its transfer; a reconnect wait ends. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.brain === undefined) this.log.info('stopping');
+    this.brain?.stop();
+    this.cancelWait();
+  }
+
+  /** Stop because of something outside psync (a --banned program started): exits with its error. */
+  abortFor(error: Error): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.abortError = error;
+    this.brain?.abortFor(error);
+    this.cancelWait();
+  }
+
+  private async sessions(archive: Archive, id: string): Promise<BrainOutcome> {
+    let phase: FaultPhase = 'firstStart';
+    for (;;) {
+      const { outcome, wasUp } = await this.session(archive, id);
+      if (this.stopped) return this.abortError === undefined ? { ok: true } : { ok: false, error: this.abortError };
+      if (outcome.ok) return outcome;
+      const failedIn: FaultPhase = wasUp ? 'running' : phase;
+      if (faultVerdict(outcome.error, failedIn) === 'exit') return outcome;
+      // One outage lasts until a session is watching again (a session that came up and failed in its
+      // start-up reconcile does not start a new one: the backoff and --reconnect-timeout go on).
+      if (this.outage === undefined) {
+        this.outage = { startedAt: Date.now(), attempt: 0, lastError: outcome.error.message };
+        this.log.warn(`lost the pair: ${outcome.error.message}; reconnecting (a start-up reconcile then carries over what changed meanwhile)`);
+      }
+      const outage = this.outage;
+      outage.lastError = outcome.error.message;
+      if (reconnectExpired(outage.startedAt, Date.now(), this.config.reconnectTimeoutSeconds)) {
+        if (this.config.reconnectTimeoutSeconds === 0) return outcome;
+        const error = new ConnectionError(
+          `gave up reconnecting after ${this.config.reconnectTimeoutSeconds} s (--reconnect-timeout) and ${outage.attempt} attempt(s): ${outcome.error.message}`,
+          { cause: outcome.error },
+        );
+        return { ok: false, error };
+      }
+      phase = 'reconnecting';
+      outage.attempt += 1;
+      this.status.touch();
+      const delay = backoffMs(outage.attempt, Math.random());
+      this.log.verbose(`reconnect attempt ${outage.attempt} in ${(delay / 1000).toFixed(1)} s (last error: ${outage.lastError})`);
+      await this.wait(delay);
+      if (this.stopped) return this.abortError === undefined ? { ok: true } : { ok: false, error: this.abortError };
+    }
+  }
+
+  /** Connect, run one session to its end, and let go of its connections. */
+  private async session(archive: Archive, id: string): Promise<{ outcome: BrainOutcome; wasUp: boolean }> {
+    let endpoints: Record<Side, Endpoint>;
+    try {
+      endpoints = await this.connect();
+    } catch (error) {
+      return { outcome: { ok: false, error: error as Error }, wasUp: false };
+    }
+    try {
+      if (this.stopped) return { outcome: { ok: true }, wasUp: false };
+      const brain = new Brain(this.config, endpoints, this.log, {
+        archive,
+        pairId: id,
+        counters: this.counters,
+        status: this.status,
+        onWatching: () => this.reconnected(),
+      });
+      this.brain = brain;
+      const outcome = await brain.run();
+      this.brain = undefined;
+      return { outcome, wasUp: brain.wasUp };
+    } finally {
+      await Promise.all([endpoints.left.close(), endpoints.right.close()]);
+    }
+  }
+
+  private reconnected(): void {
+    const outage = this.outage;
+    if (outage === undefined) return;
+    this.outage = undefined;
+    this.log.info(`reconnected after ${((Date.now() - outage.startedAt) / 1000).toFixed(1)} s and ${outage.attempt} attempt(s)`);
+    this.status.touch();
+  }
+
+  private wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.cancelWait = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private snapshot(): object {
+    const session = this.brain?.statusFields();
+    const state: BrainState = this.outage !== undefined && !this.stopped ? 'reconnecting' : (session?.state ?? (this.stopped ? 'stopped' : 'starting'));
+    const lastError = this.outage?.lastError ?? session?.lastError;
+    return {
+      state,
+      left: this.where.left,
+      right: this.where.right,
+      queued: session?.queued ?? 0,
+      counters: this.counters,
+      ...(lastError === undefined ? {} : { lastError }),
+      ...(this.outage === undefined
+        ? {}
+        : { reconnect: { attempt: this.outage.attempt, since: new Date(this.outage.startedAt).toISOString(), lastError: this.outage.lastError } }),
+    };
+  }
+
+  /**
+   * The pair's archive, locked against a second psync on the same pair. One
+   * that cannot be read is set aside and the start is a first run (with a
+   * warning), never "everything was deleted".
+   */
+  private openArchive(id: string): Archive {
+    const file = archiveFile(this.config.stateDir ?? defaultStateDir(), id);
+    let archive: Archive;
+    try {
+      archive = Archive.open(file);
+    } catch (error) {
+      if (error instanceof ArchiveLockedError) throw new SafetyError(error.message, { cause: error });
+      const aside = `${file}.unreadable-${Date.now()}`;
+      this.log.warn(`the archive ${file} cannot be read (${(error as Error).message}); it is kept as ${aside} and this start is a first run`);
+      renameSync(file, aside);
+      archive = Archive.open(file);
+    }
+    this.log.debug(`archive ${file}: ${archive.size} entries`);
+    return archive;
+  }
+}
