@@ -54,7 +54,7 @@ import type { Readable, Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { ConfigError, SafetyError } from '../src/core/errors.js';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
-import { IGNORE_MARK, PSYNC_DIR } from '../src/core/patterns.js';
+import { IGNORE_MARK, isRsyncTempOf, PSYNC_DIR } from '../src/core/patterns.js';
 import { baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
 import { conflictName, judgeReplaced } from '../src/core/conflict.js';
 import { startRelay } from './rsyncRelay.js';
@@ -67,7 +67,6 @@ import {
   MARKER_FILE_NAME,
   NO_STAT,
   parsePairIds,
-  REPLACED_DIR,
   type ConflictOutcome,
   encodeHelperReply,
   PROTOCOL_VERSION,
@@ -186,7 +185,6 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
     if (root?.type !== 'dir') throw new ConfigError(`cannot use root ${show(config.root)}: it is not a directory`);
     await replies.send('HELLO', [String(PROTOCOL_VERSION), 'helper', String(process.pid)]);
     if (config.relay) await offerRelay(replies, config.root, log);
-    reportInterruptedRuns(tree, log);
     return new Session(tree, replies, log);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -207,40 +205,6 @@ async function offerRelay(replies: ReplyChannel, root: string, log: (line: strin
     await replies.send('RELAY', [String(relay.port), relay.token]);
   } catch (error) {
     await replies.send('NORELAY', [errorMessage(error)]);
-  }
-}
-
-/**
- * A psync killed between a transfer and its conflict check (kill -9, a
- * crash) leaves the versions that transfer replaced in
- * `.psync/replaced/<pid>-<n>`. They may hold an edit made on this side, so
- * they are never removed unread: say where they are.
- */
-function reportInterruptedRuns(tree: HelperTree, log: (line: string) => void): void {
-  let runs: string[];
-  try {
-    const psync = openPsyncDir(tree.fs, false);
-    if (psync === undefined) return;
-    runs = using(psync, (dir) => using(dir.openDir(baseName(REPLACED_DIR)), (replaced) => replaced.list()));
-  } catch (error) {
-    if (error instanceof SafetyError) log(error.message);
-    return;
-  }
-  const dead = runs.filter((run) => {
-    const pid = Number(run.split('-')[0]);
-    if (!Number.isInteger(pid) || pid <= 0) return true;
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code !== 'EPERM';
-    }
-  });
-  if (dead.length > 0) {
-    log(
-      `an interrupted psync left the versions its last transfers replaced in ${tree.config.root}/${REPLACED_DIR}/` +
-        `{${dead.join(',')}}: they may hold edits made here; compare them with the files and remove them`,
-    );
   }
 }
 
@@ -330,6 +294,8 @@ async function perform(tree: HelperTree, request: HelperRequest): Promise<Helper
         return { id: request.id, ok: true, stat: purgeReplaced(tree, request.dir) };
       case 'stat':
         return { id: request.id, ok: true, stat: statEntry(tree, request.path) };
+      case 'untemp':
+        return { id: request.id, ok: true, stat: removeRsyncTemps(tree, request.path) };
       case 'hash':
         return { id: request.id, ok: true, ...(await hashEntry(tree, request.path)) };
       case 'mark':
@@ -800,6 +766,31 @@ function statEntry(tree: HelperTree, path: string): Stat {
   const found = tree.fs.lstat(path);
   if (found === undefined) throw new Refusal('missing', `${show(path)} does not exist`);
   return coreStat(found);
+}
+
+/**
+ * Remove the temp files a killed rsync left beside `path` (rsync writes
+ * `.<name>.XXXXXX` in the file's directory and renames it over the name
+ * when done; isRsyncTempOf). Only regular files, unlinked by name through
+ * the held parent (never through a symlink). The brain asks only for paths
+ * a journaled transfer was writing when it was cut off.
+ */
+function removeRsyncTemps(tree: HelperTree, path: string): Stat {
+  let dir: Directory;
+  try {
+    dir = tree.parentOf(path);
+  } catch (error) {
+    if (error instanceof Refusal && error.code === 'missing') return NO_STAT;
+    throw error;
+  }
+  return using(dir, (held) => {
+    const name = baseName(path);
+    for (const entry of held.list()) {
+      if (isRsyncTempOf(entry, name) && held.stat(entry)?.type === 'file') held.unlink(entry);
+    }
+    const now = held.stat(name);
+    return now === undefined ? NO_STAT : coreStat(now);
+  });
 }
 
 /** Bytes read per step of a HASH: its memory, whatever the file's size. */

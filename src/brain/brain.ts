@@ -24,7 +24,7 @@
  * own root (`--confine-root`, transfer/rsync.ts).
  */
 
-import { decodeAction, decodeEntry, decodeReady, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
+import { decodeAction, decodeEntry, decodeLeftover, decodeReady, decodeSkipped, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
 import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
@@ -36,7 +36,8 @@ import type { PlannedBatch } from '../core/steps.js';
 import { ancestorsOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
 import type { Archive } from '../state/archive.js';
-import { reconcileAtStart } from './startup.js';
+import type { Leftover } from '../fs/psyncDir.js';
+import { reconcileAtStart, removeTransferTemps } from './startup.js';
 import { fallbackAfterRefusal } from '../core/fallback.js';
 import { parseRsyncVersion, rsyncVerdict } from '../core/rsyncVersion.js';
 import { toRsyncFilterArgs } from '../core/patterns.js';
@@ -75,6 +76,8 @@ const ORPHAN_RETRY_MS = 1_000;
 const ORPHAN_ATTEMPTS = 3;
 const LAST_WRITTEN_PATHS = 100_000;
 const RETRY_DELAY_MS = 1_000;
+/** A file rsync could not send (exit 23, 24) though its source holds it is tried this many times before it is skipped. */
+const UNSENT_ATTEMPTS = 2;
 /** On stop, children get this long to exit before psync exits without them. */
 const CHILD_EXIT_GRACE_MS = 3_000;
 /**
@@ -112,6 +115,9 @@ export interface SessionShared {
   onWatching(): void;
 }
 
+/** Sessions started in this process (each names its own runs of replaced versions). */
+let sessionsStarted = 0;
+
 export class Brain {
   private readonly queue = new ActionQueue();
   private readonly queueBound = new QueueBound();
@@ -129,6 +135,16 @@ export class Brain {
   /** Each side's start-up scan (its ENTRY frames), until the start-up reconcile has used it. */
   private readonly scans: Record<Side, Map<string, Observed>> = { left: new Map(), right: new Map() };
   private readonly markers: Record<Side, readonly string[] | undefined> = { left: undefined, right: undefined };
+  /** Files rsync could not send though their source holds them (retryUnsent), by direction and path: how often so far. */
+  private readonly unsentAttempts = new Map<string, number>();
+  /** Those given up on until the next rescan (retrySkipped), by direction and path. */
+  private readonly skippedFiles = new Map<string, { direction: Direction; send: Extract<Action, { kind: 'rsync' }> }>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  private rescanTimer: NodeJS.Timeout | undefined;
+  /** Directories each side's filter cannot read (SKIPPED frames): left out until they can be. */
+  private readonly skippedDirs: Record<Side, Set<string>> = { left: new Set(), right: new Set() };
+  /** What killed transfers kept on each side (LEFTOVER frames), for the start-up reconcile to judge. */
+  private readonly leftovers: Record<Side, Leftover[]> = { left: [], right: [] };
   /** Start-up reconciled: reports are judged as they come. Until then they wait in `held`. */
   private live = false;
   /**
@@ -174,8 +190,8 @@ export class Brain {
   /** The exclude arguments every rsync run gets: the filters' patterns in rsync's spelling, then --rsync-excludes. */
   private readonly rsyncExcludes: readonly string[];
   private readonly vanished = new VanishedSends();
-  /** Names this session's directories of replaced versions: `<pid>-<start time>-<n>`. */
-  private readonly runTag = `${process.pid}-${Date.now().toString(36)}`;
+  /** Names this session's directories of replaced versions: `<pid>-<session>-<n>`. */
+  private readonly runTag = `${process.pid}-${++sessionsStarted}`;
   private rsyncSerial = 0;
 
   constructor(
@@ -195,8 +211,13 @@ export class Brain {
   }
 
   /** This session's part of the status file. */
-  statusFields(): { state: BrainState; queued: number; lastError?: string } {
-    return { state: this.state, queued: this.queue.length + this.held.length, ...(this.lastError === undefined ? {} : { lastError: this.lastError }) };
+  statusFields(): { state: BrainState; queued: number; skipped: number; lastError?: string } {
+    return {
+      state: this.state,
+      queued: this.queue.length + this.held.length,
+      skipped: this.skippedDirs.left.size + this.skippedDirs.right.size + this.skippedFiles.size,
+      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
+    };
   }
 
   /** Did both sides start (HELLO, READY) in this session? */
@@ -246,6 +267,7 @@ export class Brain {
     this.setState('watching');
     this.shared.onWatching();
     this.log.info(`watching ${this.endpoints.left.description} <-> ${this.endpoints.right.description}`);
+    if (this.config.rescanSeconds > 0) this.rescanTimer = setInterval(() => this.retrySkipped(), this.config.rescanSeconds * 1000);
     void this.dispatchLoop();
   }
 
@@ -259,6 +281,12 @@ export class Brain {
       pairId: this.pairId,
       scans: this.scans,
       markers: this.markers,
+      leftovers: this.leftovers,
+      skipped: this.skippedDirs,
+      noteConflict: () => {
+        this.counters.conflicts += 1;
+        this.status.touch();
+      },
       helpers: { left: helper('left'), right: helper('right') },
       apply: (batch) => this.applyWithRetries({ direction: batch.direction, kind: batch.kind, actions: batch.actions }, batch),
       stopped: () => this.stopping,
@@ -326,7 +354,9 @@ export class Brain {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.watchdog);
+    clearInterval(this.rescanTimer);
     for (const timer of this.orphanWait.values()) clearTimeout(timer);
+    for (const timer of this.retryTimers) clearTimeout(timer);
     // The start-up reconcile can take hours: abort it at once. A realtime batch gets a grace period,
     // unless a fault ends the session: then its link is gone or stalled, and every request to a side
     // fails at once (an unanswered one would hold the shutdown for ever). What a cut-off batch did is
@@ -393,6 +423,10 @@ export class Brain {
         this.onReport(side, frame);
       } else if (frame.verb === 'ENTRY') {
         this.onEntry(side, frame);
+      } else if (frame.verb === 'LEFTOVER') {
+        this.onLeftover(side, frame);
+      } else if (frame.verb === 'SKIPPED') {
+        this.onSkipped(side, frame);
       } else if (frame.verb === 'READY') {
         try {
           const { entries, markers } = decodeReady(frame);
@@ -461,6 +495,40 @@ export class Brain {
       this.counters.rejected[side] += 1;
       this.status.touch();
       this.log.warn(`${side}: rejected a scan entry: ${error.message}`);
+    }
+  }
+
+  /** A directory the side's filter cannot read (or, with no reason, can again). */
+  private onSkipped(side: Side, frame: Parameters<typeof decodeSkipped>[0]): void {
+    let skipped: { path: string; why: string };
+    try {
+      skipped = decodeSkipped(frame);
+    } catch (error) {
+      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
+      this.counters.rejected[side] += 1;
+      this.log.warn(`${side}: rejected a SKIPPED: ${error.message}`);
+      return;
+    }
+    const dirs = this.skippedDirs[side];
+    if (skipped.why === '') {
+      if (dirs.delete(skipped.path)) this.log.info(`${side}: ${JSON.stringify(skipped.path)} can be read again; syncing it`);
+    } else if (!dirs.has(skipped.path) && dirs.size < MAX_SCAN_ENTRIES) {
+      dirs.add(skipped.path);
+      this.log.warn(`${side}: skipping ${JSON.stringify(skipped.path)}: ${skipped.why}; the rest syncs on, and it is tried again at each rescan`);
+    }
+    this.status.touch();
+  }
+
+  /** A version a killed transfer kept on this side (judged by the start-up reconcile). */
+  private onLeftover(side: Side, frame: Parameters<typeof decodeLeftover>[0]): void {
+    try {
+      if (this.live || this.leftovers[side].length >= MAX_SCAN_ENTRIES) throw new ProtocolError('a LEFTOVER after the start-up scan');
+      this.leftovers[side].push(decodeLeftover(frame));
+    } catch (error) {
+      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
+      this.counters.rejected[side] += 1;
+      this.status.touch();
+      this.log.warn(`${side}: rejected a LEFTOVER: ${error.message}`);
     }
   }
 
@@ -534,6 +602,7 @@ export class Brain {
    * hold is found out by its helper, and sent as a copy: fallback.ts.)
    */
   private judge(side: Side, reported: Action): void {
+    if (reported.kind !== 'rsync') this.forgetSkipped(side, reported.kind === 'move' ? reported.from : reported.path, reported.kind === 'move' ? reported.to : undefined);
     const lookup = (path: string) => this.archive.get(path);
     if (isEcho(lookup, side, reported, (path) => this.tombstones.get(path))) {
       this.counters.echoes[side] += 1;
@@ -669,27 +738,36 @@ export class Brain {
     const sends = how.makeParents ? all : await this.dropOrphans(direction, all);
     if (sends.length === 0) return 0;
     const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
+    const target = targetOf(direction);
     const transferred = new Map<string, TransferredEntry>();
-    const result = await this.runRsync(direction, {
-      files: sends.map((a) => a.path),
-      recursive: how.recursive,
-      backupDir,
-      onTransferred: (entry) => transferred.set(entry.path, entry),
-    });
-    if (result.status === 'partial') {
-      this.log.warn(`rsync ${direction}: some files vanished or could not be transferred (exit ${result.exitCode}); their own events follow`);
+    const paths = sends.map((a) => a.path);
+    // Journaled until recorded: a psync killed meanwhile has the next start remove rsync's temp files.
+    this.archive.beginTransfer(backupDir, target, paths);
+    let result;
+    try {
+      result = await this.runRsync(direction, { files: paths, recursive: how.recursive, backupDir, onTransferred: (entry) => transferred.set(entry.path, entry) });
+    } catch (error) {
+      // An rsync that failed, was killed or cut off may have replaced some files before it stopped, and
+      // left temp files: both are seen to now (judged, removed), or, when psync is stopping, at the next start.
+      if (!this.stopping) {
+        await this.resolveReplaced(target, backupDir, sends);
+        if (await removeTransferTemps(this.helpers.get(target)!, paths)) this.archive.transaction((w) => w.endTransfer(backupDir));
+      }
+      throw error;
     }
     // A file rsync did not find may have moved with its directory: send it again under the new name.
     const checkedAt = performance.now();
-    for (const send of sends) {
-      if (send.stat.type !== 'file' || transferred.has(send.path)) continue;
+    const unsent = sends.filter((send) => send.stat.type === 'file' && !transferred.has(send.path));
+    for (const send of unsent) {
       const vanished = { path: send.path, stat: send.stat, prev: send.prev };
       for (const resend of this.vanished.noteVanished(source, vanished, checkedAt)) this.resend(direction, resend);
     }
+    if (result.status === 'partial') await this.retryUnsent(direction, result.exitCode, unsent);
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
     this.transfers += 1;
     await this.statDirs(targetOf(direction), sends, targetNow);
     this.archive.transaction((w) => {
+      w.endTransfer(backupDir);
       for (const send of sends) {
         const now = targetNow.get(send.path);
         // The target kept its own newer version at the name: nothing is agreed there; its report is a change.
@@ -706,6 +784,11 @@ export class Brain {
         this.lastWritten.set(send.path, this.transfers);
         this.log.silly(`agreed ${JSON.stringify(send.path)}: ${JSON.stringify(agreed)}`);
         this.orphans.delete(`${direction}\0${send.path}`);
+        this.unsentAttempts.delete(`${direction}\0${send.path}`);
+        if (this.skippedFiles.delete(`${direction}\0${send.path}`)) {
+          this.status.touch();
+          this.log.info(`${JSON.stringify(send.path)}, skipped before, is sent now`);
+        }
       }
       // rsync also made or set the attributes of parents on the way (implied directories): the target reports those too.
       const sent = new Set(sends.map((send) => send.path));
@@ -774,6 +857,69 @@ export class Brain {
       this.orphanWait.set(waiting, timer);
     }
     return sends.filter((send) => !isOrphan(send.path));
+  }
+
+  /**
+   * rsync exit 23 or 24: some listed files were not sent. One that is gone
+   * from the source is left to its own report (a DELETE, a MOVE); one the
+   * source still holds (unreadable there, or changed while rsync read it)
+   * is sent again on its own after RETRY_DELAY_MS, and after UNSENT_ATTEMPTS
+   * it is skipped with one warning that names it, counted in the status,
+   * and tried again at each rescan (retrySkipped). Nothing else in the
+   * batch is sent again.
+   */
+  private async retryUnsent(direction: Direction, exitCode: number, unsent: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<void> {
+    if (unsent.length === 0) return;
+    const source = sourceOf(direction);
+    const replies = await this.helpers.get(source)!.request(unsent.map((send) => ({ kind: 'stat' as const, path: send.path })));
+    for (const [i, reply] of replies.entries()) {
+      const send = unsent[i]!;
+      if (!reply.ok || reply.stat.type !== 'file') continue; // gone or changed type there: its own report follows
+      const key = `${direction}\0${send.path}`;
+      const attempts = (this.unsentAttempts.get(key) ?? 0) + 1;
+      this.unsentAttempts.set(key, attempts);
+      if (attempts < UNSENT_ATTEMPTS) {
+        this.log.verbose(`${JSON.stringify(send.path)} was not sent ${direction} (rsync exit ${exitCode}); trying it again on its own`);
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(timer);
+          if (this.stopping) return;
+          this.queue.enqueue(source, send);
+          this.wake();
+        }, RETRY_DELAY_MS);
+        this.retryTimers.add(timer);
+        continue;
+      }
+      this.unsentAttempts.delete(key);
+      if (this.skippedFiles.has(key)) continue;
+      this.skippedFiles.set(key, { direction, send });
+      this.status.touch();
+      this.log.warn(
+        `skipping ${JSON.stringify(send.path)} on the ${source} side: rsync could not send it ${UNSENT_ATTEMPTS} times (exit ${exitCode}, its message is above); ` +
+          `the rest syncs on, and it is tried again at each rescan`,
+      );
+    }
+  }
+
+  /** What was skipped on `side` at or below `path` is gone from there (deleted), or renamed to `to`. */
+  private forgetSkipped(side: Side, path: string, to: string | undefined): void {
+    const dirs = this.skippedDirs[side];
+    for (const dir of [...dirs]) {
+      if (!isSameOrUnder(dir, path)) continue;
+      dirs.delete(dir);
+      if (to !== undefined) dirs.add(rebase(dir, path, to));
+    }
+    for (const [key, { direction, send }] of [...this.skippedFiles]) {
+      if (sourceOf(direction) !== side || !isSameOrUnder(send.path, path)) continue;
+      this.skippedFiles.delete(key);
+      if (to !== undefined) this.skippedFiles.set(`${direction}\0${rebase(send.path, path, to)}`, { direction, send: { ...send, path: rebase(send.path, path, to) } });
+    }
+    this.status.touch();
+  }
+
+  /** Each rescan: the files skipped after rsync could not send them are tried once more. */
+  private retrySkipped(): void {
+    for (const { direction, send } of this.skippedFiles.values()) this.queue.enqueue(sourceOf(direction), send);
+    if (this.skippedFiles.size > 0) this.wake();
   }
 
   /** A rename reported or applied: the sends waiting for their parent (dropOrphans) follow it. */

@@ -20,9 +20,14 @@
 import { SafetyError } from '../core/errors.js';
 import { hashesNeeded, reconcile, type Agreed, type Observed, type Plan, type Snapshot } from '../core/reconcile.js';
 import { markerVerdict, tooManyDeletes } from '../core/safety.js';
+import { unknownAsAgreed } from '../core/skipped.js';
 import { sameVersion, versionOf } from '../core/version.js';
 import { batchesOf, describeStep, type PlannedBatch } from '../core/steps.js';
-import type { Side } from '../core/types.js';
+import type { Side, Stat } from '../core/types.js';
+import { agreedStat } from '../core/agreed.js';
+import { expectedVersions } from '../core/conflict.js';
+import { REPLACED_DIR } from '../core/protocol.js';
+import type { Leftover } from '../fs/psyncDir.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Archive } from '../state/archive.js';
@@ -38,6 +43,12 @@ export interface StartupContext {
   /** The pair ids in each root's `.psync/id`; undefined when there is none. */
   readonly markers: Record<Side, readonly string[] | undefined>;
   readonly helpers: Record<Side, HelperClient>;
+  /** Directories each side cannot read (SKIPPED): what is in them is unknown, not gone (core/skipped.ts). */
+  readonly skipped: Record<Side, ReadonlySet<string>>;
+  /** The versions killed transfers kept under `.psync/replaced` on each side (LEFTOVER frames). */
+  readonly leftovers: Record<Side, readonly Leftover[]>;
+  /** A leftover turned out to be a change of its own side: counted with the conflicts. */
+  noteConflict(): void;
   /** Apply one planned batch and record what the target confirmed (the brain's appliers). */
   apply(batch: PlannedBatch): Promise<void>;
   /** psync is stopping (or the session faulted): apply nothing more, mark nothing. */
@@ -55,9 +66,14 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
       `halted: ${verdict.reason}; nothing was changed. If that root is the right one, run psync once with --reset (a first run: the union of both trees, nothing deleted)`,
     );
   }
+  if (!config.dryRun) await cleanUnfinishedTransfers(ctx);
   if (agreed.size === 0) log.info('no archive for this pair yet: a first run (the union of both trees; nothing is deleted)');
-  await addHashes(ctx, hashesNeeded(agreed, ctx.scans.left, ctx.scans.right));
-  const plan = reconcile(agreed, ctx.scans.left, ctx.scans.right);
+  const scans: Record<Side, Map<string, Observed>> = {
+    left: unknownAsAgreed(agreed, ctx.scans.left, ctx.skipped.left, 'left'),
+    right: unknownAsAgreed(agreed, ctx.scans.right, ctx.skipped.right, 'right'),
+  };
+  await addHashes(ctx, scans, hashesNeeded(agreed, scans.left, scans.right));
+  const plan = reconcile(agreed, scans.left, scans.right);
   const excess = tooManyDeletes(plan, agreed.size, config.maxDeletePercent);
   if (excess !== undefined) {
     throw new SafetyError(
@@ -65,6 +81,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
         'nothing was changed. Check both roots; to go ahead, run once with --max-delete 100',
     );
   }
+  await judgeLeftovers(ctx);
   const listing = config.dryRun ? 'would ' : '';
   for (const step of plan.steps) log.log(config.dryRun ? 'info' : 'verbose', `${listing}${describeStep(step)}`);
   log.info(summary(plan, (performance.now() - started) / 1000, config.dryRun));
@@ -79,7 +96,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
   if (config.skipInitialSync) {
     if (plan.steps.length > 0) log.info(`-k: not applying the ${plan.steps.length} step(s) above; each path is sent when it changes next`);
   } else {
-    for (const batch of batchesOf(plan, ctx.scans)) {
+    for (const batch of batchesOf(plan, scans)) {
       if (ctx.stopped()) return;
       await ctx.apply(batch);
     }
@@ -97,14 +114,14 @@ function summary(plan: Plan, seconds: number, dryRun: boolean): string {
 }
 
 /** Ask each side's helper for the digests the reconcile needs; a path whose stat moved on since the scan keeps none. */
-async function addHashes(ctx: StartupContext, needed: Record<Side, string[]>): Promise<void> {
+async function addHashes(ctx: StartupContext, scans: Record<Side, Map<string, Observed>>, needed: Record<Side, string[]>): Promise<void> {
   await Promise.all(
     (['left', 'right'] as const).map(async (side) => {
       const paths = needed[side];
       if (paths.length === 0) return;
       ctx.log.verbose(`${side}: hashing ${paths.length} entries whose size and mtime cannot tell`);
       const replies = await ctx.helpers[side].request(paths.map((path) => ({ kind: 'hash' as const, path })));
-      const scan = ctx.scans[side];
+      const scan = scans[side];
       for (const [i, reply] of replies.entries()) {
         const path = paths[i]!;
         const seen = scan.get(path);
@@ -114,6 +131,79 @@ async function addHashes(ctx: StartupContext, needed: Record<Side, string[]>): P
         if (now.ino === seen.ino && sameVersion(versionOf(now), seen)) {
           scan.set(path, { ...seen, hash: reply.hash });
         }
+      }
+    }),
+  );
+}
+
+/**
+ * Transfers the archive journaled and never recorded as over were cut off
+ * (psync or its rsync killed, the link lost): rsync may have left its temp
+ * files (`.name.XXXXXX`) beside the paths it was writing. They are removed,
+ * and the journal entry with them once every path was done.
+ */
+async function cleanUnfinishedTransfers(ctx: StartupContext): Promise<void> {
+  for (const transfer of ctx.archive.unfinishedTransfers()) {
+    ctx.log.verbose(`${transfer.target}: removing what the cut-off transfer ${transfer.run} may have left (${transfer.paths.length} paths)`);
+    if (await removeTransferTemps(ctx.helpers[transfer.target], transfer.paths)) ctx.archive.transaction((w) => w.endTransfer(transfer.run));
+  }
+}
+
+/** Have the target's helper remove rsync's temp files beside each path (UNTEMP); true when every request was done. */
+export async function removeTransferTemps(helper: HelperClient, paths: readonly string[]): Promise<boolean> {
+  if (paths.length === 0) return true;
+  const replies = await helper.request(paths.map((path) => ({ kind: 'untemp' as const, path })));
+  return replies.every((reply) => reply.ok || reply.code === 'missing');
+}
+
+/**
+ * A psync killed between a transfer and its conflict check left the
+ * versions that transfer replaced under `.psync/replaced/<run>`. Each is
+ * judged as the check would have (helper RESOLVE, core/conflict.ts) against
+ * what the archive still holds for its path (the run was never recorded):
+ * the agreed version, or the same bytes as the file now there, is dropped
+ * with its run; anything else was a change made on that side, and is kept
+ * as a conflict copy beside the file (or takes the name back when it is the
+ * newer). The scan then no longer says what such a path holds: its filter
+ * reports the change once watching, and it is judged as any change is.
+ * Runs whose every version was judged are removed; -n judges nothing.
+ */
+async function judgeLeftovers(ctx: StartupContext): Promise<void> {
+  await Promise.all(
+    (['left', 'right'] as const).map(async (side) => {
+      const leftovers = ctx.leftovers[side];
+      if (leftovers.length === 0) return;
+      const where = `${side}: ${leftovers.length} version(s) a killed transfer kept under ${REPLACED_DIR}`;
+      if (ctx.config.dryRun) {
+        ctx.log.info(`${where} would be judged (dry run: left as they are)`);
+        return;
+      }
+      ctx.log.info(`${where}: judging them against what was agreed`);
+      const agreedThere = (path: string): Stat | undefined => {
+        const entry = ctx.archive.get(path);
+        return entry === undefined ? undefined : agreedStat(entry, side);
+      };
+      const replies = await ctx.helpers[side].request(
+        leftovers.map(({ run, path }) => ({ kind: 'resolve' as const, dir: run, path, expected: expectedVersions(undefined, agreedThere(path)) })),
+      );
+      const unfinished = new Set<string>();
+      for (const [i, reply] of replies.entries()) {
+        const { run, path } = leftovers[i]!;
+        if (!reply.ok) {
+          unfinished.add(run);
+          ctx.log.warn(`${side}: could not judge the version of ${JSON.stringify(path)} kept in ${run} (${reply.code}: ${reply.message}); it stays there`);
+        } else if (reply.conflict !== undefined) {
+          ctx.noteConflict();
+          ctx.log.warn(
+            `conflict on ${JSON.stringify(path)}: a killed transfer had replaced a change made on the ${side} side; ` +
+              `${reply.conflict.kept === 'replaced' ? 'that (newer) change has the name back, the transferred version is' : 'it is'} kept as ${JSON.stringify(reply.conflict.copy)}`,
+          );
+        }
+      }
+      for (const run of new Set(leftovers.map((leftover) => leftover.run))) {
+        if (unfinished.has(run)) continue;
+        const [purged] = await ctx.helpers[side].request([{ kind: 'purge', dir: run }]);
+        if (purged !== undefined && !purged.ok) ctx.log.warn(`${side}: could not remove ${run}: ${purged.message}`);
       }
     }),
   );

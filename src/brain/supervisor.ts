@@ -177,6 +177,7 @@ export class Supervisor {
       left: this.where.left,
       right: this.where.right,
       queued: session?.queued ?? 0,
+      skipped: session?.skipped ?? 0,
       counters: this.counters,
       ...(lastError === undefined ? {} : { lastError }),
       ...(this.outage === undefined

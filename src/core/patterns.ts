@@ -64,6 +64,11 @@ export const DEFAULT_TEMPFILES: readonly string[] = [
   '.*.??????',
 ];
 
+/** Is `entry` the temp file rsync writes for `name` in the same directory (`.name.XXXXXX`, mkstemp's 6 letters and digits)? */
+export function isRsyncTempOf(entry: string, name: string): boolean {
+  return entry.length === name.length + 8 && entry.startsWith(`.${name}.`) && /^[A-Za-z0-9]{6}$/.test(entry.slice(-6));
+}
+
 export interface PatternSet {
   readonly excludes: readonly string[];
   readonly tempfiles: readonly string[];

@@ -18,6 +18,10 @@
  *                                           included, all of them before READY. Together they are the
  *                                           tree as the filter indexed it; what changes from then on is
  *                                           reported (RSYNC, MOVE, DELETE) after READY, against it
+ *   LEFTOVER <run> <path>                   only with ENTRY, before READY: a version a killed
+ *                                           transfer kept under `<run>` (`.psync/replaced/<name>`),
+ *                                           replaced at `path`; the brain has it judged (RESOLVE
+ *                                           against what was agreed) before it reconciles
  *   READY <entries> <markers>               the tree is indexed and watched; entries is how many (as
  *                                           many as the ENTRY frames, when sent); markers are the pair
  *                                           ids in the root's `.psync/id`, comma-separated (an empty
@@ -31,6 +35,9 @@
  *   DELETE <path> <stat...>                 an entry confirmed gone; stat is what it was
  *   HEARTBEAT <n>                           every HEARTBEAT_INTERVAL_MS, so silence means trouble
  *   WARN <message>                          something the user should see; the filter goes on
+ *   SKIPPED <path> <why>                    a directory the filter cannot read or watch (EACCES):
+ *                                           it is left out, said once, and tried again at each
+ *                                           rescan; SKIPPED <path> with an empty why: readable again
  *   ERROR <message>                         the filter stops (its root vanished, the watcher died,
  *                                           `.psync` or `.psync/id` cannot be trusted or read)
  *
@@ -53,6 +60,9 @@
  *                                           expected versions? If not, keep both (conflict.ts)
  *   PURGE <id> <dir>                        remove the replaced versions kept in `dir`
  *   STAT <id> <path>                        lstat `path` (never following a symlink)
+ *   UNTEMP <id> <path>                      remove the temp files a killed rsync left beside `path`
+ *                                           (`.<name>.XXXXXX`, regular files only); DONE's stat is
+ *                                           what `path` holds (missing: none)
  *   HASH <id> <path>                        the SHA-256 of a file's content (read through a descriptor
  *                                           opened O_NOFOLLOW) or of a symlink's target bytes
  *   MARK <id> <pairId>                      add the line `<pairId>` to the root's `.psync/id` unless it
@@ -210,6 +220,28 @@ export function decodeEntry(frame: Frame): ScanEntry {
   return { path, stat: withBirth(decodeStat(frame.args, 1), decodeBirth(frame.args[6])) };
 }
 
+/** A directory the filter left out (`why`), or, with `why` empty, took back in. */
+export function encodeSkipped(path: string, why: string): { verb: 'SKIPPED'; args: string[] } {
+  return { verb: 'SKIPPED', args: [path, why] };
+}
+
+export function decodeSkipped(frame: Frame): { path: string; why: string } {
+  if (frame.verb !== 'SKIPPED') throw new ProtocolError(`expected SKIPPED, got ${frame.verb}`);
+  expectArgs(frame, 2);
+  return { path: guardSyncedPath(frame.args[0]!), why: frame.args[1]! };
+}
+
+export function encodeLeftover(leftover: { run: string; path: string }): { verb: 'LEFTOVER'; args: string[] } {
+  return { verb: 'LEFTOVER', args: [leftover.run, leftover.path] };
+}
+
+/** Decode a LEFTOVER frame: a run directory of REPLACED_DIR's form, and a synced path. */
+export function decodeLeftover(frame: Frame): { run: string; path: string } {
+  if (frame.verb !== 'LEFTOVER') throw new ProtocolError(`expected LEFTOVER, got ${frame.verb}`);
+  expectArgs(frame, 2);
+  return { run: decodeReplacedDir(frame.args[0]), path: guardSyncedPath(frame.args[1]!) };
+}
+
 /** What READY says: how many entries the filter indexed, and the pair ids of its root's marker (undefined: no `.psync/id`). */
 export interface ReadyReport {
   readonly entries: number;
@@ -287,6 +319,7 @@ export type HelperRequest =
   | { readonly id: number; readonly kind: 'resolve'; readonly dir: string; readonly path: string; readonly expected: readonly Stat[] }
   | { readonly id: number; readonly kind: 'purge'; readonly dir: string }
   | { readonly id: number; readonly kind: 'stat'; readonly path: string }
+  | { readonly id: number; readonly kind: 'untemp'; readonly path: string }
   | { readonly id: number; readonly kind: 'hash'; readonly path: string }
   | { readonly id: number; readonly kind: 'mark'; readonly pairId: string };
 
@@ -340,6 +373,8 @@ export function encodeHelperRequest(request: HelperRequest): { verb: string; arg
       return { verb: 'PURGE', args: [id, request.dir] };
     case 'stat':
       return { verb: 'STAT', args: [id, request.path] };
+    case 'untemp':
+      return { verb: 'UNTEMP', args: [id, request.path] };
     case 'hash':
       return { verb: 'HASH', args: [id, request.path] };
     case 'mark':
@@ -349,6 +384,8 @@ export function encodeHelperRequest(request: HelperRequest): { verb: string; arg
 
 /** Where an rsync run keeps what it replaced: `.psync/replaced/<run>`, never anything else. */
 export const REPLACED_DIR = '.psync/replaced';
+/** A run's name under REPLACED_DIR. */
+export const RUN_NAME_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
 const REPLACED_DIR_PATTERN = /^\.psync\/replaced\/[A-Za-z0-9-]{1,64}$/;
 
 function decodeReplacedDir(text: string | undefined): string {
@@ -403,9 +440,10 @@ export function decodeHelperRequest(frame: Frame): HelperRequest {
     expectArgs(frame, 2);
     return { id: decodeId(frame.args[0]), kind: 'purge', dir: decodeReplacedDir(frame.args[1]) };
   }
-  if (frame.verb === 'STAT' || frame.verb === 'HASH') {
+  if (frame.verb === 'STAT' || frame.verb === 'HASH' || frame.verb === 'UNTEMP') {
     expectArgs(frame, 2);
-    return { id: decodeId(frame.args[0]), kind: frame.verb === 'STAT' ? 'stat' : 'hash', path: guardSyncedPath(frame.args[1]!) };
+    const kind = frame.verb === 'STAT' ? 'stat' : frame.verb === 'HASH' ? 'hash' : 'untemp';
+    return { id: decodeId(frame.args[0]), kind, path: guardSyncedPath(frame.args[1]!) };
   }
   if (frame.verb === 'MARK') {
     expectArgs(frame, 2);
@@ -418,7 +456,7 @@ export function decodeHelperRequest(frame: Frame): HelperRequest {
 
 /** The verbs of helper requests (decodeHelperRequest): a refused one is answered by its id. */
 export const isHelperRequestVerb = (verb: string): boolean =>
-  ['MOVE', 'DELETE', 'RESOLVE', 'PURGE', 'STAT', 'HASH', 'MARK'].includes(verb);
+  ['MOVE', 'DELETE', 'RESOLVE', 'PURGE', 'STAT', 'HASH', 'MARK', 'UNTEMP'].includes(verb);
 
 /**
  * Encode a reply. `kind` is the request's: a STAT done carries the birth time
@@ -446,6 +484,7 @@ const DONE_ARGS: Readonly<Record<HelperRequestKind, readonly number[]>> = {
   resolve: [6, 8],
   delete: [6],
   purge: [6],
+  untemp: [6],
   mark: [6],
   stat: [7],
   hash: [7],

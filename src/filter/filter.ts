@@ -39,22 +39,28 @@ import { bytesToPath, joinPath } from '../core/paths.js';
 import {
   encodeAction,
   encodeEntry,
+  encodeLeftover,
   encodeReady,
+  encodeSkipped,
   HEARTBEAT_INTERVAL_MS,
   MARKER_FILE_MAX_BYTES,
   MARKER_FILE_NAME,
   parsePairIds,
   PROTOCOL_VERSION,
+  REPLACED_DIR,
   type FilterConfig,
 } from '../core/protocol.js';
 import { Settler } from '../core/settle.js';
 import { TreeIndex, type TreeNode } from '../core/tree.js';
 import type { Stat } from '../core/types.js';
 import { coreStat, DirCache, DT_DIR, requireFileLayer, Tree, using, type Directory } from '../fs/directory.js';
-import { openPsyncDir } from '../fs/psyncDir.js';
+import { collectLeftovers, openPsyncDir, type Leftover } from '../fs/psyncDir.js';
 import { lockRoot } from './rootLock.js';
 import { openWatchBackend, type DirWatch, type WatchBackend } from './watcher.js';
 import { readConfigFrame } from '../childConfig.js';
+
+/** At most this many versions kept by killed transfers are listed at a start (LEFTOVER); the rest at the next. */
+const MAX_LEFTOVERS = 100_000;
 
 /** Events this close together are decided in one round (both halves of a rename). */
 const GROUP_MS = 20;
@@ -136,6 +142,8 @@ class TreeWatcher {
    * resolved again through the node.
    */
   private readonly origins = new Map<string, { node: TreeNode; name: string }>();
+  /** Directories that cannot be read or watched (EACCES): said once (SKIPPED), tried again at each rescan. */
+  private readonly skipped = new Set<string>();
   private heartbeat: NodeJS.Timeout | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private beats = 0;
@@ -222,6 +230,10 @@ class TreeWatcher {
       return;
     }
     if (this.config.reportScan === true) {
+      for (const leftover of this.leftovers()) {
+        const { verb, args } = encodeLeftover(leftover);
+        this.send(verb, args);
+      }
       for (const node of this.index.walk(this.index.root)) {
         if (this.stopped) return;
         if (node === this.index.root) continue;
@@ -239,6 +251,17 @@ class TreeWatcher {
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_INTERVAL_MS);
     if (this.config.rescanMs > 0) this.rescanTimer = setInterval(() => this.rescan(), this.config.rescanMs);
     this.schedule();
+  }
+
+  /** What killed transfers kept under `.psync/replaced` (only when this filter holds the root's lock: no transfer runs). */
+  private leftovers(): Leftover[] {
+    if (!this.config.lock) return [];
+    try {
+      return collectLeftovers(this.tree, MAX_LEFTOVERS);
+    } catch (error) {
+      this.send('WARN', [`cannot list ${this.config.root}/${REPLACED_DIR}: ${(error as Error).message}`]);
+      return [];
+    }
   }
 
   /**
@@ -311,7 +334,9 @@ class TreeWatcher {
       const now = performance.now();
       const subdirs: string[] = [];
       using(held, (handle) => {
-        const { names, types } = handle.listTyped();
+        const listed = this.list(handle, dir);
+        if (listed === undefined) return;
+        const { names, types } = listed;
         for (const [i, name] of names.entries()) {
           const child = joinPath(dir, name);
           if (mode === 'dirty') {
@@ -361,8 +386,14 @@ class TreeWatcher {
         continue;
       }
       const seen = new Set<string>();
+      let listed = true;
       using(held, (handle) => {
-        for (const name of handle.list()) {
+        const names = this.list(handle, dir)?.names;
+        if (names === undefined) {
+          listed = false;
+          return;
+        }
+        for (const name of names) {
           const path = joinPath(dir, name);
           const found = handle.stat(name);
           if (found === undefined || this.classify(path, found.type === 'dir') !== 'sync') continue;
@@ -373,6 +404,8 @@ class TreeWatcher {
           else if (stat.type === 'dir') stack.push(path);
         }
       });
+      // A directory that cannot be listed is not emptied: what it held is unknown, not gone.
+      if (!listed) continue;
       for (const name of node.children.keys()) if (!seen.has(name)) mark(joinPath(dir, name));
     }
     if (marked > 0) this.send('WARN', [`rescan found ${marked} change(s) the watcher missed; sending them`]);
@@ -404,6 +437,10 @@ class TreeWatcher {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      if (code === 'EACCES' || code === 'EPERM') {
+        this.skip(dir, `cannot watch it (${code})`);
+        return;
+      }
       if (code === 'ENOSPC') {
         throw new Error(
           `the inotify watch limit (fs.inotify.max_user_watches) is too low for ${this.config.root}: ` +
@@ -563,12 +600,49 @@ class TreeWatcher {
   }
 
   /** The held directory at `path`, or undefined when it is gone, not a directory, or behind a symlink. */
+  /** Open a directory of the tree; undefined when it is gone, a symlink now, or cannot be read (skipped, said once). */
   private openDir(path: string): Directory | undefined {
     try {
       return this.tree.openDir(path);
-    } catch {
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') this.skip(path, `cannot open it (${code})`);
       return undefined;
     }
+  }
+
+  /** The names in a held directory; undefined when it cannot be read (skipped, said once). */
+  private list(handle: Directory, path: string): { names: string[]; types: number[] } | undefined {
+    try {
+      const listed = handle.listTyped();
+      this.unskip(path);
+      return listed;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EACCES' && code !== 'EPERM') throw error;
+      this.skip(path, `cannot list it (${code})`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Leave out a directory psync cannot read or watch: what is in it is
+   * neither sent nor taken for deleted. The brain is told once (SKIPPED);
+   * each rescan tries it again. The root itself cannot be skipped: a root
+   * psync cannot read stops the filter.
+   */
+  private skip(path: string, why: string): void {
+    if (path === '') throw new Error(`cannot read the root ${this.config.root}: ${why}`);
+    if (this.skipped.has(path)) return;
+    this.skipped.add(path);
+    const { verb, args } = encodeSkipped(path, why);
+    this.send(verb, args);
+  }
+
+  private unskip(path: string): void {
+    if (!this.skipped.delete(path)) return;
+    const { verb, args } = encodeSkipped(path, '');
+    this.send(verb, args);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * `ROOT/.psync`: psync's own directory inside each root (the lock, the
- * versions a transfer replaced). Users write into the root, so whatever is
+ * pair's marker, the versions a transfer
+ * replaced under `replaced/<run>`). Users write into the root, so whatever is
  * found at that name is untrusted until checked: it must be a real
  * directory (not a symlink), owned by psync's user, with mode 0700. It is
  * created with mkdirat and always opened through the file layer, so a
@@ -9,8 +10,10 @@
 
 import { fchmodSync } from 'node:fs';
 import { SafetyError } from '../core/errors.js';
+import { joinPath } from '../core/paths.js';
 import { PSYNC_DIR } from '../core/patterns.js';
-import { Directory, UnsafePathError, using, type Tree } from './directory.js';
+import { REPLACED_DIR, RUN_NAME_PATTERN } from '../core/protocol.js';
+import { Directory, removeTree, UnsafePathError, using, type Tree } from './directory.js';
 
 const PSYNC_DIR_MODE = 0o700;
 
@@ -55,5 +58,47 @@ export function openPsyncDir(tree: Tree, create: boolean): Directory | undefined
     }
     if ((opened.mode & 0o777) !== PSYNC_DIR_MODE) fchmodSync(dir.fd, PSYNC_DIR_MODE);
     return dir;
+  });
+}
+
+/** A version a killed transfer kept: `path` (in the tree) as it was before the run `run` (`.psync/replaced/<name>`) replaced it. */
+export interface Leftover {
+  readonly run: string;
+  readonly path: string;
+}
+
+/**
+ * The versions kept under `.psync/replaced` by transfers whose conflict
+ * check never ran (psync was killed first), at most `max` of them. Only
+ * regular files and symlinks: directories are walked, never listed. A run
+ * that holds no version any more (only directories) is removed. Called by
+ * the filter once it holds the root's lock, so no run is still going.
+ */
+export function collectLeftovers(tree: Tree, max: number): Leftover[] {
+  const psync = openPsyncDir(tree, false);
+  if (psync === undefined) return [];
+  return using(psync, (held) => {
+    const replacedName = REPLACED_DIR.split('/')[1]!;
+    if (held.stat(replacedName)?.type !== 'dir') return [];
+    return using(held.openDir(replacedName), (replaced) => {
+      const out: Leftover[] = [];
+      const walk = (dir: Directory, run: string, prefix: string): void => {
+        for (const name of dir.list()) {
+          if (out.length >= max) return;
+          const stat = dir.stat(name);
+          const path = joinPath(prefix, name);
+          if (stat?.type === 'dir') using(dir.openDir(name), (sub) => walk(sub, run, path));
+          else if (stat !== undefined) out.push({ run, path });
+        }
+      };
+      for (const name of replaced.list()) {
+        if (out.length >= max) break;
+        if (!RUN_NAME_PATTERN.test(name) || replaced.stat(name)?.type !== 'dir') continue;
+        const before = out.length;
+        using(replaced.openDir(name), (dir) => walk(dir, `${REPLACED_DIR}/${name}`, ''));
+        if (out.length === before) removeTree(replaced, name);
+      }
+      return out;
+    });
   });
 }

@@ -42,9 +42,27 @@ export interface ArchiveWriter {
   /** The path and its descendants renamed under `to`; whatever was at or below `to` goes first. */
   moveTree(from: string, to: string): void;
   clear(): void;
+  /** The transfer `run` is over: its journal entry goes (in the transaction that records what it agreed). */
+  endTransfer(run: string): void;
 }
 
-const SCHEMA_VERSION = 1;
+/** A transfer that was started and never recorded as over (its psync was killed): where it wrote, and which paths. */
+export interface UnfinishedTransfer {
+  readonly run: string;
+  readonly target: 'left' | 'right';
+  readonly paths: readonly string[];
+}
+
+const SCHEMA_VERSION = 2;
+
+/** Version 2 added the journal of transfers (a version 1 archive gains the table when opened). */
+const TRANSFERS_TABLE = `
+  CREATE TABLE IF NOT EXISTS transfers (
+    run TEXT PRIMARY KEY,
+    target TEXT NOT NULL CHECK (target IN ('left', 'right')),
+    paths BLOB NOT NULL
+  );
+`;
 
 const SCHEMA = `
   CREATE TABLE entries (
@@ -59,6 +77,7 @@ const SCHEMA = `
     right_ino INTEGER NOT NULL,
     right_birth_ms REAL
   ) WITHOUT ROWID;
+  ${TRANSFERS_TABLE}
   PRAGMA user_version = ${SCHEMA_VERSION};
 `;
 
@@ -137,6 +156,8 @@ export class Archive {
   readonly #get: Database.Statement<[Buffer], Row>;
   readonly #all: Database.Statement<[], Row>;
   readonly #writer: ArchiveWriter;
+  readonly #beginTransfer: Database.Statement<[string, string, Buffer]>;
+  readonly #transfers: Database.Statement<[], [string, 'left' | 'right', Buffer]>;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -149,6 +170,9 @@ export class Archive {
     // `||` joins the bytes as text without checking them; the CAST gives them back as a BLOB.
     const rename = db.prepare('UPDATE entries SET path = CAST(? || substr(path, ?) AS BLOB) WHERE path = ? OR (path >= ? AND path < ?)');
     const clear = db.prepare('DELETE FROM entries');
+    const endTransfer = db.prepare('DELETE FROM transfers WHERE run = ?');
+    this.#beginTransfer = db.prepare('INSERT OR REPLACE INTO transfers (run, target, paths) VALUES (?, ?, ?)');
+    this.#transfers = db.prepare<[], [string, 'left' | 'right', Buffer]>('SELECT run, target, paths FROM transfers').raw();
     const deleteTree = (path: string): void => {
       if (path === '') clear.run();
       else {
@@ -176,6 +200,9 @@ export class Archive {
       clear() {
         clear.run();
       },
+      endTransfer(run) {
+        endTransfer.run(run);
+      },
     };
   }
 
@@ -196,14 +223,15 @@ export class Archive {
       // close. A foreign or damaged file is refused before it is changed.
       db.pragma('locking_mode = EXCLUSIVE');
       db.exec('BEGIN EXCLUSIVE');
-      const fresh = isEmpty(db, file);
+      const fresh = schemaState(db, file);
       db.exec('COMMIT');
       // WAL under that lock keeps its index in this process's memory (no -shm file).
       db.pragma('journal_mode = WAL');
       // Each commit reaches the disk (WAL's default here syncs at checkpoints only):
       // an agreed state lost to a power cut would make both sides look changed.
       db.pragma('synchronous = FULL');
-      if (fresh) db.transaction(() => db.exec(SCHEMA))();
+      if (fresh === 'empty') db.transaction(() => db.exec(SCHEMA))();
+      if (fresh === 'v1') db.transaction(() => db.exec(`${TRANSFERS_TABLE} PRAGMA user_version = ${SCHEMA_VERSION};`))();
       return new Archive(db);
     } catch (error) {
       db.close();
@@ -235,6 +263,23 @@ export class Archive {
     return entries;
   }
 
+  /**
+   * Journal a transfer before it starts (committed at once): if psync is
+   * killed before the transfer is recorded, the next start knows where
+   * rsync may have left its temp files (unfinishedTransfers).
+   */
+  beginTransfer(run: string, target: 'left' | 'right', paths: readonly string[]): void {
+    this.#beginTransfer.run(run, target, Buffer.concat(paths.map((path) => Buffer.from([...pathToBytes(path), 0]))));
+  }
+
+  unfinishedTransfers(): UnfinishedTransfer[] {
+    return this.#transfers.all().map(([run, target, paths]) => ({
+      run,
+      target,
+      paths: paths.length === 0 ? [] : splitNul(paths).map(keyToPath),
+    }));
+  }
+
   /** One SQLite transaction: everything `fn` writes, or nothing if it throws. */
   transaction(fn: (w: ArchiveWriter) => void): void {
     this.#db.transaction(() => fn(this.#writer))();
@@ -246,11 +291,23 @@ export class Archive {
   }
 }
 
-/** True for an empty database (a new archive); throws for anything but this version of the archive. */
-function isEmpty(db: Database.Database, file: string): boolean {
+/** NUL-terminated byte strings, apart. */
+function splitNul(bytes: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let end = bytes.indexOf(0, start); end !== -1; end = bytes.indexOf(0, start)) {
+    out.push(bytes.subarray(start, end));
+    start = end + 1;
+  }
+  return out;
+}
+
+/** 'empty' for a new archive, 'v1' for one of version 1 (it gains the journal); throws for anything but these and this version. */
+function schemaState(db: Database.Database, file: string): 'empty' | 'v1' | 'current' {
   const version = db.pragma('user_version', { simple: true }) as number;
-  if (version === SCHEMA_VERSION) return false;
+  if (version === SCHEMA_VERSION) return 'current';
+  if (version === 1) return 'v1';
   const objects = db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number;
-  if (version === 0 && objects === 0) return true;
+  if (version === 0 && objects === 0) return 'empty';
   throw new Error(`${file} is not a psync archive of version ${SCHEMA_VERSION} (user_version ${version}, ${objects} schema objects)`);
 }

@@ -10,6 +10,7 @@
  */
 
 import { performance } from 'node:perf_hooks';
+import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { RsyncError } from '../core/errors.js';
 import { MAX_STDERR_LINE_CHARS, readLines } from '../lineStream.js';
@@ -89,6 +90,12 @@ export interface RsyncArgvOptions {
  * - No `--inplace`, no `--partial-dir`: rsync writes `.name.XXXXXX` beside
  *   the file and renames it into place, so the target never sees a half
  *   file under the real name, and the filter treats the temp name as temp.
+ *   A run killed halfway leaves its temp files: the brain journals each run
+ *   in the archive and has them removed at the next start (startup.ts).
+ *   Not `--temp-dir` under `.psync`: rsync creates its temp file there
+ *   through a symlink even with `--confine-root` (only the rename is
+ *   refused), so a `.psync` swapped for a link would let a user have root
+ *   write a file anywhere.
  * - `--chmod=Fug-s` (unless `preserveSuid`): a file is never made setuid or
  *   setgid. psync runs as root and `-a` keeps owners, so a user's setuid file
  *   on one side (or one the other side merely claims) would become a
@@ -275,6 +282,15 @@ export function encodeFileList(files: readonly string[]): Uint8Array {
 const lastLine = (text: string): string => text.trimEnd().split('\n').pop() ?? '';
 
 /**
+ * rsync is started through setpriv(1) (util-linux, on every Debian) with a
+ * parent-death signal: when psync is killed (kill -9, the OOM killer), its
+ * rsync dies with it instead of writing on into the tree unwatched, its
+ * replaced versions unjudged. Where setpriv is missing rsync runs as is.
+ */
+const SETPRIV = '/usr/bin/setpriv';
+const DIE_WITH_PSYNC: readonly string[] = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', '--'] : [];
+
+/**
  * Run rsync once. Resolves for success and for a partial transfer (23, 24);
  * throws RsyncError for any other outcome, with rsync's exit code (or
  * RSYNC_NOT_STARTED / RSYNC_SIGNALLED) and the last line rsync wrote on stderr.
@@ -284,7 +300,8 @@ export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
   const input = options.files === undefined ? undefined : encodeFileList(options.files);
   const started = performance.now();
   const listing = options.onTransferred;
-  const subprocess = execa(options.command ?? 'rsync', [...options.argv], {
+  const [program, ...args] = [...DIE_WITH_PSYNC, options.command ?? 'rsync', ...options.argv] as [string, ...string[]];
+  const subprocess = execa(program, args, {
     ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
     ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
     stdout: listing === undefined ? 'ignore' : 'pipe',
@@ -327,6 +344,10 @@ export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
   }
   if (result.exitCode === undefined) {
     throw new RsyncError(`could not start rsync: ${result.message}`, RSYNC_NOT_STARTED, cause);
+  }
+  // setpriv's own "could not execute" (rsync's exit codes stop below 126, but for 255).
+  if (DIE_WITH_PSYNC.length > 0 && (result.exitCode === 126 || result.exitCode === 127)) {
+    throw new RsyncError(`could not start rsync: ${lastLine(stderr)}`, RSYNC_NOT_STARTED, cause);
   }
   const exitCode = result.exitCode;
   if (exitCode === 0) return { exitCode, status: 'ok', stderr, durationMs };

@@ -97,9 +97,9 @@ describe.each(MODES)('%s', (mode) => {
       await attacker.mkdir(join(evil, 'replaced'));
       await unlessPsyncStops(async () => {
         await linkPsyncDir(pair, evil, when);
-        // A transfer's replaced versions live in .psync/replaced/<brain pid>-<n>: the pid is no secret (ps).
+        // A transfer's replaced versions live in .psync/replaced/<brain pid>-<session>-<n>: the pid is no secret (ps).
         const pid = pair.psync!.child.pid!;
-        for (let n = 1; n <= 30; n++) await attacker.symlink(canaries.dir, join(evil, 'replaced', `${pid}-${n}`));
+        for (let n = 1; n <= 30; n++) await attacker.symlink(canaries.dir, join(evil, 'replaced', `${pid}-1-${n}`));
         // A new file from the left: its conflict check looks for a replaced version at .psync/replaced/<run>/w/secret.txt.
         await writeFile(pair.l('secret.txt'), 'a new file on the left');
         await pair.until('the new file on the right', async () => (await contentOf(pair.r('secret.txt'))) === 'a new file on the left');

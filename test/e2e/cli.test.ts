@@ -439,7 +439,7 @@ describe('a running psync', () => {
     }
   });
 
-  test('a dropped SSH connection: exits 3 or 5 within 30 s with a clear message, and the left keeps everything', async () => {
+  test('with --reconnect-timeout 0, a dropped SSH connection exits 3 or 5 within 30 s with a clear message, and the left keeps everything', async () => {
     const sshd = await startSshd();
     const { left, right } = await freshPair();
     await mkdir(join(left, 'dir', 'sub'), { recursive: true });
@@ -448,7 +448,7 @@ describe('a running psync', () => {
     let proc: PsyncProcess | undefined;
     let sessions: number[] = [];
     try {
-      proc = await PsyncProcess.start(['-r', sshd.host, '--ssh-config', sshd.configFile, left, right]);
+      proc = await PsyncProcess.start(['-r', sshd.host, '--ssh-config', sshd.configFile, '--reconnect-timeout', '0', left, right]);
       expect(await diffTrees(left, right)).toEqual([]);
       const before = await snapshotTree(left);
 

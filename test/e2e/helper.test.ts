@@ -23,7 +23,6 @@ import { coreStat, Directory, Tree } from '../../src/fs/directory.js';
 import { connect } from 'node:net';
 import { encodeRelayHeader, PROBE_ANSWER, PROBE_COMMAND } from '../../src/core/relay.js';
 import { described } from '../support/table.js';
-import { waitFor } from '../support/psync.js';
 
 // Fault injection (errorfs style): a test can make one rename of the file layer fail; by default it is the real one.
 const realRename = Directory.prototype.rename;
@@ -653,15 +652,6 @@ describe('the rsync relay', () => {
     expect(await exchange(port, header(token))).toBe('');
     expect(existsSync('/tmp/psync-pwned')).toBe(false);
     expect(helper.logs.join('\n')).toMatch(/rsync relay: refused/);
-  });
-});
-
-describe('after an interrupted run', () => {
-  test('versions a killed psync left in .psync/replaced are reported, never removed', async () => {
-    file('.psync/replaced/999999999-3/doc.txt', 'an edit made here');
-    const helper = await startHelper();
-    await waitFor('the report', () => helper.logs.some((line) => line.includes('interrupted psync') && line.includes('999999999-3')));
-    expect(readFileSync(at('.psync/replaced/999999999-3/doc.txt'), 'utf8')).toBe('an edit made here');
   });
 });
 

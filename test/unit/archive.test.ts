@@ -292,7 +292,7 @@ describe('opening', () => {
         db.exec('CREATE TABLE t (x)');
         db.close();
       },
-      message: /not a psync archive of version 1 \(user_version 0, 1 schema objects\)/,
+      message: /not a psync archive of version 2 \(user_version 0, 1 schema objects\)/,
     },
     {
       description: 'an archive of another version',
@@ -326,6 +326,46 @@ describe('opening', () => {
       expect(statSync(`${file}-wal`).mode & 0o777).toBe(0o600);
       // The WAL index is in memory (EXCLUSIVE locking mode): no shared-memory file that another process could map.
       expect(existsSync(`${file}-shm`)).toBe(false);
+    } finally {
+      archive.close();
+    }
+  });
+});
+
+describe('the journal of transfers', () => {
+  test('a transfer begun and not ended is unfinished, with its target and paths (odd names included), after a reopen too; ending it in a transaction clears it', () => {
+    const file = join(tempDir('psync-archive-'), 'pair.sqlite');
+    const paths = ['a', 'd/\udcff', 'x\ny', 'sp ace'];
+    let archive = Archive.open(file);
+    archive.beginTransfer('.psync/replaced/1-1-1', 'right', paths);
+    archive.beginTransfer('.psync/replaced/1-1-2', 'left', []);
+    archive.close();
+    archive = Archive.open(file);
+    try {
+      expect(archive.unfinishedTransfers().sort((a, b) => a.run.localeCompare(b.run))).toEqual([
+        { run: '.psync/replaced/1-1-1', target: 'right', paths },
+        { run: '.psync/replaced/1-1-2', target: 'left', paths: [] },
+      ]);
+      archive.transaction((w) => w.endTransfer('.psync/replaced/1-1-1'));
+      expect(archive.unfinishedTransfers().map((t) => t.run)).toEqual(['.psync/replaced/1-1-2']);
+    } finally {
+      archive.close();
+    }
+  });
+
+  test('an archive of version 1 gains the journal and keeps its entries', () => {
+    const file = join(tempDir('psync-archive-'), 'pair.sqlite');
+    const db = new Database(file);
+    db.exec(`CREATE TABLE entries (path BLOB PRIMARY KEY, type TEXT NOT NULL, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, mode INTEGER NOT NULL,
+      hash TEXT, left_ino INTEGER NOT NULL, left_birth_ms REAL, right_ino INTEGER NOT NULL, right_birth_ms REAL) WITHOUT ROWID; PRAGMA user_version = 1;`);
+    db.prepare('INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(Buffer.from('kept'), 'file', 1, 1000, 0o644, null, 5, null, 6, null);
+    db.close();
+    const archive = Archive.open(file);
+    try {
+      expect(archive.get('kept')).toEqual({ type: 'file', size: 1, mtimeMs: 1000, mode: 0o644, left: { ino: 5 }, right: { ino: 6 } });
+      expect(archive.unfinishedTransfers()).toEqual([]);
+      archive.beginTransfer('.psync/replaced/2-1-1', 'left', ['f']);
+      expect(archive.unfinishedTransfers()).toHaveLength(1);
     } finally {
       archive.close();
     }

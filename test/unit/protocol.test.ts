@@ -5,6 +5,8 @@ import {
   decodeAction,
   decodeBirth,
   decodeEntry,
+  decodeLeftover,
+  decodeSkipped,
   decodeHelperReply,
   decodeHelperRequest,
   decodeReady,
@@ -12,6 +14,8 @@ import {
   encodeAction,
   encodeBirth,
   encodeEntry,
+  encodeLeftover,
+  encodeSkipped,
   encodeHelperReply,
   encodeHelperRequest,
   encodeReady,
@@ -157,6 +161,7 @@ describe('helper requests', () => {
     { description: 'STAT', request: { id: 5, kind: 'stat', path: 'a b/c\nd' } },
     { description: 'STAT of a non-UTF-8 name', request: { id: 6, kind: 'stat', path: 'x/\udcff' } },
     { description: 'HASH', request: { id: 7, kind: 'hash', path: 'd/-rf' } },
+    { description: 'UNTEMP', request: { id: 10, kind: 'untemp', path: 'd/big.bin' } },
     { description: 'MARK with the shortest pair id', request: { id: 8, kind: 'mark', pairId: '0123abcd' } },
     { description: 'MARK with the longest pair id', request: { id: 9, kind: 'mark', pairId: 'f'.repeat(64) } },
   ]))('round trip: %s', (_description, { request }) => {
@@ -213,6 +218,9 @@ describe('helper requests', () => {
     { description: 'MARK with a path for a pair id', verb: 'MARK', args: ['1', '../../etc/passwd'], error: ProtocolError },
     { description: 'MARK with a newline in its pair id', verb: 'MARK', args: ['1', 'abcdef12\nabcdef13'], error: ProtocolError },
     { description: 'MARK without a pair id', verb: 'MARK', args: ['1'], error: ProtocolError },
+    { description: 'UNTEMP of ../x', verb: 'UNTEMP', args: ['1', '../x'], error: SafetyError },
+    { description: 'UNTEMP of .psync/lock', verb: 'UNTEMP', args: ['1', '.psync/lock'], error: SafetyError },
+    { description: 'UNTEMP without a path', verb: 'UNTEMP', args: ['1'], error: ProtocolError },
   ]))('rejects %s', (_description, { verb, args, error }) => {
     expect(() => decodeHelperRequest(frame(verb, args))).toThrow(error);
   });
@@ -394,5 +402,28 @@ describe('the start-up scan: ENTRY and READY', () => {
     { description: 'other lines ignored', text: '# psync pair ids\nABCDEF12\nabc\n0123abcd x\n' + 'a'.repeat(65) + '\n0123abcd', ids: ['0123abcd'] },
   ]))('parsePairIds: %s', (_description, { text, ids: expected }) => {
     expect(parsePairIds(text)).toEqual(expected);
+  });
+});
+
+describe('LEFTOVER and SKIPPED', () => {
+  test('round trips', () => {
+    const leftover = { run: '.psync/replaced/123-2-7', path: 'd/\udcff x' };
+    expect(decodeLeftover(overTheWire(encodeLeftover(leftover)))).toEqual(leftover);
+    expect(decodeSkipped(overTheWire(encodeSkipped('a/locked', 'cannot list it (EACCES)')))).toEqual({ path: 'a/locked', why: 'cannot list it (EACCES)' });
+    expect(decodeSkipped(overTheWire(encodeSkipped('a/locked', '')))).toEqual({ path: 'a/locked', why: '' });
+  });
+
+  test.each(described<{ description: string; verb: 'LEFTOVER' | 'SKIPPED'; args: string[]; error: typeof ProtocolError | typeof SafetyError }>([
+    { description: 'a LEFTOVER run outside .psync/replaced', verb: 'LEFTOVER', args: ['etc', 'a'], error: ProtocolError },
+    { description: 'a LEFTOVER run .psync/replaced/..', verb: 'LEFTOVER', args: ['.psync/replaced/..', 'a'], error: ProtocolError },
+    { description: 'a LEFTOVER path ../x', verb: 'LEFTOVER', args: ['.psync/replaced/1-1-1', '../x'], error: SafetyError },
+    { description: 'a LEFTOVER path under .psync', verb: 'LEFTOVER', args: ['.psync/replaced/1-1-1', '.psync/lock'], error: SafetyError },
+    { description: 'a LEFTOVER without its path', verb: 'LEFTOVER', args: ['.psync/replaced/1-1-1'], error: ProtocolError },
+    { description: 'a SKIPPED of the root', verb: 'SKIPPED', args: ['', 'x'], error: SafetyError },
+    { description: 'a SKIPPED of /etc', verb: 'SKIPPED', args: ['/etc', 'x'], error: SafetyError },
+    { description: 'a SKIPPED without its reason', verb: 'SKIPPED', args: ['a'], error: ProtocolError },
+  ]))('rejects %s', (_description, { verb, args, error }) => {
+    const decode = verb === 'LEFTOVER' ? decodeLeftover : decodeSkipped;
+    expect(() => decode(frame(verb, args))).toThrow(error);
   });
 });
