@@ -4,7 +4,8 @@
  * compare trees, stop it.
  */
 
-import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
+import { chown, lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
+import { nobodyIds } from './attacker.js';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 export interface Status {
   state: string;
   queued: number;
+  /** Paths left out for now: directories a side cannot read, files rsync could not send. */
+  skipped: number;
+  reconnect?: { attempt: number; since: string; lastError: string };
   counters: {
     reported: Record<'left' | 'right', number>;
     echoes: Record<'left' | 'right', number>;
@@ -59,10 +63,21 @@ export class PsyncProcess {
   }
 
   /** Start psync with `args` and wait until it watches (or until it exits). */
-  static async start(args: string[], options: { waitWatching?: boolean } = {}): Promise<PsyncProcess> {
+  static async start(args: string[], options: { waitWatching?: boolean; asNobody?: boolean } = {}): Promise<PsyncProcess> {
     const statusDir = tempDir('psync-status-');
     const statusFile = join(statusDir, 'status.json');
-    const child = execa(process.execPath, [CLI, '--status-file', statusFile, ...args], CHILD_OPTIONS);
+    const argv = [CLI, '--status-file', statusFile, ...args];
+    let child: Child;
+    if (options.asNobody === true) {
+      // An ordinary user's psync: its status and state directories must be its own.
+      const { uid, gid } = await nobodyIds();
+      const stateHome = tempDir('psync-nobody-state-');
+      await Promise.all([chown(statusDir, uid, gid), chown(stateHome, uid, gid)]);
+      const as = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', 'env', `XDG_STATE_HOME=${stateHome}`];
+      child = execa(as[0]!, [...as.slice(1), process.execPath, ...argv], CHILD_OPTIONS);
+    } else {
+      child = execa(process.execPath, argv, CHILD_OPTIONS);
+    }
     const proc = new PsyncProcess(child, statusFile);
     if (options.waitWatching !== false) {
       const exitedEarly = child.then((result) => {
