@@ -24,7 +24,7 @@ import { unknownAsAgreed } from '../core/skipped.js';
 import { sameVersion, versionOf } from '../core/version.js';
 import { batchesOf, describeStep, type PlannedBatch } from '../core/steps.js';
 import type { Side, Stat } from '../core/types.js';
-import { agreedStat } from '../core/agreed.js';
+import { agreedStat, identityOf } from '../core/agreed.js';
 import { expectedVersions } from '../core/conflict.js';
 import { REPLACED_DIR } from '../core/protocol.js';
 import type { Leftover } from '../fs/psyncDir.js';
@@ -72,6 +72,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
     left: unknownAsAgreed(agreed, ctx.scans.left, ctx.skipped.left, 'left'),
     right: unknownAsAgreed(agreed, ctx.scans.right, ctx.skipped.right, 'right'),
   };
+  await judgeLeftovers(ctx, scans);
   await addHashes(ctx, scans, hashesNeeded(agreed, scans.left, scans.right));
   const plan = reconcile(agreed, scans.left, scans.right);
   const excess = tooManyDeletes(plan, agreed.size, config.maxDeletePercent);
@@ -81,7 +82,6 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
         'nothing was changed. Check both roots; to go ahead, run once with --max-delete 100',
     );
   }
-  await judgeLeftovers(ctx);
   const listing = config.dryRun ? 'would ' : '';
   for (const step of plan.steps) log.log(config.dryRun ? 'info' : 'verbose', `${listing}${describeStep(step)}`);
   log.info(summary(plan, (performance.now() - started) / 1000, config.dryRun));
@@ -164,11 +164,11 @@ export async function removeTransferTemps(helper: HelperClient, paths: readonly 
  * the agreed version, or the same bytes as the file now there, is dropped
  * with its run; anything else was a change made on that side, and is kept
  * as a conflict copy beside the file (or takes the name back when it is the
- * newer). The scan then no longer says what such a path holds: its filter
- * reports the change once watching, and it is judged as any change is.
+ * newer). Such a path and its copy are looked at again (STAT) and the
+ * side's scan updated, so that this reconcile carries them over.
  * Runs whose every version was judged are removed; -n judges nothing.
  */
-async function judgeLeftovers(ctx: StartupContext): Promise<void> {
+async function judgeLeftovers(ctx: StartupContext, scans: Record<Side, Map<string, Observed>>): Promise<void> {
   await Promise.all(
     (['left', 'right'] as const).map(async (side) => {
       const leftovers = ctx.leftovers[side];
@@ -187,12 +187,14 @@ async function judgeLeftovers(ctx: StartupContext): Promise<void> {
         leftovers.map(({ run, path }) => ({ kind: 'resolve' as const, dir: run, path, expected: expectedVersions(undefined, agreedThere(path)) })),
       );
       const unfinished = new Set<string>();
+      const changed: string[] = [];
       for (const [i, reply] of replies.entries()) {
         const { run, path } = leftovers[i]!;
         if (!reply.ok) {
           unfinished.add(run);
           ctx.log.warn(`${side}: could not judge the version of ${JSON.stringify(path)} kept in ${run} (${reply.code}: ${reply.message}); it stays there`);
         } else if (reply.conflict !== undefined) {
+          changed.push(path, reply.conflict.copy);
           ctx.noteConflict();
           ctx.log.warn(
             `conflict on ${JSON.stringify(path)}: a killed transfer had replaced a change made on the ${side} side; ` +
@@ -200,6 +202,7 @@ async function judgeLeftovers(ctx: StartupContext): Promise<void> {
           );
         }
       }
+      await rescanPaths(ctx.helpers[side], scans[side], changed);
       for (const run of new Set(leftovers.map((leftover) => leftover.run))) {
         if (unfinished.has(run)) continue;
         const [purged] = await ctx.helpers[side].request([{ kind: 'purge', dir: run }]);
@@ -207,6 +210,16 @@ async function judgeLeftovers(ctx: StartupContext): Promise<void> {
       }
     }),
   );
+}
+
+/** What `paths` hold now on a side (its helper's STAT), into that side's scan; a path that is gone leaves it. */
+async function rescanPaths(helper: HelperClient, scan: Map<string, Observed>, paths: readonly string[]): Promise<void> {
+  if (paths.length === 0) return;
+  const replies = await helper.request(paths.map((path) => ({ kind: 'stat' as const, path })));
+  for (const [i, reply] of replies.entries()) {
+    if (reply.ok) scan.set(paths[i]!, { ...versionOf(reply.stat), ...identityOf(reply.stat) });
+    else if (reply.code === 'missing') scan.delete(paths[i]!);
+  }
 }
 
 /** Write the pair's id into each root's `.psync/id` (once the first reconcile went through). */
