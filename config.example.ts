@@ -72,6 +72,8 @@ const config: Config = {
   maxDeletePercent: 50,
   /** --reset: forget what this pair agreed on; the next start is a first run (the union, nothing deleted). */
   resetArchive: false,
+  /** --reconnect-timeout: after a lost link or side, give up (exit 3) after this many seconds of trying; leave it out to never give up, 0 to exit at once. */
+  reconnectTimeoutSeconds: 3600,
 };
 
 export default config;
