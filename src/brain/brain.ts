@@ -1,8 +1,10 @@
 /**
- * The brain: opens the pair's archive (what both sides last agreed on,
- * src/state/archive.ts), starts a side (its filter and helper) on each
- * root, checks each host's rsync, reconciles both trees against the archive
- * (startup.ts), then turns the filters' reports into transfers. Decisions
+ * One session of the brain (supervisor.ts runs them, on the pair's archive
+ * of what both sides last agreed on, src/state/archive.ts): starts a side
+ * (its filter and helper) on each root, checks each host's rsync,
+ * reconciles both trees against the archive (startup.ts), then turns the
+ * filters' reports into transfers until it is stopped or a fault (a lost
+ * link, a stalled side) ends it. Decisions
  * live in src/core (the reconcile, echoes judged against the archive, queue
  * and its bound, batches, the fallback after a helper's refusal, which rsync
  * may run); this loop only wires them to the sides, to rsync and to the
@@ -17,6 +19,13 @@
  * change. Sends whose parent is gone on the target wait for that side's
  * report (dropOrphans); a reported rename whose new name psync wrote since
  * becomes a delete of its old name (moveStillValid).
+ *
+ * Every transfer is journaled in the archive before it runs and recorded
+ * as over with what it agreed; one that fails is cleaned up at once (what
+ * it replaced judged, its temp files removed), one cut off by the end of
+ * the session at the next start. Paths a side cannot read are skipped
+ * (SKIPPED directories, files rsync could not send: retryUnsent) and tried
+ * again at each rescan.
  *
  * rsync's client always runs here, on the left; the right is its server
  * (over SSH, through the right helper's relay or a remote shell, or a
@@ -772,7 +781,7 @@ export class Brain {
         const now = targetNow.get(send.path);
         // The target kept its own newer version at the name: nothing is agreed there; its report is a change.
         // What it replaced was not judged: nothing is agreed either, and the next start judges that version
-        // against what was agreed before (Brain.judgeLeftovers).
+        // against what was agreed before (startup.ts judgeLeftovers).
         if (now === 'keptOwn' || now === 'unjudged') continue;
         let listed: Listed | undefined = transferred.get(send.path);
         // A directory rsync did not list: what the target's helper found there (statDirs).
