@@ -524,11 +524,13 @@ export function checkRound(round: RoundRecord): Problem[] {
         problems.push({ invariant: 'changed', path, token, message: `changed: ${path}, touched by no operation, was ${describeEntry(e)}, is ${now === undefined ? 'gone' : describeEntry(now)}` });
       }
     } else if (touching.every((op) => op.kind === 'chmod' && op.path === path)) {
-      const modes = touching.flatMap((op) => (op.kind === 'chmod' && op.ok ? [op.mode] : []));
-      const sides = new Set(touching.map((op) => op.side));
-      // One side's chmods: the last one stands; both sides' chmods: either side's last may win.
-      const allowed = sides.size === 1 ? modes.slice(-1) : SIDES.flatMap((s) => touching.filter((op) => op.kind === 'chmod' && op.ok && op.side === s).slice(-1).map((op) => (op.kind === 'chmod' ? op.mode : 0)));
-      if (now === undefined || now.type !== e.type || now.hash !== e.hash || (modes.length > 0 && !allowed.includes(now.mode))) {
+      // Each side's last chmod may stand (when both sides chmodded, either one); when none worked, the mode stays.
+      const lastModes = SIDES.flatMap((side) => {
+        const last = touching.filter((op) => op.side === side && op.ok).at(-1);
+        return last?.kind === 'chmod' ? [last.mode] : [];
+      });
+      const allowed = lastModes.length > 0 ? lastModes : [e.mode];
+      if (now === undefined || now.type !== e.type || now.hash !== e.hash || !allowed.includes(now.mode)) {
         problems.push({
           invariant: 'changed',
           path,
@@ -549,10 +551,17 @@ export function opsAbout(ops: readonly Op[], path: string): string {
     .join('\n');
 }
 
+/** A `performance.now()` time as the wall clock's HH:MM:SS.mmm, as psync's log shows it. */
+function clock(at: number): string {
+  const date = new Date(performance.timeOrigin + at);
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${String(date.getMilliseconds()).padStart(3, '0')}`;
+}
+
 export function describeOp(op: Op): string {
   const target = op.kind === 'rename' ? ` -> ${op.to}` : op.kind === 'symlink' ? ` -> ${op.target}` : op.kind === 'chmod' ? ` ${op.mode.toString(8)}` : '';
   const outcome = op.ok ? (WRITES.has(op.kind) && op.version === undefined ? 'ok (the file was unlinked under it)' : 'ok') : `failed ${op.error ?? ''}`;
-  return `  ${op.start.toFixed(1)}..${op.end.toFixed(1)} ms ${op.side} ${op.kind} ${op.path}${target} [${op.token}]${op.down === true ? ' (psync down)' : ''}: ${outcome}`;
+  return `  ${clock(op.start)} (${(op.end - op.start).toFixed(1)} ms) ${op.side} ${op.kind} ${op.path}${target} [${op.token}]${op.down === true ? ' (psync down)' : ''}: ${outcome}`;
 }
 
 // ---------------------------------------------------------------------------
