@@ -186,7 +186,7 @@ export const dumpTree = (tree: Tree): string => [...tree].map(([path, e]) => `  
 export function isConflictCopyOf(path: string, original: string): boolean {
   if (parentOf(path) !== parentOf(original)) return false;
   const sample = baseName(conflictName(original, 0)); // stem.psync-conflict-19700101-000000.ext
-  const at = sample.indexOf(CONFLICT_MARK) + CONFLICT_MARK.length;
+  const at = sample.lastIndexOf(CONFLICT_MARK) + CONFLICT_MARK.length;
   const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const pattern = new RegExp(`^${escape(sample.slice(0, at))}\\d{8}-\\d{6}(-\\d+)?${escape(sample.slice(at + '19700101-000000'.length))}$`);
   return pattern.test(baseName(path));
