@@ -77,7 +77,8 @@ const PSYNC_ARGS = ['-i', '0.05', '--max-delay', '1', '--max-delete', '100'];
 const EXIT_CONNECTION = 3;
 /** Barrier files live here (support/steps.ts explains barriers); no operation touches it. */
 const BARRIER_DIR = 'barrier';
-const SETTLE_DEADLINE_MS = 45_000;
+const SETTLE_DEADLINE_MS = 30_000;
+const FAILED_EXIT_DEADLINE_MS = 10_000;
 const LEFTOVERS_DEADLINE_MS = 15_000;
 const MAX_RESTARTS_PER_SETTLE = 3;
 const FIRST_ROUND_STEPS = 30;
@@ -240,7 +241,8 @@ class FuzzPair {
       const outcome = await waitFor(
         what,
         async () => {
-          if (this.isDown()) return 'down' as const;
+          const health = await this.health();
+          if (health !== 'running') return health;
           const status = await this.psync!.status();
           state = status === undefined ? '(no status)' : `${status.state}, ${status.queued} queued`;
           if (status?.state !== 'watching' || status.queued !== 0) return undefined;
@@ -252,8 +254,9 @@ class FuzzPair {
       ).catch((error: Error) => {
         throw new Error(`identical trees: ${error.message} (psync: ${state})\n${differences.slice(0, 40).join('\n')}`);
       });
-      if (outcome !== 'down') return outcome;
+      if (typeof outcome !== 'string') return outcome;
       if (restarts >= MAX_RESTARTS_PER_SETTLE) throw new Error(`psync went down ${restarts + 1} times while waiting for ${what}`);
+      await this.exitOfFailed(outcome);
     }
   }
 
@@ -267,12 +270,37 @@ class FuzzPair {
         const there = join(this.root(otherSide(from)), BARRIER_DIR, from);
         const outcome = await waitFor(
           `${text.trim()} to reach the ${otherSide(from)}`,
-          async () => (this.isDown() ? 'down' : (await readFile(there, 'utf8').catch(() => '')) === text ? 'arrived' : undefined),
+          async () => {
+            const health = await this.health();
+            if (health !== 'running') return health;
+            return (await readFile(there, 'utf8').catch(() => '')) === text ? 'arrived' : undefined;
+          },
           SETTLE_DEADLINE_MS,
         );
         if (outcome === 'arrived') break;
+        await this.exitOfFailed(outcome);
       }
     }
+  }
+
+  /** `down`: the process has exited; `failed`: its status says so (it is about to exit). */
+  private async health(): Promise<'down' | 'failed' | 'running'> {
+    if (this.isDown()) return 'down';
+    return (await this.psync!.status())?.state === 'failed' ? 'failed' : 'running';
+  }
+
+  /** A psync whose status says failed exits soon (and ensureRunning judges why); one that does not is stuck. */
+  private async exitOfFailed(health: 'down' | 'failed'): Promise<void> {
+    if (health === 'down') return;
+    await waitFor('psync to exit after its status said failed', () => this.isDown(), FAILED_EXIT_DEADLINE_MS).catch(async () => {
+      const status = await this.psync!.status();
+      const pid = this.psync!.child.pid ?? 0;
+      const below = descendantsOf(pid).map((p) => `${p} ${commandOf(p)}`);
+      throw new Error(
+        `psync's status has said "failed" (${status?.lastError ?? 'no lastError'}) for ${FAILED_EXIT_DEADLINE_MS} ms, but it has not exited; ` +
+          `its processes: ${pid} ${commandOf(pid)}${below.map((line) => `; ${line}`).join('')}`,
+      );
+    });
   }
 
   /** The end of what every psync of this pair wrote to stderr. */
@@ -722,7 +750,10 @@ async function runRound(pair: FuzzPair, plan: RoundPlan, before: Tree, round: nu
   const problems = checkRound({ before, ops, after, faulted: fault.kind !== 'none' || round === 0, ignored: isOurs });
   if (problems.length > 0) {
     const details = problems.slice(0, 10).map((p) => `${p.message}\n  [path ${p.path}, token ${p.token}]\n${opsAbout(ops, p.path) || '  (no operation named it)'}`);
-    report(`${problems.length} problem(s) after the round:\n${details.join('\n')}\n--- tree after the round ---\n${dumpTree(after)}`);
+    report(
+      `${problems.length} problem(s) after the round:\n${details.join('\n')}\n--- tree after the round ---\n${dumpTree(after)}` +
+        `\n--- the round's operations ---\n${ops.map(describeOp).join('\n')}`,
+    );
   }
   const failed = ops.filter((op) => !op.ok).length;
   return { ops, after, summary: `round ${round}: ${ops.length} operations (${failed} failed), ${describeFault(fault)}, ${after.size} entries, ${Date.now() - started} ms` };
@@ -732,10 +763,9 @@ async function runRound(pair: FuzzPair, plan: RoundPlan, before: Tree, round: nu
 
 const seedOf = (mode: Mode): number => (SEED ^ (mode === 'remote' ? 0x5bd1e995 : 0)) >>> 0;
 
-console.log(`psync fuzz: seed ${SEED}, ${ROUNDS} rounds per mode (rerun with PSYNC_FUZZ_SEED=${SEED} PSYNC_FUZZ_ROUNDS=${ROUNDS})`);
-
 describe.each(MODES)('%s', (mode) => {
   test(`${ROUNDS} random rounds with faults lose nothing and resurrect nothing (seed ${SEED})`, { timeout: 60_000 + ROUNDS * 30_000 }, async () => {
+    console.log(`psync fuzz, ${mode} mode: seed ${SEED}, ${ROUNDS} rounds (rerun with PSYNC_FUZZ_SEED=${SEED} PSYNC_FUZZ_ROUNDS=${ROUNDS})`);
     const pair = await FuzzPair.create(mode);
     const planner = new Planner(new Rng(seedOf(mode)), mode);
     const history: string[] = [];
