@@ -196,6 +196,13 @@ async function runPsync(config: Config, log: Logger): Promise<number> {
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   const onSignal = (): void => supervisor.stop();
   for (const signal of signals) process.on(signal, onSignal);
+  // Node exits (code 0) once nothing is left to wait for: while psync runs, that is a bug (a promise that
+  // nothing will ever settle), never a clean end. Say so and fail instead of ending quietly.
+  const onDrained = (): void => {
+    log.error(`internal error: psync had nothing left to wait for while ${supervisor.describe()}; exiting`);
+    void flushLogger(log).then(() => process.exit(EXIT.internal));
+  };
+  process.on('beforeExit', onDrained);
   const bannedCheck =
     config.banned === undefined
       ? undefined
@@ -210,6 +217,7 @@ async function runPsync(config: Config, log: Logger): Promise<number> {
     return EXIT.ok;
   } finally {
     clearInterval(bannedCheck);
+    process.off('beforeExit', onDrained);
     for (const signal of signals) process.off(signal, onSignal);
   }
 }

@@ -191,6 +191,7 @@ export class Brain {
   private lastCheck = 0;
   private state: BrainState = 'starting';
   private lastError: string | undefined;
+  private failedWith: Error | undefined;
   /** The last failure psync gave up on after its retries (a -s run then fails with it). */
   private gaveUp: Error | undefined;
   private readonly status: StatusWriter;
@@ -227,6 +228,11 @@ export class Brain {
       skipped: this.skippedDirs.left.size + this.skippedDirs.right.size + this.skippedFiles.size,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     };
+  }
+
+  /** What ended this session, when a fault did. */
+  get failure(): Error | undefined {
+    return this.failedWith;
   }
 
   /** Did both sides start (HELLO, READY) in this session? */
@@ -355,6 +361,7 @@ export class Brain {
   private fail(error: Error): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.failedWith = error;
     this.lastError = error.message;
     this.setState('failed');
     this.wake();

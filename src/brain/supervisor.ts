@@ -44,6 +44,8 @@ export class Supervisor {
   /** Why psync stops from outside (a --banned program), if it does. */
   private abortError: Error | undefined;
   private cancelWait: () => void = () => {};
+  /** Where the run is: nothing was ever up, or reconnecting (core/faults.ts). */
+  private phase: FaultPhase = 'firstStart';
   private readonly where: Record<Side, string>;
 
   constructor(
@@ -72,6 +74,13 @@ export class Supervisor {
     }
   }
 
+  /** Where the run is, for a diagnostic: the session's state, or the outage. */
+  describe(): string {
+    const session = this.brain?.statusFields().state;
+    const outage = this.outage === undefined ? '' : `, reconnecting (attempt ${this.outage.attempt})`;
+    return `${session === undefined ? 'between sessions' : `a session was ${session}`}${outage}${this.stopped ? ', stopping' : ''}`;
+  }
+
   /** Stop cleanly (SIGINT, SIGTERM, SIGHUP): the running session finishes its transfer; a reconnect wait ends. */
   stop(): void {
     if (this.stopped) return;
@@ -91,13 +100,11 @@ export class Supervisor {
   }
 
   private async sessions(archive: Archive, id: string): Promise<BrainOutcome> {
-    let phase: FaultPhase = 'firstStart';
     for (;;) {
       const { outcome, wasUp } = await this.session(archive, id);
       if (this.stopped) return this.abortError === undefined ? { ok: true } : { ok: false, error: this.abortError };
       if (outcome.ok) return outcome;
-      const failedIn: FaultPhase = wasUp ? 'running' : phase;
-      if (faultVerdict(outcome.error, failedIn) === 'exit') return outcome;
+      if (!this.willRetry(outcome.error, wasUp)) return outcome;
       // One outage lasts until a session is watching again (a session that came up and failed in its
       // start-up reconcile does not start a new one: the backoff and --reconnect-timeout go on).
       if (this.outage === undefined) {
@@ -107,14 +114,13 @@ export class Supervisor {
       const outage = this.outage;
       outage.lastError = outcome.error.message;
       if (reconnectExpired(outage.startedAt, Date.now(), this.config.reconnectTimeoutSeconds)) {
-        if (this.config.reconnectTimeoutSeconds === 0) return outcome;
         const error = new ConnectionError(
           `gave up reconnecting after ${this.config.reconnectTimeoutSeconds} s (--reconnect-timeout) and ${outage.attempt} attempt(s): ${outcome.error.message}`,
           { cause: outcome.error },
         );
         return { ok: false, error };
       }
-      phase = 'reconnecting';
+      this.phase = 'reconnecting';
       outage.attempt += 1;
       this.status.touch();
       const delay = backoffMs(outage.attempt, Math.random());
@@ -150,6 +156,12 @@ export class Supervisor {
     }
   }
 
+  /** Will a session that ended with `error` be followed by another (rather than psync exiting)? */
+  private willRetry(error: Error, wasUp: boolean): boolean {
+    if (this.config.reconnectTimeoutSeconds === 0) return false;
+    return faultVerdict(error, wasUp ? 'running' : this.phase) === 'retry';
+  }
+
   private reconnected(): void {
     const outage = this.outage;
     if (outage === undefined) return;
@@ -170,7 +182,11 @@ export class Supervisor {
 
   private snapshot(): object {
     const session = this.brain?.statusFields();
-    const state: BrainState = this.outage !== undefined && !this.stopped ? 'reconnecting' : (session?.state ?? (this.stopped ? 'stopped' : 'starting'));
+    // A session that failed is shown as `reconnecting` from the moment it fails when another one follows:
+    // `failed` means psync is about to exit.
+    const failure = this.brain?.failure;
+    const retrying = failure !== undefined && !this.stopped && this.willRetry(failure, this.brain!.wasUp);
+    const state: BrainState = (this.outage !== undefined || retrying) && !this.stopped ? 'reconnecting' : (session?.state ?? (this.stopped ? 'stopped' : 'starting'));
     const lastError = this.outage?.lastError ?? session?.lastError;
     return {
       state,
