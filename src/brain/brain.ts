@@ -969,19 +969,19 @@ export class Brain {
   private async resolveReplaced(target: Side, dir: string, sends: readonly Extract<Action, { kind: 'rsync' }>[]): Promise<Map<string, Stat | 'keptOwn' | 'unjudged'>> {
     const now = new Map<string, Stat | 'keptOwn' | 'unjudged'>();
     const helper = this.helpers.get(target)!;
-    const files = sends.filter((a) => a.stat.type !== 'dir');
-    if (files.length === 0) return now;
+    // Directories too: one sent over a file the target made meanwhile pushed that file out (rsync's backup).
+    if (sends.length === 0) return now;
     const agreedThere = (path: string): Stat | undefined => {
       const entry = this.archive.get(path);
       return entry === undefined ? undefined : agreedStat(entry, target);
     };
     const replies = await helper.request(
       // `prev` is the source's stat: its inode means nothing on the target.
-      files.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev && { ...a.prev, ino: 0 }, agreedThere(a.path)) })),
+      sends.map((a) => ({ kind: 'resolve' as const, dir, path: a.path, expected: expectedVersions(a.prev && { ...a.prev, ino: 0 }, agreedThere(a.path)) })),
     );
     let failed = 0;
     for (const [i, reply] of replies.entries()) {
-      const path = files[i]!.path;
+      const path = sends[i]!.path;
       if (!reply.ok) {
         failed += 1;
         now.set(path, 'unjudged');

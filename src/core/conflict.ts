@@ -46,8 +46,10 @@ export type ReplacedVerdict =
 export function judgeReplaced(replaced: Stat, written: Stat | undefined, expected: readonly Stat[], sameBytes: () => boolean): ReplacedVerdict {
   if (expected.some((stat) => sameStat(stat, replaced) && (stat.ino === 0 || stat.ino === replaced.ino))) return { kind: 'expected' };
   if (written !== undefined && sameStat(written, replaced) && sameBytes()) return { kind: 'same' };
-  // Gone again since the transfer: its name stays free (a delete made there syncs as one).
-  const keep = written !== undefined && replaced.mtimeMs > written.mtimeMs ? 'replaced' : 'written';
+  // Gone again since the transfer: its name stays free (a delete made there syncs as one). A file that a
+  // directory replaced (or the other way round) is kept beside it, whatever their mtimes: a directory is
+  // never moved aside for a file.
+  const keep = written !== undefined && written.type === replaced.type && replaced.mtimeMs > written.mtimeMs ? 'replaced' : 'written';
   return { kind: 'conflict', keep };
 }
 

@@ -26,6 +26,9 @@ describe('judgeReplaced', () => {
     { description: 'a new file on the source met one on the target', replaced: v(11, 3_000), written: incoming, expected: [], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'the written version is gone again: the name stays free', replaced: v(11, 9_000), written: undefined, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'a millisecond apart is another version', replaced: v(10, 1_001.5), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
+    // Issue 10, fuzz bug 1: a directory sent over the target's new file pushed the file out, unjudged.
+    { description: 'a newer file that a directory replaced is kept beside it: the directory keeps the name', replaced: v(11, 9_000), written: { ...incoming, type: 'dir' }, expected: [], verdict: { kind: 'conflict', keep: 'written' } },
+    { description: 'a newer symlink a file replaced is kept beside it', replaced: v(11, 9_000, { type: 'symlink' }), written: incoming, expected: [], verdict: { kind: 'conflict', keep: 'written' } },
   ]))('%s', (_description, { replaced, written, expected, sameBytes, verdict }) => {
     let read = false;
     expect(judgeReplaced(replaced, written, expected, () => ((read = true), sameBytes ?? true))).toEqual(verdict);
