@@ -11,6 +11,7 @@ import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { processesUnder, signalQuietly, tcpPortsOf } from './procs.js';
 
 /** Absolute: sshd re-executes itself and refuses to start from a relative path. */
 const SSHD_PATH = '/usr/sbin/sshd';
@@ -33,8 +34,20 @@ export interface SshdFixture {
   readonly userKeyFile: string;
   /** The known_hosts line for this server: `[127.0.0.1]:PORT ssh-ed25519 AAAA...`. */
   readonly hostPublicKey: string;
+  readonly authorizedKeysFile: string;
   /** What sshd wrote to stderr so far (for failure messages). */
   stderr(): string;
+  /**
+   * kill -9 every per-connection process (with `clientPort`, only those
+   * serving the client connected from that local port): each client's link
+   * drops at once; the daemon keeps listening. Returns their pids.
+   */
+  dropConnections(clientPort?: number): Promise<number[]>;
+  /** SIGSTOP the daemon: the kernel still completes new TCP connects, but no SSH banner ever comes (a hung server). */
+  freeze(): void;
+  /** SIGCONT the daemon: it serves what connected meanwhile. */
+  thaw(): void;
+  /** Stop the daemon (thawed first) and every connection, and remove its files. */
   stop(): Promise<void>;
 }
 
@@ -65,6 +78,11 @@ export async function writeEmptyKnownHosts(fixture: SshdFixture): Promise<void> 
 /** Put back the line that trusts this server. */
 export async function writeCorrectKnownHosts(fixture: SshdFixture): Promise<void> {
   await writeFile(fixture.knownHostsFile, `${fixture.hostPublicKey}\n`);
+}
+
+/** Make the test user's key unknown to the server: every login is refused from now on. */
+export async function revokeUserKey(fixture: SshdFixture): Promise<void> {
+  await writeFile(fixture.authorizedKeysFile, '', { mode: 0o600 });
 }
 
 async function startSshdIn(dir: string, serverOptions: readonly string[]): Promise<SshdFixture> {
@@ -163,6 +181,19 @@ async function startSshdIn(dir: string, serverOptions: readonly string[]): Promi
       ].join('\n'),
     );
 
+    const daemon = sshd.pid!;
+    // The per-connection processes: sshd's children (and their privilege-separated children).
+    const connectionPids = async (): Promise<number[]> =>
+      (await processesUnder(daemon)).filter((p) => p.comm.startsWith('sshd')).map((p) => p.pid);
+    const dropConnections = async (clientPort?: number): Promise<number[]> => {
+      let pids = await connectionPids();
+      if (clientPort !== undefined) {
+        const serving = await Promise.all(pids.map(async (pid) => (await tcpPortsOf(pid)).some((ports) => ports.remote === clientPort)));
+        pids = pids.filter((_, i) => serving[i]);
+      }
+      for (const pid of pids) signalQuietly(pid, 'SIGKILL');
+      return pids;
+    };
     let stopped: Promise<void> | undefined;
     return {
       host: TEST_HOST_ALIAS,
@@ -171,11 +202,21 @@ async function startSshdIn(dir: string, serverOptions: readonly string[]): Promi
       configFile,
       knownHostsFile,
       userKeyFile,
+      authorizedKeysFile,
       hostPublicKey,
       stderr: () => stderr,
+      dropConnections,
+      freeze: () => signalQuietly(daemon, 'SIGSTOP'),
+      thaw: () => signalQuietly(daemon, 'SIGCONT'),
       stop: () =>
         (stopped ??= (async () => {
-          await stopProcess(kill, exitedPromise);
+          // A frozen daemon would hold SIGTERM pending for ever, and a connection still open holds its
+          // stderr, which execa waits for: thaw it, and end the connections found before it goes.
+          signalQuietly(daemon, 'SIGCONT');
+          const connections = await connectionPids();
+          kill();
+          for (const pid of connections) signalQuietly(pid, 'SIGKILL');
+          await exitedPromise;
           await rm(dir, { recursive: true, force: true });
         })()),
     };
