@@ -9,6 +9,7 @@ import { nobodyIds } from './attacker.js';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SshdFixture } from './sshd.js';
 import { tempDir } from './tmp.js';
 import { execa, type ResultPromise } from 'execa';
 
@@ -47,6 +48,8 @@ export interface Status {
     conflicts: number;
   };
   lastError?: string;
+  /** While psync reconnects after losing the pair. */
+  reconnect?: { attempt: number; since: string; lastError: string };
 }
 
 const CHILD_OPTIONS = { reject: false, stdin: 'ignore', buffer: false } as const;
@@ -101,6 +104,26 @@ export class PsyncProcess {
 
   log(): string {
     return this.output.join('');
+  }
+
+  /** The exit code once psync exited (a signal's death included, as null), else undefined. */
+  get exited(): number | null | undefined {
+    const child = this.child;
+    if (child.exitCode !== null) return child.exitCode;
+    return child.signalCode !== null ? null : undefined;
+  }
+
+  /** Wait (with a deadline) for psync to exit on its own; resolves with its exit code. */
+  async waitExit(deadlineMs: number): Promise<number | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`psync did not exit within ${deadlineMs} ms:\n${this.log().slice(-4000)}`)), deadlineMs);
+    });
+    try {
+      return (await Promise.race([this.child, timeout])).exitCode;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async status(): Promise<Status | undefined> {
@@ -185,6 +208,7 @@ export interface RemotePair {
   readonly psync: PsyncProcess;
   readonly left: string;
   readonly right: string;
+  readonly sshd: SshdFixture;
   /** Stop psync (expecting exit 0) and the sshd. */
   stop(): Promise<number | undefined>;
 }
@@ -206,6 +230,7 @@ export async function startRemotePair(extraArgs: string[] = [], rightName = 'rig
     psync,
     left,
     right,
+    sshd,
     stop: async () => {
       const code = await psync.stop();
       await sshd.stop();
