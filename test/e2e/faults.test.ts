@@ -1,0 +1,402 @@
+/**
+ * Faults, end to end: a link lost after the pair was up is reconnected
+ * (status `reconnecting`, then `watching`), and the new session's start-up
+ * reconcile carries over what changed on both sides meanwhile.
+ *
+ * Faults are made for real: the per-connection processes of the fixture's
+ * sshd are killed with SIGKILL (both TCP connections, the ssh2 one and the
+ * rsync ControlMaster's, drop at once, or the ControlMaster's alone), and
+ * the listening daemon is stopped with SIGSTOP so that connects hang until
+ * it is continued. Every wait polls with a deadline; the only timed waits
+ * are the outages themselves.
+ */
+
+import { randomBytes, createHash } from 'node:crypto';
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { PsyncProcess, snapshotTree, startRemotePair, waitFor, waitForSameTrees, type RemotePair, type Status } from '../support/psync.js';
+import { processesUnder, tcpPortsOf } from '../support/procs.js';
+
+const EXIT = { ok: 0 } as const;
+/** A transfer this big under --bwlimit lasts seconds: long enough to be cut off in its middle. */
+const BIG_FILE_BYTES = 64 * 1024 * 1024;
+const BWLIMIT = '--bwlimit=16m';
+const BURST_FILES = 300;
+/** How long the sshd refuses to answer in the long-outage test. */
+const LONG_OUTAGE_MS = 60_000;
+
+const exists = (path: string): Promise<boolean> => lstat(path).then(
+  () => true,
+  () => false,
+);
+const read = (path: string): Promise<string> => readFile(path, 'utf8');
+const sha1 = (data: Buffer): string => createHash('sha1').update(data).digest('hex');
+const inode = async (path: string): Promise<number> => (await lstat(path)).ino;
+
+/** psync's log, for failure messages. */
+const tail = (psync: PsyncProcess): string => `\n--- psync log ---\n${psync.log().slice(-6000)}`;
+
+async function statusOf(psync: PsyncProcess): Promise<Status> {
+  const status = await psync.status();
+  if (status === undefined) throw new Error('no status file yet');
+  return status;
+}
+
+/** `wait`, failed at once (with psync's log) if psync exits first. */
+function whileRunning<T>(psync: PsyncProcess, wait: Promise<T>): Promise<T> {
+  const exited = psync.child.then((result) => {
+    throw new Error(`psync exited (${String(result.exitCode ?? result.signal)}) while the test waited${tail(psync)}`);
+  });
+  exited.catch(() => {}); // only raced
+  return Promise.race([wait, exited]);
+}
+
+/** Wait until the status file shows `state` (and `extra` holds), and return it. */
+function waitForState(psync: PsyncProcess, state: string, deadlineMs = 30_000, extra: (s: Status) => boolean = () => true): Promise<Status> {
+  const waiting = waitFor(
+    `status "${state}"`,
+    async () => {
+      const status = await psync.status();
+      return status?.state === state && extra(status) ? status : undefined;
+    },
+    deadlineMs,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}${tail(psync)}`);
+  });
+  return whileRunning(psync, waiting);
+}
+
+const count = (text: string, pattern: RegExp): number => text.match(new RegExp(pattern.source, `${pattern.flags.replace('g', '')}g`))?.length ?? 0;
+
+/** psync's log says it lost the pair, then that it reconnected, `times` times in all so far. */
+function expectReconnectedLog(psync: PsyncProcess, times: number): void {
+  const log = psync.log();
+  expect(count(log, /lost the pair: [^\n]*; reconnecting/), log).toBe(times);
+  expect(count(log, /reconnected after \d+(\.\d+)? s/), log).toBe(times);
+}
+
+/** rsync's temp files (`.name.XXXXXX`) and psync's rename-dance scratch names under `root/under`. */
+async function tempNames(root: string, under = ''): Promise<string[]> {
+  const found: string[] = [];
+  const visit = async (dir: string, rel: string): Promise<void> => {
+    for (const name of await readdir(dir)) {
+      const path = rel === '' ? name : `${rel}/${name}`;
+      if (path === '.psync') continue;
+      if (/^\..+\.[A-Za-z0-9]{6}$/.test(name) || name.includes('.psync.ignore')) found.push(`${root}: ${path}`);
+      if ((await lstat(join(dir, name))).isDirectory()) await visit(join(dir, name), path);
+    }
+  };
+  await visit(join(root, under), under);
+  return found;
+}
+
+/** Conflict copies under `root/under`. */
+async function conflictCopies(root: string, under = ''): Promise<string[]> {
+  return [...(await snapshotTree(join(root, under))).keys()].filter((path) => path.includes('.psync-conflict-')).map((path) => `${root}: ${join(under, path)}`);
+}
+
+/**
+ * Under `under` in both trees: no rsync temp file or scratch name is left,
+ * and no conflict copy was made (none of these tests changes one path on
+ * both sides, so any is spurious).
+ */
+async function expectClean(psync: PsyncProcess, left: string, right: string, under: string): Promise<void> {
+  expect([...(await tempNames(left, under)), ...(await tempNames(right, under))], tail(psync)).toEqual([]);
+  const conflicts = [...(await conflictCopies(left, under)), ...(await conflictCopies(right, under))];
+  expect.soft(conflicts, `spurious conflict copies${tail(psync)}`).toEqual([]);
+}
+
+/**
+ * On each side, under `dir`: a file to edit, one to delete, one to rename
+ * and a directory to rename, made on the left and synced before the fault.
+ * `change` then makes a create, an edit, a delete, a rename of the file
+ * and one of the directory on both sides (the left's under `L-`, the
+ * right's under `R-`); `verify` checks that both trees hold the result,
+ * renames carried over as renames (the inode on the other side kept).
+ */
+class OutageChanges {
+  private readonly inodes = new Map<string, number>();
+
+  constructor(
+    private readonly left: string,
+    private readonly right: string,
+    readonly dir: string,
+  ) {}
+
+  private p(root: string, ...parts: string[]): string {
+    return join(root, this.dir, ...parts);
+  }
+
+  /** Make the entries on the left and wait until both trees hold them and psync recorded them. */
+  async seed(psync: PsyncProcess): Promise<void> {
+    await mkdir(this.p(this.left), { recursive: true });
+    for (const who of ['L', 'R']) {
+      await writeFile(this.p(this.left, `${who}-edit.txt`), `${who} edit: before\n`);
+      await writeFile(this.p(this.left, `${who}-delete.txt`), `${who} delete\n`);
+      await writeFile(this.p(this.left, `${who}-rename.txt`), `${who} rename\n`);
+      await mkdir(this.p(this.left, `${who}-dir`, 'sub'), { recursive: true });
+      await writeFile(this.p(this.left, `${who}-dir`, 'sub', 'inside.txt'), `${who} inside\n`);
+    }
+    await recorded(psync, this.left, this.right);
+  }
+
+  /** The changes, on both sides: call it while the link is down. */
+  async change(): Promise<void> {
+    for (const [who, root, other] of [
+      ['L', this.left, this.right],
+      ['R', this.right, this.left],
+    ] as const) {
+      // The inode each renamed entry has on the other side: a rename carried over keeps it.
+      this.inodes.set(`${who}-renamed.txt`, await inode(this.p(other, `${who}-rename.txt`)));
+      this.inodes.set(`${who}-dir-renamed`, await inode(this.p(other, `${who}-dir`)));
+      await writeFile(this.p(root, `${who}-new.txt`), `${who} new\n`);
+      await writeFile(this.p(root, `${who}-edit.txt`), `${who} edit: after the outage\n`);
+      await rm(this.p(root, `${who}-delete.txt`));
+      await rename(this.p(root, `${who}-rename.txt`), this.p(root, `${who}-renamed.txt`));
+      await rename(this.p(root, `${who}-dir`), this.p(root, `${who}-dir-renamed`));
+    }
+  }
+
+  /** Both trees hold every change (call once they are identical); a failure shows psync's log. */
+  async verify(psync: PsyncProcess): Promise<void> {
+    await this.check().catch((error: Error) => {
+      throw new Error(`${error.message}${tail(psync)}`, { cause: error });
+    });
+  }
+
+  private async check(): Promise<void> {
+    for (const root of [this.left, this.right]) {
+      for (const who of ['L', 'R']) {
+        expect(await read(this.p(root, `${who}-new.txt`))).toBe(`${who} new\n`);
+        expect(await read(this.p(root, `${who}-edit.txt`))).toBe(`${who} edit: after the outage\n`);
+        expect(await exists(this.p(root, `${who}-delete.txt`)), `${who}-delete.txt came back in ${root}`).toBe(false);
+        expect(await exists(this.p(root, `${who}-rename.txt`))).toBe(false);
+        expect(await read(this.p(root, `${who}-renamed.txt`))).toBe(`${who} rename\n`);
+        expect(await exists(this.p(root, `${who}-dir`))).toBe(false);
+        expect(await read(this.p(root, `${who}-dir-renamed`, 'sub', 'inside.txt'))).toBe(`${who} inside\n`);
+      }
+    }
+    for (const [who, other] of [
+      ['L', this.right],
+      ['R', this.left],
+    ] as const) {
+      expect(await inode(this.p(other, `${who}-renamed.txt`)), `${who}-rename.txt was copied, not renamed, on the other side`).toBe(
+        this.inodes.get(`${who}-renamed.txt`),
+      );
+      expect(await inode(this.p(other, `${who}-dir-renamed`)), `${who}-dir was copied, not renamed, on the other side`).toBe(
+        this.inodes.get(`${who}-dir-renamed`),
+      );
+    }
+  }
+}
+
+/** Wait for identical trees, printing psync's log when they do not come. */
+async function converge(psync: PsyncProcess, left: string, right: string, deadlineMs = 60_000): Promise<void> {
+  const waiting = waitForSameTrees(left, right, deadlineMs).catch((error: Error) => {
+    throw new Error(`${error.message}${tail(psync)}`);
+  });
+  await whileRunning(psync, waiting);
+}
+
+let barriers = 0;
+
+/**
+ * Wait until both trees are identical and psync recorded in its archive
+ * what it sent: identical trees alone do not say so (a transfer is
+ * recorded after rsync's end and the target's check of what it replaced),
+ * and a link cut in between leaves entries the next start-up reconcile
+ * takes for new on both sides. Batches run one at a time, in order, and
+ * the applied counter moves once a batch is recorded: so a barrier sent the
+ * other way, counted, comes after everything before it was recorded.
+ */
+async function recorded(psync: PsyncProcess, left: string, right: string): Promise<void> {
+  await converge(psync, left, right);
+  const before = (await statusOf(psync)).counters.applied.rightToLeft;
+  const name = `barrier-${++barriers}.txt`;
+  await writeFile(join(right, name), 'barrier\n');
+  const barrier = waitFor('the barrier to be recorded', async () => (await exists(join(left, name))) && (await statusOf(psync)).counters.applied.rightToLeft > before);
+  await whileRunning(psync, barrier);
+}
+
+/** Write `BIG_FILE_BYTES` of random bytes to `path`; returns their sha1. */
+async function writeBigFile(path: string): Promise<string> {
+  const data = randomBytes(BIG_FILE_BYTES);
+  await writeFile(path, data);
+  return sha1(data);
+}
+
+/**
+ * Wait until rsync is copying `name` into `targetDir`: an rsync process runs
+ * below psync and rsync's temp file `.name.XXXXXX` has some of the bytes,
+ * but not all of them.
+ */
+async function waitForTransferOf(psync: PsyncProcess, targetDir: string, name: string): Promise<void> {
+  const waiting = waitFor(
+    `rsync to be writing ${name} in ${targetDir}`,
+    async () => {
+      const rsyncs = (await processesUnder(psync.child.pid!)).filter((p) => p.comm === 'rsync');
+      if (rsyncs.length === 0) return false;
+      for (const entry of await readdir(targetDir)) {
+        if (!entry.startsWith(`.${name}.`)) continue;
+        const size = (await stat(join(targetDir, entry)).catch(() => undefined))?.size ?? 0;
+        if (size > 0 && size < BIG_FILE_BYTES) return true;
+      }
+      return false;
+    },
+    30_000,
+  );
+  await whileRunning(psync, waiting);
+}
+
+describe('a remote pair whose sshd connections are killed', () => {
+  let pair: RemotePair;
+
+  beforeEach(async () => {
+    pair = await startRemotePair(['-d', '2', `--extra=${BWLIMIT}`]);
+  });
+
+  afterEach(async () => {
+    expect(await pair.stop(), tail(pair.psync)).toBe(EXIT.ok);
+  });
+
+  /**
+   * Kill every per-connection sshd process; with `hold`, first stop the
+   * listening daemon so that psync's reconnect hangs until `during` is done.
+   * Checks the status shows the outage, runs `during`, lets sshd answer
+   * again and waits for the status to go back to watching.
+   */
+  async function dropLink(during: () => Promise<void>, hold: boolean, someLeft = true): Promise<void> {
+    const { sshd, psync } = pair;
+    if (hold) sshd.freeze();
+    try {
+      const droppedAt = Date.now();
+      const dropped = await sshd.dropConnections();
+      if (someLeft) expect(dropped, 'no sshd connection to kill').not.toHaveLength(0);
+      const status = await waitForState(psync, 'reconnecting');
+      expect(status.reconnect, JSON.stringify(status)).toBeDefined();
+      expect(status.reconnect!.attempt).toBeGreaterThanOrEqual(1);
+      expect(Date.parse(status.reconnect!.since)).toBeGreaterThanOrEqual(droppedAt - 1_000);
+      expect(Date.parse(status.reconnect!.since)).toBeLessThanOrEqual(Date.now());
+      expect(status.reconnect!.lastError).toMatch(/\w/);
+      await during();
+    } finally {
+      if (hold) sshd.thaw();
+    }
+    const watching = await waitForState(psync, 'watching', 60_000);
+    expect(watching.reconnect).toBeUndefined();
+    expect(psync.exited, tail(psync)).toBeUndefined();
+    expectReconnectedLog(psync, 1);
+  }
+
+  test('while idle: psync reconnects and carries over what changed on both sides meanwhile', async () => {
+    const { left, right, psync } = pair;
+    const changes = new OutageChanges(left, right, 'idle');
+    await changes.seed(psync);
+    await dropLink(() => changes.change(), true);
+    await converge(psync, left, right);
+    await changes.verify(psync);
+    await expectClean(psync, left, right, changes.dir);
+  });
+
+  test('during a burst of 300 writes: every file arrives, none is lost or left half-written', async () => {
+    const { left, right, psync } = pair;
+    const changes = new OutageChanges(left, right, 'burst');
+    await changes.seed(psync);
+    const dir = join(left, 'burst', 'many');
+    await mkdir(dir);
+    let dropped: Promise<void> | undefined;
+    for (let i = 0; i < BURST_FILES; i++) {
+      await writeFile(join(dir, `f${i}.txt`), `burst file ${i}\n`.repeat(1 + (i % 50)));
+      if (i === BURST_FILES / 3) {
+        // psync is busy with the burst: its first files are arriving.
+        await waitFor('the burst to start arriving', () => exists(join(right, 'burst', 'many', 'f0.txt')));
+        dropped = dropLink(() => changes.change(), false);
+        dropped.catch(() => {}); // awaited below
+      }
+    }
+    // Edits of files the burst made, while psync reconnects.
+    for (let i = 0; i < BURST_FILES; i += 10) await writeFile(join(dir, `f${i}.txt`), `burst file ${i}, edited\n`);
+    await dropped;
+    await converge(psync, left, right);
+    await changes.verify(psync);
+    for (let i = 0; i < BURST_FILES; i++) {
+      const expected = i % 10 === 0 ? `burst file ${i}, edited\n` : `burst file ${i}\n`.repeat(1 + (i % 50));
+      expect(await read(join(right, 'burst', 'many', `f${i}.txt`))).toBe(expected);
+    }
+    await expectClean(psync, left, right, changes.dir);
+  });
+
+  test(`during the transfer of a ${BIG_FILE_BYTES >> 20} MB file: it arrives whole, no temp file is left`, async () => {
+    const { left, right, psync } = pair;
+    const changes = new OutageChanges(left, right, 'transfer');
+    await changes.seed(psync);
+    const hash = await writeBigFile(join(left, 'transfer', 'big.bin'));
+    await waitForTransferOf(psync, join(right, 'transfer'), 'big.bin');
+    await dropLink(() => changes.change(), true);
+    await converge(psync, left, right);
+    await changes.verify(psync);
+    expect(sha1(await readFile(join(right, 'transfer', 'big.bin')))).toBe(hash);
+    await expectClean(psync, left, right, changes.dir);
+  }, 120_000);
+
+  test('the rsync connection drops in a transfer, then the sides\' link while psync deals with it', async () => {
+    const { left, right, psync, sshd } = pair;
+    const changes = new OutageChanges(left, right, 'split');
+    await changes.seed(psync);
+    const hash = await writeBigFile(join(left, 'split', 'big.bin'));
+    await waitForTransferOf(psync, join(right, 'split'), 'big.bin');
+    // The ControlMaster (rsync's connection) is psync's `ssh -M` child; its sshd session alone is killed.
+    const master = (await processesUnder(psync.child.pid!)).find((p) => p.comm === 'ssh' && p.argv.includes('-M'));
+    expect(master, 'no ssh -M below psync').toBeDefined();
+    const [connection] = await tcpPortsOf(master!.pid);
+    expect(await sshd.dropConnections(connection!.local)).not.toHaveLength(0);
+    const rsyncFailed = waitFor('rsync to fail', () => /rsync failed with exit code|lost the SSH connection|lost the pair/.test(psync.log()));
+    await whileRunning(psync, rsyncFailed);
+    // What is left of the link (the sides' connection) drops while psync retries or reconnects.
+    await dropLink(() => changes.change(), true, false);
+    await converge(psync, left, right);
+    await changes.verify(psync);
+    expect(sha1(await readFile(join(right, 'split', 'big.bin')))).toBe(hash);
+    await expectClean(psync, left, right, changes.dir);
+  }, 120_000);
+});
+
+describe('a remote pair whose sshd stops answering for a minute', () => {
+  test('psync keeps trying with backoff, shows it in the status, and catches up once sshd answers again', async () => {
+    const pair = await startRemotePair(['-d', '2']);
+    const { left, right, psync, sshd } = pair;
+    try {
+      const changes = new OutageChanges(left, right, 'long');
+      await changes.seed(psync);
+      sshd.freeze();
+      const frozenAt = Date.now();
+      try {
+        expect(await sshd.dropConnections()).not.toHaveLength(0);
+        await waitForState(psync, 'reconnecting');
+        await changes.change();
+        // Each attempt connects (the kernel queues it) and then waits for a banner that never comes.
+        const retried = await waitForState(psync, 'reconnecting', LONG_OUTAGE_MS - 10_000, (s) => (s.reconnect?.attempt ?? 0) >= 2);
+        expect(retried.reconnect!.lastError, JSON.stringify(retried)).toMatch(/timed out|connect/i);
+        expect(Date.parse(retried.reconnect!.since)).toBeGreaterThanOrEqual(frozenAt - 1_000);
+        expect(retried.lastError).toBe(retried.reconnect!.lastError);
+        // The outage itself: a deliberate wait, not a synchronisation.
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, frozenAt + LONG_OUTAGE_MS - Date.now())));
+        expect(psync.exited, tail(psync)).toBeUndefined();
+        expect((await statusOf(psync)).state).toBe('reconnecting');
+      } finally {
+        sshd.thaw();
+      }
+      // The next attempt comes within the 30 s backoff cap (plus jitter).
+      const watching = await waitForState(psync, 'watching', 45_000);
+      expect(watching.reconnect).toBeUndefined();
+      expectReconnectedLog(psync, 1);
+      expect(psync.log()).toMatch(/reconnected after (5\d|6\d|7\d|8\d|9\d|1\d\d)\.\d s and [2-9] attempt\(s\)/);
+      await converge(psync, left, right);
+      await changes.verify(psync);
+      await expectClean(psync, left, right, changes.dir);
+    } finally {
+      expect(await pair.stop(), tail(psync)).toBe(EXIT.ok);
+    }
+  }, 150_000);
+});
