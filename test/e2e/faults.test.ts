@@ -1,7 +1,9 @@
 /**
  * Faults, end to end: a link lost after the pair was up is reconnected
  * (status `reconnecting`, then `watching`), and the new session's start-up
- * reconcile carries over what changed on both sides meanwhile.
+ * reconcile carries over what changed on both sides meanwhile; psync gives
+ * up only after --reconnect-timeout (exit 3) or on a refusal a person must
+ * act on.
  *
  * Faults are made for real: the per-connection processes of the fixture's
  * sshd are killed with SIGKILL (both TCP connections, the ssh2 one and the
@@ -17,8 +19,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { PsyncProcess, snapshotTree, startRemotePair, waitFor, waitForSameTrees, type RemotePair, type Status } from '../support/psync.js';
 import { processesUnder, tcpPortsOf } from '../support/procs.js';
+import { writeCorrectKnownHosts, writeWrongKnownHosts, revokeUserKey } from '../support/sshd.js';
 
-const EXIT = { ok: 0 } as const;
+const EXIT = { ok: 0, connection: 3 } as const;
 /** A transfer this big under --bwlimit lasts seconds: long enough to be cut off in its middle. */
 const BIG_FILE_BYTES = 64 * 1024 * 1024;
 const BWLIMIT = '--bwlimit=16m';
@@ -399,4 +402,69 @@ describe('a remote pair whose sshd stops answering for a minute', () => {
       expect(await pair.stop(), tail(psync)).toBe(EXIT.ok);
     }
   }, 150_000);
+});
+
+/** The last line psync wrote to stderr. */
+const lastLine = (psync: PsyncProcess): string => psync.log().trimEnd().split('\n').pop() ?? '';
+
+describe('psync gives up: --reconnect-timeout, a refused host key or login', () => {
+  test('--reconnect-timeout 5 with sshd stopped for good: exit 3 after about 5 s, one line saying why', async () => {
+    const pair = await startRemotePair(['-d', '2', '--reconnect-timeout', '5']);
+    const { psync, sshd } = pair;
+    try {
+      sshd.freeze();
+      expect(await sshd.dropConnections()).not.toHaveLength(0);
+      const droppedAt = Date.now();
+      await waitForState(psync, 'reconnecting');
+      const code = await psync.waitExit(30_000);
+      const tookMs = Date.now() - droppedAt;
+      expect(code, tail(psync)).toBe(EXIT.connection);
+      expect.soft(tookMs).toBeGreaterThanOrEqual(5_000);
+      // 5 s, plus at most a last backoff: psync does not wait out a connect it started (20 s by default).
+      expect.soft(tookMs, `psync gave up ${tookMs} ms after the drop${tail(psync)}`).toBeLessThan(11_000);
+      expect.soft(lastLine(psync)).toMatch(/^psync: gave up reconnecting after 5 s \S/);
+      expect.soft(count(psync.log(), /^psync: /m), tail(psync)).toBe(1);
+      // The status file of the psync that stopped says so: it no longer reconnects.
+      expect.soft((await statusOf(psync)).state).toBe('failed');
+    } finally {
+      sshd.thaw();
+      await pair.stop();
+    }
+  }, 60_000);
+
+  test('--reconnect-timeout 0: exit 3 as soon as the link drops, without one attempt', async () => {
+    const pair = await startRemotePair(['-d', '2', '--reconnect-timeout', '0']);
+    const { psync, sshd } = pair;
+    try {
+      expect(await sshd.dropConnections()).not.toHaveLength(0);
+      expect(await psync.waitExit(5_000), tail(psync)).toBe(EXIT.connection);
+      expect.soft(psync.log(), 'psync connected again').not.toMatch(/reconnect attempt|connecting to psync-test[^]*connecting to psync-test/);
+      expect.soft(psync.log(), 'psync says it reconnects, and does not').not.toMatch(/reconnecting/);
+      expect.soft(lastLine(psync)).toMatch(/^psync: \S/);
+      expect.soft(count(psync.log(), /^psync: /m), tail(psync)).toBe(1);
+      expect.soft((await statusOf(psync)).state).toBe('failed');
+    } finally {
+      await pair.stop();
+    }
+  });
+
+  test.each([
+    ['a changed host key', writeWrongKnownHosts, /host key .* does not match known_hosts/],
+    ['a refused login', revokeUserKey, /authentication as \S+ to .* failed/],
+  ] as const)('%s while reconnecting: exit 3 at the first attempt, no retry', async (_, change, message) => {
+    const pair = await startRemotePair(['-d', '2']);
+    const { psync, sshd } = pair;
+    try {
+      await change(sshd);
+      expect(await sshd.dropConnections()).not.toHaveLength(0);
+      // The first attempt comes after 1 s (±20 %); a second would come 2 s later.
+      expect(await psync.waitExit(10_000), tail(psync)).toBe(EXIT.connection);
+      expect(lastLine(psync)).toMatch(new RegExp(`^psync: .*${message.source}`));
+      expect(count(psync.log(), /reconnect attempt/), tail(psync)).toBe(1);
+      expect(count(psync.log(), /connecting to psync-test/), tail(psync)).toBe(2);
+    } finally {
+      await writeCorrectKnownHosts(sshd);
+      await pair.stop();
+    }
+  });
 });
