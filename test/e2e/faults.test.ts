@@ -1,31 +1,38 @@
 /**
- * Faults, end to end: a link lost after the pair was up is reconnected
- * (status `reconnecting`, then `watching`), and the new session's start-up
- * reconcile carries over what changed on both sides meanwhile; psync gives
- * up only after --reconnect-timeout (exit 3) or on a refusal a person must
- * act on.
+ * Faults, end to end: a link or a side lost after the pair was up is
+ * reconnected (status `reconnecting`, then `watching`), and the new
+ * session's start-up reconcile carries over what changed on both sides
+ * meanwhile; psync gives up only after --reconnect-timeout (exit 3) or on a
+ * refusal a person must act on; a stalled side is restarted; psync killed
+ * with SIGKILL at any moment loses nothing at the next start; SIGHUP stops
+ * it cleanly.
  *
  * Faults are made for real: the per-connection processes of the fixture's
  * sshd are killed with SIGKILL (both TCP connections, the ssh2 one and the
- * rsync ControlMaster's, drop at once, or the ControlMaster's alone), and
- * the listening daemon is stopped with SIGSTOP so that connects hang until
- * it is continued. Every wait polls with a deadline; the only timed waits
- * are the outages themselves.
+ * rsync ControlMaster's, drop at once, or the ControlMaster's alone), the
+ * listening daemon is stopped with SIGSTOP so that connects hang until it
+ * is continued, a local side or psync itself is killed or stopped. Every
+ * wait polls with a deadline; the only timed waits are the outages
+ * themselves. Nothing here changes one path on both sides, so a conflict
+ * copy is a failure too.
  */
 
 import { randomBytes, createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { PsyncProcess, snapshotTree, startRemotePair, waitFor, waitForSameTrees, type RemotePair, type Status } from '../support/psync.js';
-import { processesUnder, tcpPortsOf } from '../support/procs.js';
+import { isAlive, processesUnder, signalQuietly, tcpPortsOf } from '../support/procs.js';
 import { writeCorrectKnownHosts, writeWrongKnownHosts, revokeUserKey } from '../support/sshd.js';
+import { tempDir } from '../support/tmp.js';
 
 const EXIT = { ok: 0, connection: 3 } as const;
 /** A transfer this big under --bwlimit lasts seconds: long enough to be cut off in its middle. */
 const BIG_FILE_BYTES = 64 * 1024 * 1024;
 const BWLIMIT = '--bwlimit=16m';
 const BURST_FILES = 300;
+/** The brain gives up on a silent side after 15 s (core/protocol.ts HEARTBEAT_TIMEOUT_MS). */
+const HEARTBEAT_TIMEOUT_MS = 15_000;
 /** How long the sshd refuses to answer in the long-outage test. */
 const LONG_OUTAGE_MS = 60_000;
 
@@ -92,6 +99,11 @@ async function tempNames(root: string, under = ''): Promise<string[]> {
   };
   await visit(join(root, under), under);
   return found;
+}
+
+/** The versions realtime transfers replaced and nobody judged since: `.psync/replaced/<run>`. */
+async function replacedLeftovers(root: string): Promise<string[]> {
+  return (await readdir(join(root, '.psync', 'replaced')).catch(() => [])).map((run) => join(root, '.psync', 'replaced', run));
 }
 
 /** Conflict copies under `root/under`. */
@@ -467,4 +479,230 @@ describe('psync gives up: --reconnect-timeout, a refused host key or login', () 
       await pair.stop();
     }
   });
+});
+
+/** The right side's process of a local pair: the pid in its root's lock, a `_side` child of psync. */
+async function sideOf(root: string, psync: PsyncProcess): Promise<number> {
+  const pid = Number.parseInt(await read(join(root, '.psync', 'lock')), 10);
+  const child = (await processesUnder(psync.child.pid!)).find((p) => p.pid === pid);
+  if (child === undefined || child.ppid !== psync.child.pid || !child.argv.includes('_side')) {
+    throw new Error(`pid ${pid} (in ${root}/.psync/lock) is not a side of psync ${String(psync.child.pid)}`);
+  }
+  return pid;
+}
+
+/** Two fresh local roots. */
+async function localRoots(): Promise<{ left: string; right: string }> {
+  const base = tempDir('psync-faults-');
+  const [left, right] = [join(base, 'left'), join(base, 'right')];
+  await Promise.all([mkdir(left), mkdir(right)]);
+  return { left, right };
+}
+
+describe('a local pair whose right side dies or stalls', () => {
+  let psync: PsyncProcess;
+  let left: string;
+  let right: string;
+  /** Processes a test stopped: they are continued and killed whatever happens. */
+  const stopped: number[] = [];
+
+  beforeAll(async () => {
+    ({ left, right } = await localRoots());
+    psync = await PsyncProcess.start(['-d', '2', left, right]);
+  });
+
+  afterEach(() => {
+    for (const pid of stopped.splice(0)) {
+      signalQuietly(pid, 'SIGKILL');
+      signalQuietly(pid, 'SIGCONT');
+    }
+  });
+
+  afterAll(async () => {
+    if (psync !== undefined) expect(await psync.stop(), tail(psync)).toBe(EXIT.ok);
+  });
+
+  test('kill -9 of the right side: psync starts it again and syncs what changed meanwhile', async () => {
+    const changes = new OutageChanges(left, right, 'killed');
+    await changes.seed(psync);
+    const side = await sideOf(right, psync);
+    process.kill(side, 'SIGKILL');
+    await changes.change();
+    await waitForState(psync, 'watching', 30_000, () => /reconnected after/.test(psync.log()));
+    expectReconnectedLog(psync, 1);
+    expect(await sideOf(right, psync)).not.toBe(side);
+    await converge(psync, left, right);
+    await changes.verify(psync);
+    await expectClean(psync, left, right, changes.dir);
+  });
+
+  test('kill -STOP of the right side: after the heartbeat timeout psync starts another and syncs what changed meanwhile', async () => {
+    const changes = new OutageChanges(left, right, 'stalled');
+    await changes.seed(psync);
+    const side = await sideOf(right, psync);
+    process.kill(side, 'SIGSTOP');
+    stopped.push(side);
+    const stalledAt = Date.now();
+    await changes.change();
+    const status = await waitForState(psync, 'reconnecting', HEARTBEAT_TIMEOUT_MS + 10_000);
+    expect(Date.now() - stalledAt).toBeGreaterThanOrEqual(HEARTBEAT_TIMEOUT_MS - 2_000);
+    expect(status.reconnect!.lastError).toMatch(/heartbeat/);
+    await waitForState(psync, 'watching', 45_000, () => count(psync.log(), /reconnected after/) === 2);
+    expectReconnectedLog(psync, 2);
+    expect(await sideOf(right, psync)).not.toBe(side);
+    await converge(psync, left, right);
+    await changes.verify(psync);
+    await expectClean(psync, left, right, changes.dir);
+  }, 120_000);
+});
+
+/**
+ * psync killed with SIGKILL, restarted with the same arguments: one local
+ * pair, killed in its start-up reconcile, in a burst and in a transfer,
+ * each phase in a directory of its own.
+ */
+describe('kill -9 of psync itself, then a restart', () => {
+  let left: string;
+  let right: string;
+  let args: string[];
+  let psync: PsyncProcess | undefined;
+
+  beforeAll(async () => {
+    ({ left, right } = await localRoots());
+    args = ['-d', '2', `--extra=${BWLIMIT}`, left, right];
+  });
+
+  afterAll(async () => {
+    if (psync !== undefined && psync.exited === undefined) expect(await psync.stop(), tail(psync)).toBe(EXIT.ok);
+  });
+
+  /** SIGKILL psync, and wait until every process it started is gone (they end when their input does). */
+  async function killPsync(running: PsyncProcess): Promise<void> {
+    const children = await processesUnder(running.child.pid!);
+    running.child.kill('SIGKILL');
+    await running.waitExit(5_000);
+    await waitFor(
+      'the processes of the killed psync to end',
+      async () => {
+        for (const child of children) if (await isAlive(child.pid)) return false;
+        return true;
+      },
+      15_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(children)}`);
+    });
+  }
+
+  /** Start again with the same arguments; wait until it watches, the trees are identical and recorded. */
+  async function restart(): Promise<PsyncProcess> {
+    psync = await PsyncProcess.start(args, { waitWatching: false });
+    await waitForState(psync, 'watching', 60_000);
+    await recorded(psync, left, right);
+    return psync;
+  }
+
+  /**
+   * Once the restart settled: no temp file, scratch name or conflict copy
+   * under `under`, and no replaced version left unjudged in `.psync/replaced`
+   * (removed after the check, so that the next phase judges only its own).
+   */
+  async function expectNoLeftovers(running: PsyncProcess, under: string): Promise<void> {
+    const replaced = [...(await replacedLeftovers(left)), ...(await replacedLeftovers(right))];
+    for (const dir of replaced) await rm(dir, { recursive: true, force: true });
+    expect.soft(replaced, `unjudged replaced versions after the restart${tail(running)}`).toEqual([]);
+    await expectClean(running, left, right, under);
+  }
+
+  test('during the start-up reconcile of a big tree: nothing deleted comes back, offline edits arrive', async () => {
+    const p = (root: string, ...parts: string[]): string => join(root, 'startup', ...parts);
+    // The pair agrees on a small tree first, then psync stops.
+    await mkdir(p(left, 'agreed'), { recursive: true });
+    for (let i = 0; i < 20; i++) await writeFile(p(left, 'agreed', `a${i}.txt`), `agreed ${i}\n`);
+    const first = await PsyncProcess.start(args);
+    await recorded(first, left, right);
+    expect(await first.stop(), tail(first)).toBe(EXIT.ok);
+    // Offline: deletes on both sides, edits on the right, a big new tree on the left.
+    for (let i = 0; i < 5; i++) await rm(p(left, 'agreed', `a${i}.txt`));
+    for (let i = 5; i < 10; i++) await rm(p(right, 'agreed', `a${i}.txt`));
+    for (let i = 10; i < 20; i++) await writeFile(p(right, 'agreed', `a${i}.txt`), `agreed ${i}, edited on the right\n`);
+    for (let d = 0; d < 20; d++) {
+      await mkdir(p(left, 'big', `d${d}`), { recursive: true });
+      for (let f = 0; f < 200; f++) await writeFile(p(left, 'big', `d${d}`, `f${f}`), `${d}/${f}\n`.repeat(1000));
+    }
+
+    const killed = await PsyncProcess.start(args, { waitWatching: false });
+    await waitForState(killed, 'reconciling');
+    await waitFor(
+      'the start-up reconcile to be copying the big tree',
+      async () => (await exists(p(right, 'big', 'd0', 'f0'))) && !(await exists(p(right, 'big', 'd19', 'f199'))),
+      30_000,
+    );
+    expect((await statusOf(killed)).state).toBe('reconciling');
+    await killPsync(killed);
+
+    const running = await restart();
+    for (let i = 0; i < 10; i++) expect(await exists(p(left, 'agreed', `a${i}.txt`)), `a${i}.txt came back`).toBe(false);
+    for (let i = 10; i < 20; i++) expect(await read(p(left, 'agreed', `a${i}.txt`))).toBe(`agreed ${i}, edited on the right\n`);
+    expect((await readdir(p(right, 'big'))).length).toBe(20);
+    expect(await read(p(right, 'big', 'd19', 'f199'))).toBe('19/199\n'.repeat(1000));
+    await expectNoLeftovers(running, 'startup');
+  }, 120_000);
+
+  test('during a burst of writes: every file arrives, nothing deleted comes back', async () => {
+    const p = (root: string, ...parts: string[]): string => join(root, 'burst', ...parts);
+    const running = psync!;
+    // Agreed files for the burst to edit (their transfers replace versions on the right) and to delete.
+    await mkdir(p(left, 'agreed'), { recursive: true });
+    for (let i = 0; i < 40; i++) await writeFile(p(left, 'agreed', `e${i}.txt`), `agreed ${i}\n`);
+    await mkdir(p(left, 'many'));
+    await recorded(running, left, right);
+    for (let i = 0; i < BURST_FILES; i++) {
+      await writeFile(p(left, 'many', `f${i}.txt`), `burst ${i}\n`);
+      if (i % 10 === 0) await writeFile(p(left, 'agreed', `e${i / 10}.txt`), `agreed ${i / 10}, edited in the burst${i <= BURST_FILES / 3 ? ' (first)' : ''}\n`);
+      if (i === BURST_FILES / 3) {
+        await waitFor('the burst to start arriving', () => exists(p(right, 'many', 'f0.txt')));
+        await killPsync(running);
+        // While psync is dead: the files the burst edited so far edited again on the left (the first
+        // edit may have reached the right unrecorded: still no conflict), deletes of agreed entries on the right.
+        for (let e = 0; e <= i / 10; e++) await writeFile(p(left, 'agreed', `e${e}.txt`), `agreed ${e}, edited in the burst\n`);
+        for (let e = 30; e < 40; e++) await rm(p(right, 'agreed', `e${e}.txt`));
+        for (let d = 0; d < 5; d++) await rm(join(right, 'startup', 'big', `d${d}`), { recursive: true });
+      }
+    }
+    const again = await restart();
+    for (let i = 0; i < BURST_FILES; i++) expect(await read(p(right, 'many', `f${i}.txt`))).toBe(`burst ${i}\n`);
+    for (let i = 0; i < 30; i++) expect(await read(p(right, 'agreed', `e${i}.txt`))).toBe(`agreed ${i}, edited in the burst\n`);
+    for (let e = 30; e < 40; e++) expect(await exists(p(left, 'agreed', `e${e}.txt`)), `e${e}.txt came back`).toBe(false);
+    for (let d = 0; d < 5; d++) expect(await exists(join(left, 'startup', 'big', `d${d}`)), `big/d${d} came back`).toBe(false);
+    await expectNoLeftovers(again, 'burst');
+  }, 120_000);
+
+  test(`during the transfer of a ${BIG_FILE_BYTES >> 20} MB file that replaces an older one: it arrives whole`, async () => {
+    const running = psync!;
+    await mkdir(join(left, 'transfer'));
+    const older = await writeBigFile(join(left, 'transfer', 'big.bin'));
+    await waitFor('the older big file to arrive', async () => sha1(await readFile(join(right, 'transfer', 'big.bin'))) === older, 30_000);
+    await recorded(running, left, right);
+    const hash = await writeBigFile(join(left, 'transfer', 'big.bin'));
+    await waitForTransferOf(running, join(right, 'transfer'), 'big.bin');
+    await killPsync(running);
+    // What is at the final name is one whole version, never a part.
+    expect([older, hash]).toContain(sha1(await readFile(join(right, 'transfer', 'big.bin'))));
+    const again = await restart();
+    expect(sha1(await readFile(join(right, 'transfer', 'big.bin')))).toBe(hash);
+    await expectNoLeftovers(again, 'transfer');
+  }, 120_000);
+});
+
+test('SIGHUP stops psync cleanly (exit 0, "stopping") and releases its roots at once', async () => {
+  const { left, right } = await localRoots();
+  const first = await PsyncProcess.start([left, right]);
+  first.child.kill('SIGHUP');
+  expect(await first.waitExit(15_000), tail(first)).toBe(EXIT.ok);
+  expect(first.log()).toMatch(/\bstopping\b/);
+  expect(first.log()).not.toMatch(/^psync: /m);
+  const second = await PsyncProcess.start([left, right]);
+  await writeFile(join(left, 'after.txt'), 'after\n');
+  await waitFor('after.txt to arrive', () => exists(join(right, 'after.txt')));
+  expect(await second.stop(), tail(second)).toBe(EXIT.ok);
 });
