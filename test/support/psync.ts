@@ -36,7 +36,6 @@ export interface Status {
   queued: number;
   /** Paths left out for now: directories a side cannot read, files rsync could not send. */
   skipped: number;
-  reconnect?: { attempt: number; since: string; lastError: string };
   counters: {
     reported: Record<'left' | 'right', number>;
     echoes: Record<'left' | 'right', number>;
