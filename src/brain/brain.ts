@@ -38,7 +38,7 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, identityOf, isEcho, moveStillValid, Recent, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, Recent, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
@@ -706,7 +706,8 @@ export class Brain {
           const what = `${batch.direction} ${batch.kind} of ${batch.actions.length} entries`;
           if (attempt < MAX_ATTEMPTS) {
             this.log.warn(`${what} failed (attempt ${attempt} of ${MAX_ATTEMPTS}), retrying: ${(error as Error).message}`);
-            await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+            await this.pause(RETRY_DELAY_MS);
+            if (this.stopping) return; // the session ended meanwhile
             continue;
           }
           this.counters.failures += 1;
@@ -721,6 +722,20 @@ export class Brain {
       this.inflight = undefined;
       if (this.live) this.releaseHeld();
     }
+  }
+
+  /** Wait `ms`, or less when the session stops meanwhile. */
+  private pause(ms: number): Promise<void> {
+    const { signal } = this.abort;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   private async apply(batch: Batch, planned?: PlannedBatch): Promise<void> {
@@ -1136,7 +1151,9 @@ export class Brain {
     const target = targetOf(direction);
     const deletes = actions.filter((a): a is Extract<Action, { kind: 'delete' }> => a.kind === 'delete');
     this.counters.helperRuns += 1;
-    const replies = await this.helpers.get(target)!.request(deletes.map((d) => ({ kind: 'delete' as const, path: d.path, expect: d.stat })));
+    const replies = await this.helpers
+      .get(target)!
+      .request(deletes.map((d) => ({ kind: 'delete' as const, path: d.path, expect: deleteExpectation(this.archive.get(d.path), target, d.stat) })));
     const keep: string[] = [];
     const gone: string[] = [];
     for (const [i, reply] of replies.entries()) {

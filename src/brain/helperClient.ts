@@ -45,6 +45,8 @@ const RELAY_OFFER_TIMEOUT_MS = 10_000;
 export class HelperClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Why no request will be answered any more (closed, or the helper exited). */
+  private gone: string | undefined;
   private offered: (offer: RelayOffer) => void = () => {};
   /** The helper's relay offer; only a helper whose CONFIG asked for one makes it. */
   readonly relay = new Promise<RelayOffer>((resolve) => (this.offered = resolve));
@@ -110,6 +112,8 @@ export class HelperClient {
     return Promise.all(
       requests.map((request) => {
         const id = this.nextId++;
+        // A request after the helper is gone (closed, exited) fails at once: nothing would ever answer it.
+        if (this.gone !== undefined) return Promise.resolve<HelperReply>({ id, ok: false, code: 'error', message: this.gone });
         const full = { ...request, id } as HelperRequest;
         const promise = new Promise<HelperReply>((resolve) => this.pending.set(id, { kind: full.kind, resolve }));
         const { verb, args } = encodeHelperRequest(full);
@@ -130,7 +134,9 @@ export class HelperClient {
     this.failAll('the helper was closed');
   }
 
+  /** Fail every pending request, and every later one, with `why`. */
   private failAll(why: string): void {
+    this.gone ??= why;
     for (const [id, { resolve }] of this.pending) resolve({ id, ok: false, code: 'error', message: why });
     this.pending.clear();
   }

@@ -47,6 +47,8 @@ export class Supervisor {
   /** Where the run is: nothing was ever up, or reconnecting (core/faults.ts). */
   private phase: FaultPhase = 'firstStart';
   private readonly where: Record<Side, string>;
+  /** How the run ended, once it has: the status then says `stopped` or `failed`, whatever else was going on. */
+  private outcome: BrainOutcome | undefined;
 
   constructor(
     private readonly config: Config,
@@ -62,7 +64,8 @@ export class Supervisor {
     const id = pairId(this.config.srcRoot, this.config.remoteHost, this.config.dstRoot);
     const archive = this.openArchive(id);
     try {
-      return await this.sessions(archive, id);
+      this.outcome = await this.sessions(archive, id);
+      return this.outcome;
     } finally {
       archive.close();
       await this.status.flush();
@@ -134,7 +137,7 @@ export class Supervisor {
   private async session(archive: Archive, id: string): Promise<{ outcome: BrainOutcome; wasUp: boolean }> {
     let endpoints: Record<Side, Endpoint>;
     try {
-      endpoints = await this.connect();
+      endpoints = await this.connectWithin(this.timeLeft());
     } catch (error) {
       return { outcome: { ok: false, error: error as Error }, wasUp: false };
     }
@@ -153,6 +156,35 @@ export class Supervisor {
       return { outcome, wasUp: brain.wasUp };
     } finally {
       await Promise.all([endpoints.left.close(), endpoints.right.close()]);
+    }
+  }
+
+  /** While reconnecting with a --reconnect-timeout: how long is left of it (ms); else undefined. */
+  private timeLeft(): number | undefined {
+    const timeout = this.config.reconnectTimeoutSeconds;
+    if (this.outage === undefined || timeout === undefined) return undefined;
+    return Math.max(0, this.outage.startedAt + timeout * 1000 - Date.now());
+  }
+
+  /**
+   * Connect, giving up after `ms` (a host that does not answer would hold
+   * an attempt for the whole connect timeout, past --reconnect-timeout).
+   * Endpoints that come up too late are closed.
+   */
+  private async connectWithin(ms: number | undefined): Promise<Record<Side, Endpoint>> {
+    const connecting = this.connect();
+    if (ms === undefined) return connecting;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ConnectionError(`no connection within the ${this.config.reconnectTimeoutSeconds} s of --reconnect-timeout`)), ms);
+    });
+    try {
+      return await Promise.race([connecting, late]);
+    } catch (error) {
+      void connecting.then((endpoints) => Promise.all([endpoints.left.close(), endpoints.right.close()]), () => undefined);
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -182,6 +214,18 @@ export class Supervisor {
 
   private snapshot(): object {
     const session = this.brain?.statusFields();
+    const ended = this.outcome;
+    if (ended !== undefined) {
+      return {
+        state: ended.ok ? 'stopped' : 'failed',
+        left: this.where.left,
+        right: this.where.right,
+        queued: 0,
+        skipped: 0,
+        counters: this.counters,
+        ...(ended.ok ? {} : { lastError: ended.error.message }),
+      };
+    }
     // A session that failed is shown as `reconnecting` from the moment it fails when another one follows:
     // `failed` means psync is about to exit.
     const failure = this.brain?.failure;

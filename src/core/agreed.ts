@@ -32,6 +32,19 @@ export function agreedStat(entry: Agreed, side: Side): Stat {
 }
 
 /**
+ * What the target must still hold for a reported DELETE to go ahead there:
+ * the version both sides agreed on, as the target holds it. The source's
+ * last stat is another version when the source changed the path just
+ * before deleting it (an edit and a delete within one settle delay report
+ * as one DELETE of the edited version); the target, which never saw that
+ * edit, still holds the agreed one, and deleting it is right. A path the
+ * archive does not hold is checked against the reported stat.
+ */
+export function deleteExpectation(agreed: Agreed | undefined, target: Side, reported: Stat): Stat {
+  return agreed === undefined ? reported : agreedStat(agreed, target);
+}
+
+/**
  * Does `stat` on `side` hold the agreed version? Same version (sameVersion)
  * and, for a file or symlink, the same inode when the archive knows it: a
  * file replaced by another with the same size and mtime (`cp -p`) is a

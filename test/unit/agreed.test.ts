@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { agreedAfterMove, agreedAfterSend, asReported, holdsAgreed, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
 import type { Agreed } from '../../src/core/reconcile.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
@@ -185,6 +185,17 @@ describe('agreedAfterMove', () => {
   });
   test('a FIFO or a socket is agreed like a file (rsync makes it again)', () => {
     expect(agreedAfterMove('left', { ...file(11, 0), type: 'other' }, { ...file(21, 0), type: 'other' })).toEqual(agreed(11, 21, { type: 'other', size: 0 }));
+  });
+});
+
+describe('deleteExpectation: what the target must still hold for a DELETE', () => {
+  test.each(described<{ description: string; agreed: Agreed | undefined; reported: Stat; expected: Stat }>([
+    { description: 'an agreed path: the agreed version, with the target\'s inode', agreed: agreed(1, 2), reported: file(1), expected: file(2) },
+    // Issue 10, fuzz: overwrite then delete within one settle delay reported the edited version, the target refused and copied it back.
+    { description: 'edited on the source just before the delete: still the agreed version', agreed: agreed(1, 2), reported: file(1, 81, T + 20_000), expected: file(2) },
+    { description: 'a path the archive does not hold: the reported stat', agreed: undefined, reported: file(7, 5), expected: file(7, 5) },
+  ]))('%s', (_description, { agreed: entry, reported, expected }) => {
+    expect(deleteExpectation(entry, 'right', reported)).toEqual(expected);
   });
 });
 
