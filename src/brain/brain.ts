@@ -192,6 +192,7 @@ export class Brain {
   private state: BrainState = 'starting';
   private lastError: string | undefined;
   private failedWith: Error | undefined;
+  private failedTime: number | undefined;
   /** The last failure psync gave up on after its retries (a -s run then fails with it). */
   private gaveUp: Error | undefined;
   private readonly status: StatusWriter;
@@ -230,9 +231,13 @@ export class Brain {
     };
   }
 
-  /** What ended this session, when a fault did. */
+  /** What ended this session, when a fault did, and when (Date.now()). */
   get failure(): Error | undefined {
     return this.failedWith;
+  }
+
+  get failedAt(): number | undefined {
+    return this.failedTime;
   }
 
   /** Did both sides start (HELLO, READY) in this session? */
@@ -362,6 +367,7 @@ export class Brain {
     if (this.stopping) return;
     this.stopping = true;
     this.failedWith = error;
+    this.failedTime = Date.now();
     this.lastError = error.message;
     this.setState('failed');
     this.wake();
@@ -772,17 +778,27 @@ export class Brain {
     const target = targetOf(direction);
     const transferred = new Map<string, TransferredEntry>();
     const paths = sends.map((a) => a.path);
-    // Journaled until recorded: a psync killed meanwhile has the next start remove rsync's temp files.
-    this.archive.beginTransfer(backupDir, target, paths);
+    // Journaled until recorded, with what the target held as agreed: a psync killed meanwhile has the next
+    // start remove rsync's temp files and judge what the run replaced against that.
+    const agreedBefore = new Map<string, Stat>();
+    for (const path of paths) {
+      const entry = this.archive.get(path);
+      if (entry !== undefined) agreedBefore.set(path, agreedStat(entry, target));
+    }
+    this.archive.beginTransfer(backupDir, target, paths, agreedBefore);
     let result;
     try {
       result = await this.runRsync(direction, { files: paths, recursive: how.recursive, backupDir, onTransferred: (entry) => transferred.set(entry.path, entry) });
     } catch (error) {
       // An rsync that failed, was killed or cut off may have replaced some files before it stopped, and
-      // left temp files: both are seen to now (judged, removed), or, when psync is stopping, at the next start.
+      // left temp files: both are seen to now (judged, removed), or, when the session is ending, at the
+      // next start. What it did write (its list) is agreed even then, so that a change the source makes
+      // to it meanwhile is not taken for a change on both sides.
       if (!this.stopping) {
         await this.resolveReplaced(target, backupDir, sends);
         if (await removeTransferTemps(this.helpers.get(target)!, paths)) this.archive.transaction((w) => w.endTransfer(backupDir));
+      } else if (transferred.size > 0) {
+        this.recordCutOff(source, sends, transferred);
       }
       throw error;
     }
@@ -830,6 +846,22 @@ export class Brain {
       }
     });
     return sends.length;
+  }
+
+  /**
+   * What a transfer cut off with its session wrote, from rsync's list: agreed
+   * as the source reported it where the list confirms that report (the
+   * target's inode unknown). Its journal entry stays: the next start removes
+   * its temp files and judges what it replaced.
+   */
+  private recordCutOff(source: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], transferred: ReadonlyMap<string, TransferredEntry>): void {
+    this.archive.transaction((w) => {
+      for (const send of sends) {
+        const agreed = agreedAfterSend(source, send.stat, transferred.get(send.path), undefined);
+        if (agreed === undefined || send.stat.type === 'dir') continue;
+        w.put(send.path, agreed);
+      }
+    });
   }
 
   /**

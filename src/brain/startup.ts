@@ -30,7 +30,7 @@ import { REPLACED_DIR } from '../core/protocol.js';
 import type { Leftover } from '../fs/psyncDir.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Archive } from '../state/archive.js';
+import type { Archive, UnfinishedTransfer } from '../state/archive.js';
 import type { HelperClient } from './helperClient.js';
 
 export interface StartupContext {
@@ -66,13 +66,15 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
       `halted: ${verdict.reason}; nothing was changed. If that root is the right one, run psync once with --reset (a first run: the union of both trees, nothing deleted)`,
     );
   }
-  if (!config.dryRun) await cleanUnfinishedTransfers(ctx);
+  // The journal before its entries go: judging what those transfers replaced needs what they expected.
+  const journal = archive.unfinishedTransfers();
+  if (!config.dryRun) await cleanUnfinishedTransfers(ctx, journal);
   if (agreed.size === 0) log.info('no archive for this pair yet: a first run (the union of both trees; nothing is deleted)');
   const scans: Record<Side, Map<string, Observed>> = {
     left: unknownAsAgreed(agreed, ctx.scans.left, ctx.skipped.left, 'left'),
     right: unknownAsAgreed(agreed, ctx.scans.right, ctx.skipped.right, 'right'),
   };
-  await judgeLeftovers(ctx, scans);
+  await judgeLeftovers(ctx, scans, journal);
   await addHashes(ctx, scans, hashesNeeded(agreed, scans.left, scans.right));
   const plan = reconcile(agreed, scans.left, scans.right);
   const excess = tooManyDeletes(plan, agreed.size, config.maxDeletePercent);
@@ -142,8 +144,8 @@ async function addHashes(ctx: StartupContext, scans: Record<Side, Map<string, Ob
  * files (`.name.XXXXXX`) beside the paths it was writing. They are removed,
  * and the journal entry with them once every path was done.
  */
-async function cleanUnfinishedTransfers(ctx: StartupContext): Promise<void> {
-  for (const transfer of ctx.archive.unfinishedTransfers()) {
+async function cleanUnfinishedTransfers(ctx: StartupContext, journal: readonly UnfinishedTransfer[]): Promise<void> {
+  for (const transfer of journal) {
     ctx.log.verbose(`${transfer.target}: removing what the cut-off transfer ${transfer.run} may have left (${transfer.paths.length} paths)`);
     if (await removeTransferTemps(ctx.helpers[transfer.target], transfer.paths)) ctx.archive.transaction((w) => w.endTransfer(transfer.run));
   }
@@ -160,15 +162,17 @@ export async function removeTransferTemps(helper: HelperClient, paths: readonly 
  * A psync killed between a transfer and its conflict check left the
  * versions that transfer replaced under `.psync/replaced/<run>`. Each is
  * judged as the check would have (helper RESOLVE, core/conflict.ts) against
- * what the archive still holds for its path (the run was never recorded):
- * the agreed version, or the same bytes as the file now there, is dropped
+ * what the journal says the target held as agreed before that run, and what
+ * the archive holds now (a cut-off run's list may have been agreed since):
+ * such a version, or the same bytes as the file now there, is dropped
  * with its run; anything else was a change made on that side, and is kept
  * as a conflict copy beside the file (or takes the name back when it is the
  * newer). Such a path and its copy are looked at again (STAT) and the
  * side's scan updated, so that this reconcile carries them over.
  * Runs whose every version was judged are removed; -n judges nothing.
  */
-async function judgeLeftovers(ctx: StartupContext, scans: Record<Side, Map<string, Observed>>): Promise<void> {
+async function judgeLeftovers(ctx: StartupContext, scans: Record<Side, Map<string, Observed>>, journal: readonly UnfinishedTransfer[]): Promise<void> {
+  const expectedBefore = new Map(journal.map((transfer) => [transfer.run, transfer.expected]));
   await Promise.all(
     (['left', 'right'] as const).map(async (side) => {
       const leftovers = ctx.leftovers[side];
@@ -184,7 +188,8 @@ async function judgeLeftovers(ctx: StartupContext, scans: Record<Side, Map<strin
         return entry === undefined ? undefined : agreedStat(entry, side);
       };
       const replies = await ctx.helpers[side].request(
-        leftovers.map(({ run, path }) => ({ kind: 'resolve' as const, dir: run, path, expected: expectedVersions(undefined, agreedThere(path)) })),
+        // What the journal says the target held before that run (its list may have been agreed since), and what is agreed now.
+        leftovers.map(({ run, path }) => ({ kind: 'resolve' as const, dir: run, path, expected: expectedVersions(expectedBefore.get(run)?.get(path), agreedThere(path)) })),
       );
       const unfinished = new Set<string>();
       const changed: string[] = [];

@@ -232,6 +232,13 @@ export class Supervisor {
     const retrying = failure !== undefined && !this.stopped && this.willRetry(failure, this.brain!.wasUp);
     const state: BrainState = (this.outage !== undefined || retrying) && !this.stopped ? 'reconnecting' : (session?.state ?? (this.stopped ? 'stopped' : 'starting'));
     const lastError = this.outage?.lastError ?? session?.lastError;
+    // The failed session is still shutting down: the outage it starts is not recorded yet.
+    const reconnect =
+      this.outage !== undefined
+        ? { attempt: this.outage.attempt, since: new Date(this.outage.startedAt).toISOString(), lastError: this.outage.lastError }
+        : retrying
+          ? { attempt: 0, since: new Date(this.brain?.failedAt ?? Date.now()).toISOString(), lastError: failure.message }
+          : undefined;
     return {
       state,
       left: this.where.left,
@@ -240,9 +247,7 @@ export class Supervisor {
       skipped: session?.skipped ?? 0,
       counters: this.counters,
       ...(lastError === undefined ? {} : { lastError }),
-      ...(this.outage === undefined
-        ? {}
-        : { reconnect: { attempt: this.outage.attempt, since: new Date(this.outage.startedAt).toISOString(), lastError: this.outage.lastError } }),
+      ...(reconnect === undefined || this.stopped ? {} : { reconnect }),
     };
   }
 

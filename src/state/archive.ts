@@ -25,6 +25,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { bytesToPath, pathToBytes } from '../core/paths.js';
 
 import type { Agreed, Identity } from '../core/reconcile.js';
+import type { Stat } from '../core/types.js';
 
 export type { Agreed, Identity } from '../core/reconcile.js';
 
@@ -46,11 +47,17 @@ export interface ArchiveWriter {
   endTransfer(run: string): void;
 }
 
-/** A transfer that was started and never recorded as over (its psync was killed): where it wrote, and which paths. */
+/**
+ * A transfer that was started and never recorded as over (its psync was
+ * killed, or its session cut off): where it wrote, which paths, and what
+ * the target was agreed to hold at those paths before it (`expected`: the
+ * versions it may have replaced without a conflict).
+ */
 export interface UnfinishedTransfer {
   readonly run: string;
   readonly target: 'left' | 'right';
   readonly paths: readonly string[];
+  readonly expected: ReadonlyMap<string, Stat>;
 }
 
 const SCHEMA_VERSION = 2;
@@ -60,7 +67,8 @@ const TRANSFERS_TABLE = `
   CREATE TABLE IF NOT EXISTS transfers (
     run TEXT PRIMARY KEY,
     target TEXT NOT NULL CHECK (target IN ('left', 'right')),
-    paths BLOB NOT NULL
+    paths BLOB NOT NULL,
+    expected TEXT NOT NULL
   );
 `;
 
@@ -156,8 +164,8 @@ export class Archive {
   readonly #get: Database.Statement<[Buffer], Row>;
   readonly #all: Database.Statement<[], Row>;
   readonly #writer: ArchiveWriter;
-  readonly #beginTransfer: Database.Statement<[string, string, Buffer]>;
-  readonly #transfers: Database.Statement<[], [string, 'left' | 'right', Buffer]>;
+  readonly #beginTransfer: Database.Statement<[string, string, Buffer, string]>;
+  readonly #transfers: Database.Statement<[], [string, 'left' | 'right', Buffer, string]>;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -171,8 +179,8 @@ export class Archive {
     const rename = db.prepare('UPDATE entries SET path = CAST(? || substr(path, ?) AS BLOB) WHERE path = ? OR (path >= ? AND path < ?)');
     const clear = db.prepare('DELETE FROM entries');
     const endTransfer = db.prepare('DELETE FROM transfers WHERE run = ?');
-    this.#beginTransfer = db.prepare('INSERT OR REPLACE INTO transfers (run, target, paths) VALUES (?, ?, ?)');
-    this.#transfers = db.prepare<[], [string, 'left' | 'right', Buffer]>('SELECT run, target, paths FROM transfers').raw();
+    this.#beginTransfer = db.prepare('INSERT OR REPLACE INTO transfers (run, target, paths, expected) VALUES (?, ?, ?, ?)');
+    this.#transfers = db.prepare<[], [string, 'left' | 'right', Buffer, string]>('SELECT run, target, paths, expected FROM transfers').raw();
     const deleteTree = (path: string): void => {
       if (path === '') clear.run();
       else {
@@ -268,15 +276,17 @@ export class Archive {
    * killed before the transfer is recorded, the next start knows where
    * rsync may have left its temp files (unfinishedTransfers).
    */
-  beginTransfer(run: string, target: 'left' | 'right', paths: readonly string[]): void {
-    this.#beginTransfer.run(run, target, Buffer.concat(paths.map((path) => Buffer.from([...pathToBytes(path), 0]))));
+  beginTransfer(run: string, target: 'left' | 'right', paths: readonly string[], expected: ReadonlyMap<string, Stat> = new Map()): void {
+    // JSON keeps a path's lone surrogates (a name that is not UTF-8) as escapes, and gives them back.
+    this.#beginTransfer.run(run, target, Buffer.concat(paths.map((path) => Buffer.from([...pathToBytes(path), 0]))), JSON.stringify([...expected]));
   }
 
   unfinishedTransfers(): UnfinishedTransfer[] {
-    return this.#transfers.all().map(([run, target, paths]) => ({
+    return this.#transfers.all().map(([run, target, paths, expected]) => ({
       run,
       target,
       paths: paths.length === 0 ? [] : splitNul(paths).map(keyToPath),
+      expected: new Map(JSON.parse(expected) as Array<[string, Stat]>),
     }));
   }
 

@@ -337,14 +337,15 @@ describe('the journal of transfers', () => {
     const file = join(tempDir('psync-archive-'), 'pair.sqlite');
     const paths = ['a', 'd/\udcff', 'x\ny', 'sp ace'];
     let archive = Archive.open(file);
-    archive.beginTransfer('.psync/replaced/1-1-1', 'right', paths);
+    const before = { type: 'file' as const, ino: 7, size: 3, mtimeMs: 1_000.5, mode: 0o644 };
+    archive.beginTransfer('.psync/replaced/1-1-1', 'right', paths, new Map([['d/\udcff', before]]));
     archive.beginTransfer('.psync/replaced/1-1-2', 'left', []);
     archive.close();
     archive = Archive.open(file);
     try {
       expect(archive.unfinishedTransfers().sort((a, b) => a.run.localeCompare(b.run))).toEqual([
-        { run: '.psync/replaced/1-1-1', target: 'right', paths },
-        { run: '.psync/replaced/1-1-2', target: 'left', paths: [] },
+        { run: '.psync/replaced/1-1-1', target: 'right', paths, expected: new Map([['d/\udcff', before]]) },
+        { run: '.psync/replaced/1-1-2', target: 'left', paths: [], expected: new Map() },
       ]);
       archive.transaction((w) => w.endTransfer('.psync/replaced/1-1-1'));
       expect(archive.unfinishedTransfers().map((t) => t.run)).toEqual(['.psync/replaced/1-1-2']);
