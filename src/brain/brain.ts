@@ -798,7 +798,7 @@ export class Brain {
         await this.resolveReplaced(target, backupDir, sends);
         if (await removeTransferTemps(this.helpers.get(target)!, paths)) this.archive.transaction((w) => w.endTransfer(backupDir));
       } else if (transferred.size > 0) {
-        this.recordCutOff(source, sends, transferred);
+        this.noteCutOff(backupDir, source, sends, transferred);
       }
       throw error;
     }
@@ -849,19 +849,19 @@ export class Brain {
   }
 
   /**
-   * What a transfer cut off with its session wrote, from rsync's list: agreed
-   * as the source reported it where the list confirms that report (the
-   * target's inode unknown). Its journal entry stays: the next start removes
-   * its temp files and judges what it replaced.
+   * A transfer cut off with its session: what rsync's list says it sent
+   * goes into its journal entry (not into the archive: a listed file may
+   * not have arrived whole). The next start agrees on each one the target
+   * then holds (adoptCutOff), removes the run's temp files and judges what
+   * it replaced.
    */
-  private recordCutOff(source: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], transferred: ReadonlyMap<string, TransferredEntry>): void {
-    this.archive.transaction((w) => {
-      for (const send of sends) {
-        const agreed = agreedAfterSend(source, send.stat, transferred.get(send.path), undefined);
-        if (agreed === undefined || send.stat.type === 'dir') continue;
-        w.put(send.path, agreed);
-      }
-    });
+  private noteCutOff(run: string, source: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], transferred: ReadonlyMap<string, TransferredEntry>): void {
+    const sent = new Map<string, Agreed>();
+    for (const send of sends) {
+      const agreed = agreedAfterSend(source, send.stat, transferred.get(send.path), undefined);
+      if (agreed !== undefined && send.stat.type !== 'dir') sent.set(send.path, agreed);
+    }
+    this.archive.noteSent(run, sent);
   }
 
   /**

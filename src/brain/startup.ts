@@ -24,7 +24,7 @@ import { unknownAsAgreed } from '../core/skipped.js';
 import { sameVersion, versionOf } from '../core/version.js';
 import { batchesOf, describeStep, type PlannedBatch } from '../core/steps.js';
 import type { Side, Stat } from '../core/types.js';
-import { agreedStat, identityOf } from '../core/agreed.js';
+import { adoptCutOff, agreedStat, identityOf } from '../core/agreed.js';
 import { expectedVersions } from '../core/conflict.js';
 import { REPLACED_DIR } from '../core/protocol.js';
 import type { Leftover } from '../fs/psyncDir.js';
@@ -58,7 +58,9 @@ export interface StartupContext {
 export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
   const { config, log, archive } = ctx;
   const started = performance.now();
-  const agreed: Snapshot<Agreed> = config.resetArchive ? new Map() : archive.all();
+  // The journal before its entries go: judging what those transfers replaced needs what they expected.
+  const journal = archive.unfinishedTransfers();
+  let agreed: Snapshot<Agreed> = config.resetArchive ? new Map() : archive.all();
   if (config.resetArchive && archive.size > 0) log.warn(`--reset: forgetting what this pair agreed on (${archive.size} entries); this start is a first run`);
   const verdict = markerVerdict(agreed.size, ctx.markers, ctx.pairId);
   if (verdict.kind === 'halt') {
@@ -66,8 +68,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
       `halted: ${verdict.reason}; nothing was changed. If that root is the right one, run psync once with --reset (a first run: the union of both trees, nothing deleted)`,
     );
   }
-  // The journal before its entries go: judging what those transfers replaced needs what they expected.
-  const journal = archive.unfinishedTransfers();
+  if (!config.dryRun && !config.resetArchive && adoptCutOffTransfers(ctx, journal)) agreed = archive.all();
   if (!config.dryRun) await cleanUnfinishedTransfers(ctx, journal);
   if (agreed.size === 0) log.info('no archive for this pair yet: a first run (the union of both trees; nothing is deleted)');
   const scans: Record<Side, Map<string, Observed>> = {
@@ -136,6 +137,17 @@ async function addHashes(ctx: StartupContext, scans: Record<Side, Map<string, Ob
       }
     }),
   );
+}
+
+/** What cut-off transfers sent and their target now holds is agreed (core/agreed.ts adoptCutOff); true when anything was. */
+function adoptCutOffTransfers(ctx: StartupContext, journal: readonly UnfinishedTransfer[]): boolean {
+  const adopted = journal.flatMap((transfer) => [...adoptCutOff(transfer.sent, transfer.target, ctx.scans)]);
+  if (adopted.length === 0) return false;
+  ctx.log.verbose(`${adopted.length} path(s) a cut-off transfer had written whole: agreed`);
+  ctx.archive.transaction((w) => {
+    for (const [path, entry] of adopted) w.put(path, entry);
+  });
+  return true;
 }
 
 /**

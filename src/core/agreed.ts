@@ -16,7 +16,7 @@
  * differs, is sent again.
  */
 
-import { sameStat, sameVersion, versionOf, type Agreed, type Identity } from './version.js';
+import { sameStat, sameVersion, versionOf, type Agreed, type Identity, type Observed } from './version.js';
 import type { Action, Side, Stat } from './types.js';
 
 /** The archive as the decisions read it. */
@@ -193,6 +193,31 @@ export function agreedAfterMove(source: Side, moved: Stat, targetNow: Stat | und
  */
 export function agreedImpliedDir(listed: Listed): Agreed {
   return { type: 'dir', size: 0, mtimeMs: listed.mtimeSeconds * 1000, mode: listed.mode ?? 0, left: { ino: 0 }, right: { ino: 0 } };
+}
+
+/**
+ * A transfer cut off with its session (the link lost) listed what rsync
+ * sent (`sent`: the entry each would be agreed as), but a listed file is
+ * not yet proof that it reached the target whole: rsync may list a file as
+ * it starts it. At the next start, each such path whose target scan holds
+ * exactly that version is agreed (so that a change the source made to it
+ * since is a change on that side alone, not a conflict); the others are
+ * left to the reconcile. The source's identity is kept only where it still
+ * holds that version.
+ */
+export function adoptCutOff(sent: ReadonlyMap<string, Agreed>, target: Side, scans: Record<Side, ReadonlyMap<string, Observed>>): Map<string, Agreed> {
+  const adopted = new Map<string, Agreed>();
+  const source: Side = target === 'left' ? 'right' : 'left';
+  for (const [path, candidate] of sent) {
+    const there = scans[target].get(path);
+    if (there === undefined || candidate.type === 'dir' || !sameVersion(candidate, there)) continue;
+    const here = scans[source].get(path);
+    const identity = (seen: Observed | undefined): Identity =>
+      seen !== undefined && sameVersion(candidate, seen) ? (seen.birthMs === undefined ? { ino: seen.ino } : { ino: seen.ino, birthMs: seen.birthMs }) : { ino: 0 };
+    const { left: _left, right: _right, ...version } = candidate;
+    adopted.set(path, { ...version, ...bySide(source, identity(here), identity(there)) });
+  }
+  return adopted;
 }
 
 function bySide<T>(source: Side, ofSource: T, ofTarget: T): { left: T; right: T } {

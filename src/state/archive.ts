@@ -58,6 +58,8 @@ export interface UnfinishedTransfer {
   readonly target: 'left' | 'right';
   readonly paths: readonly string[];
   readonly expected: ReadonlyMap<string, Stat>;
+  /** For a transfer cut off with its session: what rsync listed as sent, as each would be agreed (core/agreed.ts adoptCutOff). */
+  readonly sent: ReadonlyMap<string, Agreed>;
 }
 
 const SCHEMA_VERSION = 2;
@@ -68,7 +70,8 @@ const TRANSFERS_TABLE = `
     run TEXT PRIMARY KEY,
     target TEXT NOT NULL CHECK (target IN ('left', 'right')),
     paths BLOB NOT NULL,
-    expected TEXT NOT NULL
+    expected TEXT NOT NULL,
+    sent TEXT NOT NULL DEFAULT '[]'
   );
 `;
 
@@ -165,7 +168,8 @@ export class Archive {
   readonly #all: Database.Statement<[], Row>;
   readonly #writer: ArchiveWriter;
   readonly #beginTransfer: Database.Statement<[string, string, Buffer, string]>;
-  readonly #transfers: Database.Statement<[], [string, 'left' | 'right', Buffer, string]>;
+  readonly #transfers: Database.Statement<[], [string, 'left' | 'right', Buffer, string, string]>;
+  readonly #noteSent: Database.Statement<[string, string]>;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -180,7 +184,8 @@ export class Archive {
     const clear = db.prepare('DELETE FROM entries');
     const endTransfer = db.prepare('DELETE FROM transfers WHERE run = ?');
     this.#beginTransfer = db.prepare('INSERT OR REPLACE INTO transfers (run, target, paths, expected) VALUES (?, ?, ?, ?)');
-    this.#transfers = db.prepare<[], [string, 'left' | 'right', Buffer, string]>('SELECT run, target, paths, expected FROM transfers').raw();
+    this.#transfers = db.prepare<[], [string, 'left' | 'right', Buffer, string, string]>('SELECT run, target, paths, expected, sent FROM transfers').raw();
+    this.#noteSent = db.prepare('UPDATE transfers SET sent = ? WHERE run = ?');
     const deleteTree = (path: string): void => {
       if (path === '') clear.run();
       else {
@@ -282,12 +287,18 @@ export class Archive {
   }
 
   unfinishedTransfers(): UnfinishedTransfer[] {
-    return this.#transfers.all().map(([run, target, paths, expected]) => ({
+    return this.#transfers.all().map(([run, target, paths, expected, sent]) => ({
       run,
       target,
       paths: paths.length === 0 ? [] : splitNul(paths).map(keyToPath),
       expected: new Map(JSON.parse(expected) as Array<[string, Stat]>),
+      sent: new Map(JSON.parse(sent) as Array<[string, Agreed]>),
     }));
+  }
+
+  /** A journaled transfer was cut off: what its list says it sent, for the next start to check (adoptCutOff). */
+  noteSent(run: string, sent: ReadonlyMap<string, Agreed>): void {
+    this.#noteSent.run(JSON.stringify([...sent]), run);
   }
 
   /** One SQLite transaction: everything `fn` writes, or nothing if it throws. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
-import type { Agreed } from '../../src/core/reconcile.js';
+import { adoptCutOff, agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
+import type { Agreed, Observed } from '../../src/core/reconcile.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
 
@@ -196,6 +196,20 @@ describe('deleteExpectation: what the target must still hold for a DELETE', () =
     { description: 'a path the archive does not hold: the reported stat', agreed: undefined, reported: file(7, 5), expected: file(7, 5) },
   ]))('%s', (_description, { agreed: entry, reported, expected }) => {
     expect(deleteExpectation(entry, 'right', reported)).toEqual(expected);
+  });
+});
+
+describe('adoptCutOff: what a cut-off transfer sent is agreed where its target holds it', () => {
+  const seen = (ino: number, size = 10, mtimeMs = T): Observed => ({ type: 'file', size, mtimeMs, mode: 0o644, ino });
+  const sent = new Map([['f', agreed(1, 0)]]);
+  test.each(described<{ description: string; target: Array<[string, Observed]>; source: Array<[string, Observed]>; adopted: Array<[string, Agreed]> }>([
+    { description: 'the target holds it whole and the source still does: agreed with both inodes', target: [['f', seen(2)]], source: [['f', seen(1)]], adopted: [['f', agreed(1, 2)]] },
+    { description: 'the source changed it since: agreed without the source\'s inode (its change is then its own)', target: [['f', seen(2)]], source: [['f', seen(1, 99, T + 5)]], adopted: [['f', agreed(0, 2)]] },
+    // Issue 10: rsync lists a file as it starts it; one cut off halfway never reached its name.
+    { description: 'the target does not hold it (cut off before its rename): not agreed', target: [], source: [['f', seen(1)]], adopted: [] },
+    { description: 'the target holds another version: not agreed', target: [['f', seen(2, 5)]], source: [['f', seen(1)]], adopted: [] },
+  ]))('%s', (_description, { target, source, adopted }) => {
+    expect([...adoptCutOff(sent, 'right', { left: new Map(source), right: new Map(target) })]).toEqual(adopted);
   });
 });
 
