@@ -38,7 +38,7 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, Recent, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, Recent, sentAs, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
@@ -781,24 +781,23 @@ export class Brain {
     // Journaled until recorded, with what the target held as agreed: a psync killed meanwhile has the next
     // start remove rsync's temp files and judge what the run replaced against that.
     const agreedBefore = new Map<string, Stat>();
-    for (const path of paths) {
-      const entry = this.archive.get(path);
-      if (entry !== undefined) agreedBefore.set(path, agreedStat(entry, target));
+    const sending = new Map<string, Agreed>();
+    for (const send of sends) {
+      const entry = this.archive.get(send.path);
+      if (entry !== undefined) agreedBefore.set(send.path, agreedStat(entry, target));
+      if (send.stat.type !== 'dir') sending.set(send.path, sentAs(source, send.stat));
     }
-    this.archive.beginTransfer(backupDir, target, paths, agreedBefore);
+    this.archive.beginTransfer(backupDir, target, paths, agreedBefore, sending);
     let result;
     try {
       result = await this.runRsync(direction, { files: paths, recursive: how.recursive, backupDir, onTransferred: (entry) => transferred.set(entry.path, entry) });
     } catch (error) {
       // An rsync that failed, was killed or cut off may have replaced some files before it stopped, and
       // left temp files: both are seen to now (judged, removed), or, when the session is ending, at the
-      // next start. What it did write (its list) is agreed even then, so that a change the source makes
-      // to it meanwhile is not taken for a change on both sides.
+      // next start (which also agrees on what it wrote whole: adoptCutOff).
       if (!this.stopping) {
         await this.resolveReplaced(target, backupDir, sends);
         if (await removeTransferTemps(this.helpers.get(target)!, paths)) this.archive.transaction((w) => w.endTransfer(backupDir));
-      } else if (transferred.size > 0) {
-        this.noteCutOff(backupDir, source, sends, transferred);
       }
       throw error;
     }
@@ -846,22 +845,6 @@ export class Brain {
       }
     });
     return sends.length;
-  }
-
-  /**
-   * A transfer cut off with its session: what rsync's list says it sent
-   * goes into its journal entry (not into the archive: a listed file may
-   * not have arrived whole). The next start agrees on each one the target
-   * then holds (adoptCutOff), removes the run's temp files and judges what
-   * it replaced.
-   */
-  private noteCutOff(run: string, source: Side, sends: readonly Extract<Action, { kind: 'rsync' }>[], transferred: ReadonlyMap<string, TransferredEntry>): void {
-    const sent = new Map<string, Agreed>();
-    for (const send of sends) {
-      const agreed = agreedAfterSend(source, send.stat, transferred.get(send.path), undefined);
-      if (agreed !== undefined && send.stat.type !== 'dir') sent.set(send.path, agreed);
-    }
-    this.archive.noteSent(run, sent);
   }
 
   /**

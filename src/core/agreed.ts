@@ -195,15 +195,20 @@ export function agreedImpliedDir(listed: Listed): Agreed {
   return { type: 'dir', size: 0, mtimeMs: listed.mtimeSeconds * 1000, mode: listed.mode ?? 0, left: { ino: 0 }, right: { ino: 0 } };
 }
 
+/** The entry a file sent from `source` as `stat` will be agreed as, if it arrives as reported (the target's inode unknown). */
+export function sentAs(source: Side, stat: Stat): Agreed {
+  return { ...versionOf(stat), ...bySide(source, identityOf(stat), { ino: 0 }) };
+}
+
 /**
- * A transfer cut off with its session (the link lost) listed what rsync
- * sent (`sent`: the entry each would be agreed as), but a listed file is
- * not yet proof that it reached the target whole: rsync may list a file as
- * it starts it. At the next start, each such path whose target scan holds
- * exactly that version is agreed (so that a change the source made to it
- * since is a change on that side alone, not a conflict); the others are
- * left to the reconcile. The source's identity is kept only where it still
- * holds that version.
+ * A transfer that was cut off (psync killed, its session ended) journaled
+ * what it was sending (`sent`, sentAs), but nobody saw what arrived. At the
+ * next start, each such path whose target scan holds exactly that version
+ * got it from psync, and is agreed (so that a change the source made to it
+ * since is a change on that side alone, not a conflict with psync's own
+ * write); the others (never reached their name, or changed since) are left
+ * to the reconcile. The source's identity is kept only where it still holds
+ * that version.
  */
 export function adoptCutOff(sent: ReadonlyMap<string, Agreed>, target: Side, scans: Record<Side, ReadonlyMap<string, Observed>>): Map<string, Agreed> {
   const adopted = new Map<string, Agreed>();

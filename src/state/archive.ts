@@ -58,7 +58,7 @@ export interface UnfinishedTransfer {
   readonly target: 'left' | 'right';
   readonly paths: readonly string[];
   readonly expected: ReadonlyMap<string, Stat>;
-  /** For a transfer cut off with its session: what rsync listed as sent, as each would be agreed (core/agreed.ts adoptCutOff). */
+  /** The files it was sending, as each would be agreed if it arrived as reported (core/agreed.ts sentAs, adoptCutOff). */
   readonly sent: ReadonlyMap<string, Agreed>;
 }
 
@@ -71,7 +71,7 @@ const TRANSFERS_TABLE = `
     target TEXT NOT NULL CHECK (target IN ('left', 'right')),
     paths BLOB NOT NULL,
     expected TEXT NOT NULL,
-    sent TEXT NOT NULL DEFAULT '[]'
+    sent TEXT NOT NULL
   );
 `;
 
@@ -167,9 +167,8 @@ export class Archive {
   readonly #get: Database.Statement<[Buffer], Row>;
   readonly #all: Database.Statement<[], Row>;
   readonly #writer: ArchiveWriter;
-  readonly #beginTransfer: Database.Statement<[string, string, Buffer, string]>;
+  readonly #beginTransfer: Database.Statement<[string, string, Buffer, string, string]>;
   readonly #transfers: Database.Statement<[], [string, 'left' | 'right', Buffer, string, string]>;
-  readonly #noteSent: Database.Statement<[string, string]>;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -183,9 +182,8 @@ export class Archive {
     const rename = db.prepare('UPDATE entries SET path = CAST(? || substr(path, ?) AS BLOB) WHERE path = ? OR (path >= ? AND path < ?)');
     const clear = db.prepare('DELETE FROM entries');
     const endTransfer = db.prepare('DELETE FROM transfers WHERE run = ?');
-    this.#beginTransfer = db.prepare('INSERT OR REPLACE INTO transfers (run, target, paths, expected) VALUES (?, ?, ?, ?)');
+    this.#beginTransfer = db.prepare('INSERT OR REPLACE INTO transfers (run, target, paths, expected, sent) VALUES (?, ?, ?, ?, ?)');
     this.#transfers = db.prepare<[], [string, 'left' | 'right', Buffer, string, string]>('SELECT run, target, paths, expected, sent FROM transfers').raw();
-    this.#noteSent = db.prepare('UPDATE transfers SET sent = ? WHERE run = ?');
     const deleteTree = (path: string): void => {
       if (path === '') clear.run();
       else {
@@ -281,9 +279,16 @@ export class Archive {
    * killed before the transfer is recorded, the next start knows where
    * rsync may have left its temp files (unfinishedTransfers).
    */
-  beginTransfer(run: string, target: 'left' | 'right', paths: readonly string[], expected: ReadonlyMap<string, Stat> = new Map()): void {
+  beginTransfer(
+    run: string,
+    target: 'left' | 'right',
+    paths: readonly string[],
+    expected: ReadonlyMap<string, Stat> = new Map(),
+    sent: ReadonlyMap<string, Agreed> = new Map(),
+  ): void {
     // JSON keeps a path's lone surrogates (a name that is not UTF-8) as escapes, and gives them back.
-    this.#beginTransfer.run(run, target, Buffer.concat(paths.map((path) => Buffer.from([...pathToBytes(path), 0]))), JSON.stringify([...expected]));
+    const list = Buffer.concat(paths.map((path) => Buffer.from([...pathToBytes(path), 0])));
+    this.#beginTransfer.run(run, target, list, JSON.stringify([...expected]), JSON.stringify([...sent]));
   }
 
   unfinishedTransfers(): UnfinishedTransfer[] {
@@ -296,10 +301,6 @@ export class Archive {
     }));
   }
 
-  /** A journaled transfer was cut off: what its list says it sent, for the next start to check (adoptCutOff). */
-  noteSent(run: string, sent: ReadonlyMap<string, Agreed>): void {
-    this.#noteSent.run(JSON.stringify([...sent]), run);
-  }
 
   /** One SQLite transaction: everything `fn` writes, or nothing if it throws. */
   transaction(fn: (w: ArchiveWriter) => void): void {

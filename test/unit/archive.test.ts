@@ -333,19 +333,20 @@ describe('opening', () => {
 });
 
 describe('the journal of transfers', () => {
-  test('a transfer begun and not ended is unfinished, with its target and paths (odd names included), after a reopen too; ending it in a transaction clears it', () => {
+  test('a transfer begun and not ended is unfinished, with its target, paths (odd names included), what was agreed before and what it sent, after a reopen too; ending it in a transaction clears it', () => {
     const file = join(tempDir('psync-archive-'), 'pair.sqlite');
     const paths = ['a', 'd/\udcff', 'x\ny', 'sp ace'];
     let archive = Archive.open(file);
     const before = { type: 'file' as const, ino: 7, size: 3, mtimeMs: 1_000.5, mode: 0o644 };
-    archive.beginTransfer('.psync/replaced/1-1-1', 'right', paths, new Map([['d/\udcff', before]]));
+    const sent = { ...entry(3), right: { ino: 0 } };
+    archive.beginTransfer('.psync/replaced/1-1-1', 'right', paths, new Map([['d/\udcff', before]]), new Map([['a', sent]]));
     archive.beginTransfer('.psync/replaced/1-1-2', 'left', []);
     archive.close();
     archive = Archive.open(file);
     try {
       expect(archive.unfinishedTransfers().sort((a, b) => a.run.localeCompare(b.run))).toEqual([
-        { run: '.psync/replaced/1-1-1', target: 'right', paths, expected: new Map([['d/\udcff', before]]) },
-        { run: '.psync/replaced/1-1-2', target: 'left', paths: [], expected: new Map() },
+        { run: '.psync/replaced/1-1-1', target: 'right', paths, expected: new Map([['d/\udcff', before]]), sent: new Map([['a', sent]]) },
+        { run: '.psync/replaced/1-1-2', target: 'left', paths: [], expected: new Map(), sent: new Map() },
       ]);
       archive.transaction((w) => w.endTransfer('.psync/replaced/1-1-1'));
       expect(archive.unfinishedTransfers().map((t) => t.run)).toEqual(['.psync/replaced/1-1-2']);
