@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CLI, diffTrees, PsyncProcess, snapshotTree, waitFor, waitForSameTrees } from '../support/psync.js';
 import { startSshd, writeCorrectKnownHosts, writeEmptyKnownHosts, writeWrongKnownHosts, type SshdFixture } from '../support/sshd.js';
 import { described } from '../support/table.js';
+import { isAlive, processesUnder } from '../support/procs.js';
 
 
 const EXIT = { ok: 0, usage: 2, connection: 3, rsync: 4, protocol: 5, banned: 6 } as const;
@@ -454,7 +455,7 @@ describe('a running psync', () => {
 
       // Everything sshd forked for us: the per-connection sshd processes and the remote psync children.
       const sshdPid = Number((await readFile(join(sshd.dir, 'sshd.pid'), 'utf8')).trim());
-      const tree = await descendantsOf(sshdPid);
+      const tree = await processesUnder(sshdPid);
       sessions = tree.filter((p) => /^sshd/.test(p.comm)).map((p) => p.pid);
       expect(sessions.length, `sshd's sessions: ${JSON.stringify(tree)}`).toBeGreaterThan(0);
       // The fixture's stop() SIGTERMs the listener only, and then waits for sshd's stderr,
@@ -482,43 +483,6 @@ describe('a running psync', () => {
   });
 });
 
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  comm: string;
-}
-
-/** Every live process below `root` (from /proc/<pid>/stat), found before anything is reparented. */
-async function descendantsOf(root: number): Promise<ProcInfo[]> {
-  const all: ProcInfo[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const text = await readFile(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split at the last ')'.
-      const close = text.lastIndexOf(')');
-      const comm = text.slice(text.indexOf('(') + 1, close);
-      const ppid = Number(text.slice(close + 2).split(' ')[1]);
-      all.push({ pid: Number(entry), ppid, comm });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: ProcInfo[] = [];
-  const parents = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const p of all) {
-      if (parents.has(p.ppid) && !parents.has(p.pid)) {
-        parents.add(p.pid);
-        out.push(p);
-        grew = true;
-      }
-    }
-  }
-  return out;
-}
-
 function killQuietly(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
@@ -527,11 +491,3 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-const isAlive = async (pid: number): Promise<boolean> => {
-  try {
-    const state = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-};
