@@ -72,9 +72,10 @@ const SEED = seedFromEnv();
 const ROUNDS = roundsFromEnv();
 /**
  * PSYNC_FUZZ_MIX: `faults` (the default) has one side change the tree while
- * psync runs, one operation every 150-300 ms (each settles before the
- * next), with every operation but directory renames, rm -rf and files
- * written continuously, and every fault; while psync is down both sides
+ * psync runs, one operation every 400-700 ms (each is synced before the
+ * next: closer together they still meet realtime races), with every
+ * operation but directory renames, rm -rf and files written continuously,
+ * and every fault; while psync is down both sides
  * change it with every operation and clashes. `full` has both sides change it at once while
  * psync runs too, with every operation and clashes on one path within
  * microseconds. `full` still finds races in realtime (issue 10's closing
@@ -473,7 +474,7 @@ class Planner {
   private steps(count: number, clashChance: number, sides: readonly Side[], calm: boolean): Step[] {
     const out: Step[] = [];
     for (let i = 0; i < count; i++) {
-      const gapMs = calm ? this.rng.int(150, 300) : this.rng.int(0, 60);
+      const gapMs = calm ? this.rng.int(400, 700) : this.rng.int(0, 60);
       const ops = this.rng.chance(clashChance) ? this.clash() : undefined;
       if (ops !== undefined) {
         out.push({ gapMs, ops });
