@@ -10,8 +10,10 @@
  * psync gives up (exit 3) only after --reconnect-timeout.
  *
  * Nothing of a session outlives it but the archive (written only for what a
- * target confirmed) and the counters: a session cut off mid-batch leaves its
- * work for the next reconcile to find on both sides.
+ * target confirmed, and the journal of transfers under way) and the
+ * counters: a session cut off mid-batch leaves its work for the next
+ * reconcile to find on both sides (what it wrote whole, its temp files,
+ * what it replaced: startup.ts).
  */
 
 import { renameSync } from 'node:fs';
