@@ -808,7 +808,6 @@ export class Brain {
       const vanished = { path: send.path, stat: send.stat, prev: send.prev };
       for (const resend of this.vanished.noteVanished(source, vanished, checkedAt)) this.resend(direction, resend);
     }
-    if (result.status === 'partial') await this.retryUnsent(direction, result.exitCode, unsent);
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
     this.transfers += 1;
     await this.statDirs(targetOf(direction), sends, targetNow);
@@ -844,6 +843,8 @@ export class Brain {
         w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
       }
     });
+    // Only once the batch is recorded: a rename reported meanwhile is judged against what it agreed.
+    if (result.status === 'partial') await this.retryUnsent(direction, result.exitCode, unsent);
     return sends.length;
   }
 
