@@ -11,6 +11,13 @@
  * is the union of both trees: nothing is deleted, and a path that holds
  * different content on each side keeps both versions.
  *
+ * Before the plan, what an earlier session left is dealt with: transfers
+ * the archive journaled and never recorded as over (cut off by a kill or a
+ * lost link) have what they wrote whole agreed (core adoptCutOff), their
+ * temp files removed and the versions they replaced judged; archived
+ * entries below a directory a side cannot read count as unchanged there
+ * (core/skipped.ts).
+ *
  * Paths whose equality size and mtime cannot settle (core hashesNeeded) are
  * hashed by their side's helper first. `-n` lists every decision and
  * changes nothing; `-k` applies none of the transfers but still records the
