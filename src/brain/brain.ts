@@ -513,11 +513,20 @@ export class Brain {
       const observed: Observed = { ...versionOf(stat), ...identityOf(stat) };
       this.scans[side].set(path, observed);
     } catch (error) {
-      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
-      this.counters.rejected[side] += 1;
-      this.status.touch();
-      this.log.warn(`${side}: rejected a scan entry: ${error.message}`);
+      this.reject(side, 'a scan entry', error);
     }
+  }
+
+  /**
+   * A frame from `side` that does not decode (malformed, forged, naming a
+   * path psync must not touch): counted, said, never acted on. Anything but
+   * a ProtocolError or SafetyError is a bug, and goes on up.
+   */
+  private reject(side: Side, what: string, error: unknown): void {
+    if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
+    this.counters.rejected[side] += 1;
+    this.status.touch();
+    this.log.warn(`${side}: rejected ${what}: ${error.message}`);
   }
 
   /** A directory the side's filter cannot read (or, with no reason, can again). */
@@ -526,9 +535,7 @@ export class Brain {
     try {
       skipped = decodeSkipped(frame);
     } catch (error) {
-      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
-      this.counters.rejected[side] += 1;
-      this.log.warn(`${side}: rejected a SKIPPED: ${error.message}`);
+      this.reject(side, 'a SKIPPED', error);
       return;
     }
     const dirs = this.skippedDirs[side];
@@ -547,10 +554,7 @@ export class Brain {
       if (this.live || this.leftovers[side].length >= MAX_SCAN_ENTRIES) throw new ProtocolError('a LEFTOVER after the start-up scan');
       this.leftovers[side].push(decodeLeftover(frame));
     } catch (error) {
-      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
-      this.counters.rejected[side] += 1;
-      this.status.touch();
-      this.log.warn(`${side}: rejected a LEFTOVER: ${error.message}`);
+      this.reject(side, 'a LEFTOVER', error);
     }
   }
 
@@ -560,10 +564,7 @@ export class Brain {
     try {
       action = decodeAction(frame);
     } catch (error) {
-      if (!(error instanceof ProtocolError || error instanceof SafetyError)) throw error;
-      this.counters.rejected[side] += 1;
-      this.status.touch();
-      this.log.warn(`${side}: rejected a report: ${error.message}`);
+      this.reject(side, 'a report', error);
       return;
     }
     this.counters.reported[side] += 1;

@@ -22,7 +22,7 @@ import type { Action, Side, Stat } from './types.js';
 /** The archive as the decisions read it. */
 export type Lookup = (path: string) => Agreed | undefined;
 
-export function identityOf(stat: Stat): Identity {
+export function identityOf(stat: Identity): Identity {
   return stat.birthMs === undefined ? { ino: stat.ino } : { ino: stat.ino, birthMs: stat.birthMs };
 }
 
@@ -217,8 +217,7 @@ export function adoptCutOff(sent: ReadonlyMap<string, Agreed>, target: Side, sca
     const there = scans[target].get(path);
     if (there === undefined || candidate.type === 'dir' || !sameVersion(candidate, there)) continue;
     const here = scans[source].get(path);
-    const identity = (seen: Observed | undefined): Identity =>
-      seen !== undefined && sameVersion(candidate, seen) ? (seen.birthMs === undefined ? { ino: seen.ino } : { ino: seen.ino, birthMs: seen.birthMs }) : { ino: 0 };
+    const identity = (seen: Observed | undefined): Identity => (seen !== undefined && sameVersion(candidate, seen) ? identityOf(seen) : { ino: 0 });
     const { left: _left, right: _right, ...version } = candidate;
     adopted.set(path, { ...version, ...bySide(source, identity(here), identity(there)) });
   }
