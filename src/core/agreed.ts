@@ -62,7 +62,8 @@ export function holdsAgreed(entry: Agreed, side: Side, stat: Stat): boolean {
  * Is this report from `side` an echo: does it only say what the archive
  * already holds for that side? An RSYNC of the agreed version; a DELETE of
  * a path the archive does not hold (deleted by psync on this side, or never
- * agreed: nothing the other side could still need to lose); a MOVE whose
+ * agreed: nothing the other side could still need to lose), or of a file
+ * psync has replaced there since (its tombstone, below); a MOVE whose
  * old name is no longer agreed and whose new name holds the agreed version.
  *
  * `gone` holds what the archive agreed at a path before psync last changed
@@ -71,7 +72,10 @@ export function holdsAgreed(entry: Agreed, side: Side, stat: Stat): boolean {
  * included, was seen before psync's own later change and says nothing new:
  * psync writes a file and the source deletes it at once, or a file still
  * being written is sent twice, and the target's report of the first write
- * comes after the second. RACE: a user who puts that very version back
+ * comes after the second; or the user deletes a file as psync's write of
+ * the other side's edit replaces it (another inode now agreed there): the
+ * edit wins over the delete, as it would have had it come a moment later.
+ * RACE: a user who puts that very version back
  * into the same inode (size and mtime too) in that moment is not seen.
  */
 export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup = () => undefined): boolean {
@@ -83,8 +87,22 @@ export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup 
       // A directory's inode must match too (holdsAgreed does not compare it): one made again is a change.
       return tombstone !== undefined && tombstone[side].ino !== 0 && tombstone[side].ino === action.stat.ino && holdsAgreed(tombstone, side, action.stat);
     }
-    case 'delete':
-      return lookup(action.path) === undefined;
+    case 'delete': {
+      const entry = lookup(action.path);
+      if (entry === undefined) return true;
+      // A delete of the version psync replaced on this side since (the user deleted it as psync's write
+      // of the other side's edit landed): the path holds psync's newer write, which the delete never saw.
+      const tombstone = gone(action.path);
+      const known = entry[side].ino;
+      return (
+        action.stat.type !== 'dir' &&
+        known !== 0 &&
+        known !== action.stat.ino &&
+        tombstone !== undefined &&
+        tombstone[side].ino === action.stat.ino &&
+        holdsAgreed(tombstone, side, action.stat)
+      );
+    }
     case 'move': {
       if (lookup(action.from) !== undefined) return false;
       const entry = lookup(action.to);

@@ -137,9 +137,17 @@ export class ActionQueue {
   /**
    * The other side's rename of `from` to `to` was just queued: `source`'s
    * queued actions at or below `from` are taken out, renamed, and queued
-   * again behind it.
+   * again behind it. When `source` deleted `from` itself, the rename wins
+   * (like an edit wins over a delete): its deletes at and below `from` are
+   * dropped. The rename's target no longer holds the old name, so it is
+   * sent the new one whole (fallback.ts); carried over after that, the
+   * deletes would remove on the renaming side what was just sent across.
    */
   deferUnder(source: Side, from: string, to: string): void {
+    const direction = directionFrom(source);
+    const deleted = (item: Queued, under: boolean): boolean =>
+      item.direction === direction && item.action.kind === 'delete' && !this.cancelled.has(item) && (under ? isSameOrUnder(item.action.path, from) : item.action.path === from);
+    if (this.items.some((item) => deleted(item, false))) this.items = this.items.filter((item) => !deleted(item, true));
     this.rewrite(source, from, to, true);
   }
 

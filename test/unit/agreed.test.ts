@@ -60,6 +60,22 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
     expect(isEcho(archive({}), 'right', action, archive(gone))).toBe(echo);
   });
 
+  // Fuzz, seed 101 remote round 5: the right deleted a file as psync wrote the left's append over it; the
+  // right's DELETE of the old version, judged after the send was agreed, deleted the append on the left.
+  test.each(
+    described<{ description: string; now: Agreed; gone: Agreed | undefined; stat: Stat; echo: boolean }>([
+      { description: 'a delete of the version psync replaced since (tombstone, same inode) is an echo', now: agreed(11, 22, { size: 20 }), gone: agreed(10, 21), stat: file(21), echo: true },
+      { description: 'a delete of psync’s own newer write is a change', now: agreed(11, 22, { size: 20 }), gone: agreed(10, 21), stat: file(22, 20), echo: false },
+      { description: 'a delete of another file than the tombstone’s (renamed over it, then deleted) is a change', now: agreed(11, 22, { size: 20 }), gone: agreed(10, 21), stat: file(23), echo: false },
+      { description: 'no tombstone: a change', now: agreed(11, 22, { size: 20 }), gone: undefined, stat: file(21), echo: false },
+      { description: 'the inode psync wrote is unknown: a change (nothing proves the path holds the newer write)', now: agreed(11, 0, { size: 20 }), gone: agreed(10, 21), stat: file(21), echo: false },
+      { description: 'a directory is never judged by the tombstone: a change', now: agreedDir(), gone: { ...agreedDir(), right: { ino: 3 } }, stat: dir(3), echo: false },
+    ]),
+  )('%s', (_d, { now, gone, stat, echo }) => {
+    const deleted: Action = { kind: 'delete', path: 'a', stat };
+    expect(isEcho(archive({ a: now }), 'right', deleted, archive(gone === undefined ? {} : { a: gone }))).toBe(echo);
+  });
+
   // Issue 9, bug 4: a file still being written is sent twice; the target's report of the first copy comes after the second.
   test('a late report of the version agreed before the current one (same inode) is an echo', () => {
     const now = archive({ a: agreed(11, 22, { size: 20 }) });

@@ -147,6 +147,25 @@ describe('ActionQueue', () => {
       batches: ['leftToRight move d->e', 'rightToLeft move e/a->e/b'],
     },
     {
+      // Fuzz, seed 101 local round 3: the right's DELETE, rebased, deleted on the left what the move's fallback had sent to the right.
+      description: 'deferUnder drops the other side’s delete of the renamed name itself: the rename wins',
+      pushes: [R(del('a')), L(move('a', 'b'))],
+      op: (q) => q.deferUnder('right', 'a', 'b'),
+      batches: ['leftToRight move a->b'],
+    },
+    {
+      description: 'deferUnder drops an rm -rf of the renamed directory (children and the directory), keeps other deletes',
+      pushes: [R(del('d/f')), R(del('d')), R(del('x')), L(move('d', 'e'))],
+      op: (q) => q.deferUnder('right', 'd', 'e'),
+      batches: ['rightToLeft delete x', 'leftToRight move d->e'],
+    },
+    {
+      description: 'deferUnder rebases a delete of a child alone (the directory stays): it is due under the new name',
+      pushes: [R(del('d/f')), L(move('d', 'e'))],
+      op: (q) => q.deferUnder('right', 'd', 'e'),
+      batches: ['leftToRight move d->e', 'rightToLeft delete e/f'],
+    },
+    {
       description: 'a rebased rsync still meets its rival from the other side as a conflict',
       pushes: [R(rsync('d/f', 1_001))],
       op: (q) => {
