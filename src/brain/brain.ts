@@ -38,7 +38,7 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, Recent, sentAs, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, movePlan, Recent, sentAs, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
@@ -1099,17 +1099,21 @@ export class Brain {
     for (const move of superseded) {
       this.log.info(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
     }
+    const plans = moves.map((m) => (origin === 'report' ? movePlan(lookup(m.from), target, m.stat) : { expect: m.stat, thenSend: false }));
     this.counters.helperRuns += 1;
     const replies = await this.helpers.get(target)!.request(
-      moves.map((m) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: m.stat, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
+      moves.map((m, i) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: plans[i]!.expect, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
     );
     const resend: Action[] = [];
     const stale: Action[] = [];
-    const done: { move: (typeof moves)[number]; now: Stat }[] = [];
+    const done: { move: (typeof moves)[number]; now: Stat; thenSend: boolean }[] = [];
     for (const [i, reply] of replies.entries()) {
       const move = moves[i]!;
       if (reply.ok) {
-        done.push({ move, now: reply.stat });
+        const { thenSend } = plans[i]!;
+        done.push({ move, now: reply.stat, thenSend });
+        // The source changed the file before it renamed it: the target renamed the agreed version; the change follows.
+        if (thenSend) resend.push({ kind: 'rsync', path: move.to, stat: move.stat });
         if (origin !== 'setAside') {
           // The target's own sends below the old name are due under the new one: those queued, and those
           // that rsync did not find there (VanishedSends).
@@ -1141,12 +1145,15 @@ export class Brain {
     }
     if (origin !== 'setAside') {
       this.archive.transaction((w) => {
-        for (const { move, now } of done) {
+        for (const { move, now, thenSend } of done) {
+          const was = lookup(move.from);
           this.bury(move.from);
           this.bury(move.to);
           w.moveTree(move.from, move.to);
           if (origin !== 'report') continue;
-          w.put(move.to, agreedAfterMove(source, move.stat, now));
+          // Renamed unchanged on the target; the source's inode holds the change, sent next.
+          if (thenSend && was !== undefined) w.put(move.to, { ...was, [source]: { ino: 0 }, [target]: identityOf(now) });
+          else w.put(move.to, agreedAfterMove(source, move.stat, now));
         }
       });
     }

@@ -45,6 +45,22 @@ export function deleteExpectation(agreed: Agreed | undefined, target: Side, repo
 }
 
 /**
+ * How a reported MOVE is carried over: what the target must still hold at
+ * the old name, and whether the new name must be sent after the move.
+ * Like a DELETE (deleteExpectation), the target is expected to hold the
+ * agreed version: a file edited and renamed within one settle delay is
+ * reported as one MOVE of the edited version, which the target never had;
+ * expecting that version refused the move, and the old name stayed on the
+ * target for good. The target renames what it holds, then the edit is sent
+ * (`thenSend`). A path the archive does not hold is checked against the
+ * reported stat; a directory too (its children carry its content).
+ */
+export function movePlan(agreed: Agreed | undefined, target: Side, moved: Stat): { expect: Stat; thenSend: boolean } {
+  if (agreed === undefined || moved.type === 'dir') return { expect: moved, thenSend: false };
+  return { expect: agreedStat(agreed, target), thenSend: !sameVersion(agreed, versionOf(moved)) };
+}
+
+/**
  * Does `stat` on `side` hold the agreed version? Same version (sameVersion)
  * and, for a file or symlink, the same inode when the archive knows it: a
  * file replaced by another with the same size and mtime (`cp -p`) is a

@@ -11,7 +11,8 @@
  *   target's inode when the archive knows it): nobody changed it on the
  *   target; it goes;
  * - it already equals what was written, byte for byte (both sides made the
- *   same change); it goes. Size and mtime alone cannot tell: two writes a
+ *   same change, or chmodded the same content: the written mode stands); it
+ *   goes. Size and mtime alone cannot tell: two writes a
  *   few microseconds apart get the same mtime from the kernel's clock;
  * - anything else is a change made on the target that the transfer was
  *   about to overwrite (made while the transfer was in flight, or before its
@@ -45,7 +46,8 @@ export type ReplacedVerdict =
  */
 export function judgeReplaced(replaced: Stat, written: Stat | undefined, expected: readonly Stat[], sameBytes: () => boolean): ReplacedVerdict {
   if (expected.some((stat) => sameStat(stat, replaced) && (stat.ino === 0 || stat.ino === replaced.ino))) return { kind: 'expected' };
-  if (written !== undefined && sameStat(written, replaced) && sameBytes()) return { kind: 'same' };
+  // The mode is not compared: both sides chmodded the same content; the written mode stands (a copy kept for a mode is noise).
+  if (written !== undefined && sameStat({ ...written, mode: replaced.mode }, replaced) && sameBytes()) return { kind: 'same' };
   // Gone again since the transfer: its name stays free (a delete made there syncs as one). A file that a
   // directory replaced (or the other way round) is kept beside it, whatever their mtimes: a directory is
   // never moved aside for a file.

@@ -454,7 +454,8 @@ export interface Problem {
  *   removed, and that no other operation touched (no write, rename, mkdir,
  *   chmod or symlink at it, above it or below it, on the other side at any
  *   time, on the same side after the delete, or on the same side before it
- *   when psync was killed or lost its link in the round), is gone, and a
+ *   when psync was killed or lost its link in the round or when it renamed
+ *   the entry or a directory above it out of the delete's way), is gone, and a
  *   deleted file's token is nowhere.
  * - changed: an entry the round started with that no operation named at,
  *   above or below it is unchanged (type, mode, content, target); one that
@@ -500,7 +501,8 @@ export function checkRound(round: RoundRecord): Problem[] {
         (op) =>
           op !== del &&
           !DELETES.has(op.kind) &&
-          (op.side !== del.side || op.start > del.end || round.faulted) &&
+          // A rename on the delete's side before it took the entry out of its way: the delete never saw it.
+          (op.side !== del.side || op.start > del.end || round.faulted || (op.kind === 'rename' && isSameOrUnder(path, op.path))) &&
           pathsOf(op).some((p) => related(p, path)),
       );
       if (touched) continue;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { adoptCutOff, agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
+import { adoptCutOff, agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, movePlan, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
 import type { Agreed, Observed } from '../../src/core/reconcile.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
@@ -82,6 +82,21 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
     const before = archive({ a: agreed(10, 21) });
     expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(21) }, before)).toBe(true);
     expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(23) }, before)).toBe(false);
+  });
+});
+
+describe('movePlan: what a reported MOVE expects on the target, and whether the new name is sent after it', () => {
+  test.each(
+    described<{ description: string; agreed: Agreed | undefined; moved: Stat; expect: Stat; thenSend: boolean }>([
+      { description: 'a rename of the agreed version expects it (the target’s inode) and sends nothing', agreed: agreed(11, 21), moved: file(11), expect: file(21), thenSend: false },
+      // Fuzz (full mix): an edit and a rename within one settle delay left the old name on the other side for good.
+      { description: 'an edit then a rename expects the agreed version, then sends the edit', agreed: agreed(11, 21), moved: file(11, 30, T + 9), expect: file(21), thenSend: true },
+      { description: 'a chmod then a rename sends the mode after the move', agreed: agreed(11, 21), moved: file(11, 10, T, 0o600), expect: file(21), thenSend: true },
+      { description: 'a name the archive does not hold is checked against the report', agreed: undefined, moved: file(11), expect: file(11), thenSend: false },
+      { description: 'a directory is checked against the report', agreed: agreedDir(), moved: dir(1, 0o700), expect: dir(1, 0o700), thenSend: false },
+    ]),
+  )('%s', (_d, { agreed: entry, moved, expect: wanted, thenSend }) => {
+    expect(movePlan(entry, 'right', moved)).toEqual({ expect: wanted, thenSend });
   });
 });
 

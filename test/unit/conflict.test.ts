@@ -23,6 +23,8 @@ describe('judgeReplaced', () => {
     { description: 'edited on the target before the source: the incoming version keeps the name', replaced: v(11, 3_000), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'a tie in mtime goes to the incoming version', replaced: v(11, 5_000), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'only the mode changed on the target: a conflict', replaced: { ...original, mode: 0o600 }, written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
+    // Fuzz (full mix), seed 101 local round 5: both sides chmodded one file; a copy was kept for a mode, under a name the user had deleted.
+    { description: 'the same content with another mode (both sides chmodded): the written mode stands', replaced: { ...incoming, ino: 4, mode: 0o640 }, written: incoming, expected: [original], sameBytes: true, verdict: { kind: 'same' } },
     { description: 'a new file on the source met one on the target', replaced: v(11, 3_000), written: incoming, expected: [], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'the written version is gone again: the name stays free', replaced: v(11, 9_000), written: undefined, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
     { description: 'a millisecond apart is another version', replaced: v(10, 1_001.5), written: incoming, expected: [original], verdict: { kind: 'conflict', keep: 'written' } },
