@@ -14,7 +14,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -355,6 +355,37 @@ describe.each(MODES)('%s', (mode) => {
       for (const root of [left, right]) {
         for (const i of rounds.keys()) expect(await readOr(join(root, `b${i}`)), `${root}/b${i} in the end\n${psync.log().slice(-6000)}`).toBe(moved(i));
         expect(await conflictCopies(root), `the right's b was unchanged: no conflict\n${psync.log().slice(-6000)}`).toEqual([]);
+      }
+    } finally {
+      await stopped(run);
+    }
+  });
+
+  // Issue 10, fuzz (full mix): each change below is one synchronous call or two, so they land within one settle delay.
+  test('fuzz races: an edit then a rename, a rename against a delete, a chmod on both sides: the trees end the same, nothing is lost', async () => {
+    const run = await startEmpty(mode, []);
+    const { psync, left, right } = run;
+    try {
+      for (const name of ['edited', 'renamed', 'chmodded']) await synced(run, name, `${name}: the agreed version\n`);
+      // An edit and a rename within one settle delay: one MOVE of the edited version, which the right never held.
+      writeFileSync(join(left, 'edited'), 'edited: the edit, then a rename\n');
+      renameSync(join(left, 'edited'), join(left, 'edited-new'));
+      // The left renames what the right deletes in the same instant: the rename wins, on both sides.
+      renameSync(join(left, 'renamed'), join(left, 'renamed-new'));
+      unlinkSync(join(right, 'renamed'));
+      // Both sides chmod one file differently: one mode wins, no conflict copy for a mode.
+      chmodSync(join(left, 'chmodded'), 0o600);
+      chmodSync(join(right, 'chmodded'), 0o640);
+
+      await waitFor('the edit under its new name on the right', async () => (await readOr(join(right, 'edited-new'))) === 'edited: the edit, then a rename\n').catch(withLog(run));
+      await waitFor('the renamed file on the right', async () => (await readOr(join(right, 'renamed-new'))) === 'renamed: the agreed version\n').catch(withLog(run));
+      await barrierRoundTrip(run);
+      await waitForSameTrees(left, right).catch(withLog(run));
+      for (const root of [left, right]) {
+        for (const gone of ['edited', 'renamed']) expect(await exists(join(root, gone)), `${root}/${gone} should be gone\n${psync.log().slice(-6000)}`).toBe(false);
+        expect(await readOr(join(root, 'renamed-new')), `${root}: the rename wins over the delete`).toBe('renamed: the agreed version\n');
+        expect([0o600, 0o640], `${root}: one side's chmod`).toContain((await stat(join(root, 'chmodded'))).mode & 0o777);
+        expect(await conflictCopies(root), `${root}: no conflict copy\n${psync.log().slice(-6000)}`).toEqual([]);
       }
     } finally {
       await stopped(run);
