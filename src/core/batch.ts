@@ -117,7 +117,7 @@ export class ActionQueue {
     }
     const rival = this.pendingRsync.get(action.path);
     if (rival !== undefined && sourceOf(rival.direction) !== from) {
-      if (rival.action.stat.mtimeMs > action.stat.mtimeMs) return { dropped: incoming };
+      if (rivalWins(rival.action.stat, action.stat)) return { dropped: incoming };
       this.cancelled.add(rival);
       this.push(incoming);
       return { dropped: rival };
@@ -195,6 +195,18 @@ export class ActionQueue {
     this.items.splice(0, end);
     return { direction: first.direction, kind, actions: kind === 'rsync' ? dedupeRsyncs(taken) : taken };
   }
+}
+
+/**
+ * Both sides changed one path: does the queued change beat the incoming
+ * one? A directory beats anything else, whatever the mtimes (rsync does
+ * not replace a directory with a file, and a directory is never moved
+ * aside: the file is kept beside it, conflict.ts); otherwise the newer
+ * mtime, a tie going to the incoming change.
+ */
+function rivalWins(queued: Stat, incoming: Stat): boolean {
+  if ((queued.type === 'dir') !== (incoming.type === 'dir')) return queued.type === 'dir';
+  return queued.mtimeMs > incoming.mtimeMs;
 }
 
 function namesUnder(action: Action, dir: string): boolean {

@@ -8,6 +8,7 @@ const stat = (mtimeMs: number, size = 1): Stat => ({ type: 'file', ino: 1, size,
 const rsync = (path: string, mtimeMs = 1_000, size = 1): Action => ({ kind: 'rsync', path, stat: stat(mtimeMs, size) });
 const move = (from: string, to: string): Action => ({ kind: 'move', from, to, stat: stat(1_000) });
 const del = (path: string): Action => ({ kind: 'delete', path, stat: stat(1_000) });
+const mkdirAt = (path: string, mtimeMs: number): Action => ({ kind: 'rsync', path, stat: { ...stat(mtimeMs), type: 'dir' } });
 
 interface Push {
   from: Side;
@@ -185,6 +186,9 @@ describe('ActionQueue', () => {
     { description: 'the older queued change is reported dropped', first: L(rsync('a', 1_001)), second: R(rsync('a', 1_002)), dropped: 'first' },
     { description: 'the older incoming change is reported dropped', first: L(rsync('a', 1_002)), second: R(rsync('a', 1_001)), dropped: 'second' },
     { description: 'right first, left newer', first: R(rsync('a', 1_001)), second: L(rsync('a', 1_009)), dropped: 'first' },
+    // Fuzz (full mix), seed 101 local round 3: a newer file won over a directory; rsync cannot put a file over a directory, and both stayed.
+    { description: 'a directory beats a newer file', first: R(mkdirAt('a', 1_001)), second: L(rsync('a', 1_009)), dropped: 'second' },
+    { description: 'an incoming directory beats a newer queued file', first: L(rsync('a', 1_009)), second: R(mkdirAt('a', 1_001)), dropped: 'first' },
   ]))('conflict report: %s', (_description, { first, second, dropped }) => {
     const queue = new ActionQueue();
     expect(queue.enqueue(first.from, first.action)).toEqual({});
