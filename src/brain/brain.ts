@@ -38,7 +38,7 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, movePlan, Recent, sentAs, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, movePlan, Recent, remadeBelow, sentAs, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
@@ -758,7 +758,7 @@ export class Brain {
     // Sends that wait for their parent on the target (dropOrphans) are not applied yet.
     if (batch.kind === 'rsync') applied = await this.rsyncBatch(batch.direction, batch.actions, { recursive: false, makeParents: false });
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
-    else await this.deleteBatch(batch.direction, batch.actions);
+    else await this.deleteBatch(batch.direction, planned === undefined ? this.stillDeletes(batch) : batch.actions);
     this.counters.applied[batch.direction] += applied;
     this.status.touch();
   }
@@ -812,9 +812,13 @@ export class Brain {
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
     this.transfers += 1;
     await this.statDirs(targetOf(direction), sends, targetNow);
+    // Realtime sends only: a fallback or a copy-back makes the parents it needs on purpose.
+    const remade = how.makeParents ? { dirs: [], sends: [] } : remadeBelow(transferred.values(), paths, (path) => this.archive.get(path));
+    const undone = new Set([...remade.dirs, ...remade.sends]);
     this.archive.transaction((w) => {
       w.endTransfer(backupDir);
       for (const send of sends) {
+        if (undone.has(send.path)) continue;
         const now = targetNow.get(send.path);
         // The target kept its own newer version at the name: nothing is agreed there; its report is a change.
         // What it replaced was not judged: nothing is agreed either, and the next start judges that version
@@ -839,14 +843,54 @@ export class Brain {
       // rsync also made or set the attributes of parents on the way (implied directories): the target reports those too.
       const sent = new Set(sends.map((send) => send.path));
       for (const entry of transferred.values()) {
-        if (!entry.isDir || sent.has(entry.path)) continue;
+        if (!entry.isDir || sent.has(entry.path) || undone.has(entry.path)) continue;
         const known = this.archive.get(entry.path);
         w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
       }
     });
+    if (undone.size > 0) await this.takeBack(direction, remade, targetNow, sends);
     // Only once the batch is recorded: a rename reported meanwhile is judged against what it agreed.
     if (result.status === 'partial') await this.retryUnsent(direction, result.exitCode, unsent);
     return sends.length;
+  }
+
+  /**
+   * rsync made again directories the target had renamed or deleted after
+   * the brain checked them (remadeBelow): take back what it wrote there
+   * (each entry still as written, then the directories it made, deepest
+   * first) and queue those sends again. The target's report of its rename
+   * or delete is judged after this batch, and the sends follow it: under
+   * the new name (the queue's deferUnder), or not at all.
+   * RACE: with --force, a file the target's user put into a remade
+   * directory in this moment goes with it.
+   */
+  private async takeBack(
+    direction: Direction,
+    remade: { readonly dirs: readonly string[]; readonly sends: readonly string[] },
+    targetNow: ReadonlyMap<string, Stat | 'keptOwn' | 'unjudged'>,
+    sends: readonly Extract<Action, { kind: 'rsync' }>[],
+  ): Promise<void> {
+    const target = targetOf(direction);
+    this.log.info(`${remade.dirs.map((dir) => JSON.stringify(dir)).join(', ')}: gone on the ${target} side as rsync wrote into it (renamed or deleted there); taking back what it wrote`);
+    const depth = (path: string): number => path.split('/').length;
+    const statOf = (path: string): Stat | undefined => {
+      const now = targetNow.get(path);
+      return typeof now === 'object' ? now : undefined;
+    };
+    const written = remade.sends.flatMap((path) => {
+      const now = statOf(path);
+      return now !== undefined && now.type !== 'dir' ? [{ kind: 'delete' as const, path, expect: now }] : [];
+    });
+    const dirs = [...new Set([...remade.dirs, ...remade.sends.filter((path) => statOf(path)?.type === 'dir')])];
+    const requests = [...written, ...dirs.map((path) => ({ kind: 'delete' as const, path, expect: { ...NO_STAT, type: 'dir' as const } }))];
+    requests.sort((a, b) => depth(b.path) - depth(a.path));
+    const replies = await this.helpers.get(target)!.request(requests);
+    for (const [i, reply] of replies.entries()) {
+      if (!reply.ok && reply.code !== 'missing') this.log.warn(`could not take back ${JSON.stringify(requests[i]!.path)} on ${target} (${reply.code}: ${reply.message})`);
+    }
+    const again = new Set(remade.sends);
+    for (const send of sends) if (again.has(send.path)) this.queue.enqueue(sourceOf(direction), send);
+    this.wake();
   }
 
   /**
@@ -1163,6 +1207,22 @@ export class Brain {
       if (agreed !== undefined) stale.push({ kind: 'delete', path: move.from, stat: agreedStat(agreed, target) });
     }
     if (stale.length > 0) await this.deleteBatch(direction, stale);
+  }
+
+  /**
+   * Reported DELETEs, judged again as they are applied: psync may have
+   * written the path on the source since the report was judged (the other
+   * side's edit, queued first). The delete was of the version that write
+   * replaced, and the edit wins (isEcho's tombstones).
+   */
+  private stillDeletes(batch: Batch): Action[] {
+    const source = sourceOf(batch.direction);
+    const lookup = (path: string) => this.archive.get(path);
+    return batch.actions.filter((action) => {
+      if (!isEcho(lookup, source, action, (path) => this.tombstones.get(path))) return true;
+      this.log.debug(`${source}: ${describe(action)} is stale: psync wrote that path there since`);
+      return false;
+    });
   }
 
   /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */

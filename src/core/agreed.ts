@@ -16,6 +16,7 @@
  * differs, is sent again.
  */
 
+import { isSameOrUnder } from './paths.js';
 import { sameStat, sameVersion, versionOf, type Agreed, type Identity, type Observed } from './version.js';
 import type { Action, Side, Stat } from './types.js';
 
@@ -227,6 +228,30 @@ export function agreedAfterMove(source: Side, moved: Stat, targetNow: Stat | und
  */
 export function agreedImpliedDir(listed: Listed): Agreed {
   return { type: 'dir', size: 0, mtimeMs: listed.mtimeSeconds * 1000, mode: listed.mode ?? 0, left: { ino: 0 }, right: { ino: 0 } };
+}
+
+/**
+ * The directories a send made again on its target, and what it wrote below
+ * them. rsync makes the missing parents of a listed path; one both sides
+ * had agreed on (the archive holds it as a directory) and no send named was
+ * renamed or deleted on the target after the brain checked it (dropOrphans)
+ * and before rsync wrote: what rsync wrote below it stands where the
+ * target's user no longer has that directory. `dirs` are the directories
+ * rsync made at or below such a one, deepest first; `sends` the sent paths
+ * below them.
+ */
+export function remadeBelow(
+  listed: Iterable<{ readonly path: string; readonly isDir: boolean; readonly created: boolean }>,
+  sent: readonly string[],
+  lookup: Lookup,
+): { readonly dirs: string[]; readonly sends: string[] } {
+  const named = new Set(sent);
+  const made = [...listed].filter((entry) => entry.isDir && entry.created && !named.has(entry.path)).map((entry) => entry.path);
+  const roots = made.filter((path) => lookup(path)?.type === 'dir');
+  if (roots.length === 0) return { dirs: [], sends: [] };
+  const below = (path: string): boolean => roots.some((root) => isSameOrUnder(path, root));
+  const depth = (path: string): number => path.split('/').length;
+  return { dirs: made.filter(below).sort((a, b) => depth(b) - depth(a)), sends: sent.filter(below) };
 }
 
 /** The entry a file sent from `source` as `stat` will be agreed as, if it arrives as reported (the target's inode unknown). */

@@ -214,34 +214,37 @@ export interface TransferredEntry {
   readonly mtimeSeconds: number;
   /** Permission bits (mode & 0o7777), from rsync's `rwxr-xr-x`. */
   readonly mode: number;
+  /** rsync created it on the receiver (its itemized change is `+++++++++`): it was not there before. */
+  readonly created: boolean;
 }
 
 /**
- * The `--out-format` that lists transferred entries: size, mtime,
- * permissions, name. It lists the directories a run created or whose
+ * The `--out-format` that lists transferred entries: the itemized change
+ * (`cd+++++++++` for a directory it made), size, mtime, permissions, name.
+ * It lists the directories a run created or whose
  * attributes it set, also the parents it made or updated on the way to a
  * listed path (implied directories). With `-8` rsync prints names raw but
  * for `\#ooo` escapes (newlines, control bytes, a backslash before `#`),
  * which parseTransferLine undoes.
  */
-export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%l %M %B %n'];
-/** A transfer-list line is a size, a time and a name (at most 4096 bytes, each escaped to at most 4): more is not one. */
+export const TRANSFER_LIST_ARGS: readonly string[] = ['-8', '--out-format=%i %l %M %B %n'];
+/** A transfer-list line is a change, a size, a time and a name (at most 4096 bytes, each escaped to at most 4): more is not one. */
 const MAX_LIST_LINE_CHARS = 64 * 1024;
 /** How much of rsync's stderr the result keeps. */
 export const STDERR_KEEP_CHARS = 8 * 1024;
 
 /** Parse one transfer-list line (bytes as latin1 chars); undefined for a line that is not one. */
 export function parseTransferLine(line: string): TransferredEntry | undefined {
-  const match = /^(\d+) (\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) ([-rwxsStT]{9}) (.+)$/.exec(line);
+  const match = /^([<>ch.][fdLDS]([-+.a-zA-Z?]{9})) (\d+) (\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) ([-rwxsStT]{9}) (.+)$/.exec(line);
   if (match === null) return undefined;
-  const [, size, year, month, day, hour, minute, second, perms, rawName] = match as unknown as string[];
+  const [, , changes, size, year, month, day, hour, minute, second, perms, rawName] = match as unknown as string[];
   const unescaped = rawName!.replace(/\\#([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
   const isDir = unescaped.endsWith('/');
   const name = isDir ? unescaped.slice(0, -1) : unescaped;
   if (name === '' || name === '.') return undefined;
   const bytes = Uint8Array.from(name, (ch) => ch.charCodeAt(0));
   const mtime = new Date(Number(year), Number(month) - 1, Number(day), Number(hour), Number(minute), Number(second));
-  return { path: bytesToPath(bytes), isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000, mode: parsePermissions(perms!) };
+  return { path: bytesToPath(bytes), isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000, mode: parsePermissions(perms!), created: /^\++$/.test(changes!) };
 }
 
 /** `rwsr-x--T` -> 0o4750 | sticky: rsync's %B, as ls prints permissions. */

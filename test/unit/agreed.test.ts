@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { adoptCutOff, agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, movePlan, moveStillValid, isEcho, type Listed } from '../../src/core/agreed.js';
+import { adoptCutOff, agreedAfterMove, agreedAfterSend, asReported, deleteExpectation, holdsAgreed, movePlan, moveStillValid, isEcho, remadeBelow, type Listed } from '../../src/core/agreed.js';
 import type { Agreed, Observed } from '../../src/core/reconcile.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
@@ -249,5 +249,23 @@ describe('holdsAgreed', () => {
     const link: Agreed = agreed(11, 21, { type: 'symlink', size: 4, mode: 0o777 });
     expect(holdsAgreed(link, 'left', { type: 'symlink', ino: 11, size: 4, mtimeMs: T, mode: 0o777 })).toBe(true);
     expect(holdsAgreed(link, 'left', { type: 'symlink', ino: 12, size: 4, mtimeMs: T, mode: 0o777 })).toBe(false);
+  });
+});
+
+// Fuzz (full mix), seed 101 remote round 8: the left renamed m while rsync wrote the right's edit of m/d/f
+// into it; rsync made m/d again and the left ended with both m/d/f and its renamed copy.
+describe('remadeBelow: the directories a send made again on its target, and the sends below them', () => {
+  const made = (path: string) => ({ path, isDir: true, created: true });
+  test.each(
+    described<{ description: string; listed: { path: string; isDir: boolean; created: boolean }[]; sent: string[]; entries: Record<string, Agreed>; dirs: string[]; sends: string[] }>([
+      { description: 'an agreed directory rsync made again: it and what was sent below it', listed: [made('m'), made('m/d'), { path: 'm/d/f', isDir: false, created: true }], sent: ['m/d/f', 'x'], entries: { m: agreedDir(), 'm/d': agreedDir() }, dirs: ['m/d', 'm'], sends: ['m/d/f'] },
+      { description: 'a new directory rsync made for a new file (never agreed) is no remake', listed: [made('n')], sent: ['n/f'], entries: {}, dirs: [], sends: [] },
+      { description: 'a new directory below a remade one goes with it', listed: [made('m'), made('m/new')], sent: ['m/new/f'], entries: { m: agreedDir() }, dirs: ['m/new', 'm'], sends: ['m/new/f'] },
+      { description: 'a directory the batch sends itself is not a remake', listed: [made('m')], sent: ['m', 'm/f'], entries: { m: agreedDir() }, dirs: [], sends: [] },
+      { description: 'a directory rsync only updated (not made) is no remake', listed: [{ path: 'm', isDir: true, created: false }], sent: ['m/f'], entries: { m: agreedDir() }, dirs: [], sends: [] },
+      { description: 'a name agreed as a file that rsync made as a directory is not judged here', listed: [made('m')], sent: ['m/f'], entries: { m: agreed(1, 2) }, dirs: [], sends: [] },
+    ]),
+  )('%s', (_d, { listed, sent, entries, dirs, sends }) => {
+    expect(remadeBelow(listed, sent, archive(entries))).toEqual({ dirs, sends });
   });
 });
