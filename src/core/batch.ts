@@ -137,7 +137,8 @@ export class ActionQueue {
   /**
    * The other side's rename of `from` to `to` was just queued: `source`'s
    * queued actions at or below `from` are taken out, renamed, and queued
-   * again behind it. When `source` deleted `from` itself, the rename wins
+   * again behind it, but for a send of the renamed file itself (rewrite's
+   * `keepEdited`). When `source` deleted `from` itself, the rename wins
    * (like an edit wins over a delete): its deletes at and below `from` are
    * dropped. The rename's target no longer holds the old name, so it is
    * sent the new one whole (fallback.ts); carried over after that, the
@@ -148,14 +149,20 @@ export class ActionQueue {
     const deleted = (item: Queued, under: boolean): boolean =>
       item.direction === direction && item.action.kind === 'delete' && !this.cancelled.has(item) && (under ? isSameOrUnder(item.action.path, from) : item.action.path === from);
     if (this.items.some((item) => deleted(item, false))) this.items = this.items.filter((item) => !deleted(item, true));
-    this.rewrite(source, from, to, true);
+    this.rewrite(source, from, to, true, true);
   }
 
-  private rewrite(source: Side, from: string, to: string, toBack: boolean): void {
+  /**
+   * `keepEdited`: a send of `from` itself, a file `source` edited, stays: the
+   * rename is refused where the file was edited (movePlan expects the agreed
+   * version), so the edit is due under the old name, where it still is.
+   */
+  private rewrite(source: Side, from: string, to: string, toBack: boolean, keepEdited = false): void {
     const direction = directionFrom(source);
     const moved: Queued[] = [];
     this.items = this.items.flatMap((item) => {
       if (this.cancelled.has(item) || item.direction !== direction || !namesUnder(item.action, from)) return [item];
+      if (keepEdited && item.action.kind === 'rsync' && item.action.path === from && item.action.stat.type !== 'dir') return [item];
       if (item.action.kind === 'rsync' && this.pendingRsync.get(item.action.path) === item) this.pendingRsync.delete(item.action.path);
       const renamed: Queued = { direction, action: rebaseAction(item.action, from, to) };
       if (toBack) {

@@ -161,6 +161,13 @@ describe('ActionQueue', () => {
       batches: ['rightToLeft delete x', 'leftToRight move d->e'],
     },
     {
+      // Fuzz (full mix), seed 303 remote round 5: the left's edit of c, rebased under the right's new name, was never sent as c.
+      description: 'deferUnder leaves a send of the renamed file itself where it is: the rename is refused on the side that edited it',
+      pushes: [L(rsync('c')), R(move('c', 'r'))],
+      op: (q) => q.deferUnder('left', 'c', 'r'),
+      batches: ['leftToRight rsync c', 'rightToLeft move c->r'],
+    },
+    {
       description: 'deferUnder rebases a delete of a child alone (the directory stays): it is due under the new name',
       pushes: [R(del('d/f')), L(move('d', 'e'))],
       op: (q) => q.deferUnder('right', 'd', 'e'),
