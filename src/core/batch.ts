@@ -137,8 +137,8 @@ export class ActionQueue {
   /**
    * The other side's rename of `from` to `to` was just queued: `source`'s
    * queued actions at or below `from` are taken out, renamed, and queued
-   * again behind it, but for a send of the renamed file itself (rewrite's
-   * `keepEdited`). When `source` deleted `from` itself, the rename wins
+   * again behind it, but for what `source` did to `from` itself (rewrite's
+   * `keepOwn`). When `source` deleted `from` itself, the rename wins
    * (like an edit wins over a delete): its deletes at and below `from` are
    * dropped. The rename's target no longer holds the old name, so it is
    * sent the new one whole (fallback.ts); carried over after that, the
@@ -153,16 +153,22 @@ export class ActionQueue {
   }
 
   /**
-   * `keepEdited`: a send of `from` itself, a file `source` edited, stays: the
-   * rename is refused where the file was edited (movePlan expects the agreed
-   * version), so the edit is due under the old name, where it still is.
+   * `keepOwn`: what `source` did to `from` itself stays where it is. A send
+   * of a file it edited: the rename is refused where the file was edited
+   * (movePlan expects the agreed version), so the edit is due under the old
+   * name, where it still is. Its own rename of `from` (both sides renamed
+   * one entry): each rename finds the old name gone on the other side and
+   * sends its new name whole (fallback.ts), and both names stay; rebased,
+   * it renamed the other side's fallback copy away on one side only.
    */
-  private rewrite(source: Side, from: string, to: string, toBack: boolean, keepEdited = false): void {
+  private rewrite(source: Side, from: string, to: string, toBack: boolean, keepOwn = false): void {
     const direction = directionFrom(source);
     const moved: Queued[] = [];
+    const own = (action: Action): boolean =>
+      (action.kind === 'rsync' && action.path === from && action.stat.type !== 'dir') || (action.kind === 'move' && action.from === from);
     this.items = this.items.flatMap((item) => {
       if (this.cancelled.has(item) || item.direction !== direction || !namesUnder(item.action, from)) return [item];
-      if (keepEdited && item.action.kind === 'rsync' && item.action.path === from && item.action.stat.type !== 'dir') return [item];
+      if (keepOwn && own(item.action)) return [item];
       if (item.action.kind === 'rsync' && this.pendingRsync.get(item.action.path) === item) this.pendingRsync.delete(item.action.path);
       const renamed: Queued = { direction, action: rebaseAction(item.action, from, to) };
       if (toBack) {

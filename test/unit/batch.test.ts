@@ -168,6 +168,13 @@ describe('ActionQueue', () => {
       batches: ['leftToRight rsync c', 'rightToLeft move c->r'],
     },
     {
+      // Fuzz (full mix), seed 303 local round 11: both sides renamed d; the left's move, rebased, renamed the right's copy away on one side.
+      description: 'deferUnder leaves the other side’s own rename of the same entry where it is',
+      pushes: [L(move('d', 'x')), R(move('d', 'y'))],
+      op: (q) => q.deferUnder('left', 'd', 'y'),
+      batches: ['leftToRight move d->x', 'rightToLeft move d->y'],
+    },
+    {
       description: 'deferUnder rebases a delete of a child alone (the directory stays): it is due under the new name',
       pushes: [R(del('d/f')), L(move('d', 'e'))],
       op: (q) => q.deferUnder('right', 'd', 'e'),
