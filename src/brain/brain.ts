@@ -812,8 +812,8 @@ export class Brain {
     const targetNow = await this.resolveReplaced(targetOf(direction), backupDir, sends);
     this.transfers += 1;
     await this.statDirs(targetOf(direction), sends, targetNow);
-    // Realtime sends only: a fallback or a copy-back makes the parents it needs on purpose.
-    const remade = how.makeParents ? { dirs: [], sends: [] } : remadeBelow(transferred.values(), paths, (path) => this.archive.get(path));
+    // Not for a recursive run: what it wrote below a directory it sent is not listed in `sends` to take back.
+    const remade = how.recursive ? { dirs: [], sends: [] } : remadeBelow(transferred.values(), paths, (path) => this.archive.get(path));
     const undone = new Set([...remade.dirs, ...remade.sends]);
     this.archive.transaction((w) => {
       w.endTransfer(backupDir);
@@ -1239,6 +1239,7 @@ export class Brain {
       .get(target)!
       .request(deletes.map((d) => ({ kind: 'delete' as const, path: d.path, expect: deleteExpectation(this.archive.get(d.path), target, d.stat) })));
     const keep: string[] = [];
+    let keptDirs = false;
     const gone: string[] = [];
     for (const [i, reply] of replies.entries()) {
       const del = deletes[i]!;
@@ -1257,6 +1258,7 @@ export class Brain {
       }
       this.log.warn(`${what}; copying it back`);
       keep.push(del.path);
+      if (reply.code === 'notempty') keptDirs = true;
     }
     this.archive.transaction((w) => {
       for (const path of gone) {
@@ -1268,7 +1270,7 @@ export class Brain {
       // The target holds something the source never had: bring it back rather than lose it.
       const back: Direction = direction === 'leftToRight' ? 'rightToLeft' : 'leftToRight';
       const actionsBack = keep.map((path): Action => ({ kind: 'rsync', path, stat: NO_STAT }));
-      await this.rsyncBatch(back, actionsBack, { recursive: true, makeParents: true });
+      await this.rsyncBatch(back, actionsBack, { recursive: keptDirs, makeParents: true });
     }
   }
 }
