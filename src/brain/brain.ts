@@ -1139,7 +1139,11 @@ export class Brain {
     const all = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
     const writtenSince = (m: Action): boolean => (this.lastWritten.get(m.kind === 'move' ? m.to : m.path) ?? -1) > (this.reportedAt.get(m) ?? Infinity);
     const superseded = origin === 'report' ? all.filter((m) => writtenSince(m) && moveStillValid(lookup, source, m) === 'superseded') : [];
-    const moves = all.filter((m) => !superseded.includes(m));
+    // psync wrote the old name on the source since the report was judged (the other side's edit, queued
+    // first): what was renamed is not what is agreed there now, and arrives under its new name as a file of its own.
+    const arrivals = origin === 'report' ? all.filter((m) => !superseded.includes(m) && asReported(lookup, source, m).kind === 'rsync') : [];
+    const moves = all.filter((m) => !superseded.includes(m) && !arrivals.includes(m));
+    for (const move of arrivals) this.log.debug(`${source}: ${describe(move)}: psync wrote the old name there since; sending the new name as a file of its own`);
     for (const move of superseded) {
       this.log.info(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
     }
@@ -1148,7 +1152,7 @@ export class Brain {
     const replies = await this.helpers.get(target)!.request(
       moves.map((m, i) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: plans[i]!.expect, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
     );
-    const resend: Action[] = [];
+    const resend: Action[] = arrivals.map((m) => ({ kind: 'rsync', path: m.to, stat: m.stat }));
     const stale: Action[] = [];
     const done: { move: (typeof moves)[number]; now: Stat; thenSend: boolean }[] = [];
     for (const [i, reply] of replies.entries()) {

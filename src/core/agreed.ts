@@ -135,7 +135,9 @@ export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup 
  * the arrival of a new entry under the new name, sent as an RSYNC. This is
  * the target's report when its helper set aside its own version as a
  * conflict copy to let a move take the name: carried over as a move, it
- * would have set aside the other side's good file.
+ * would have set aside the other side's good file. Judged again as the
+ * move is applied: psync may have written the old name on the source since
+ * (the other side's edit, queued first, recreated it there).
  */
 export function asReported(lookup: Lookup, side: Side, action: Action): Action {
   if (action.kind !== 'move' || action.stat.type === 'dir') return action;

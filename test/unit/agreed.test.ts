@@ -110,6 +110,8 @@ describe('asReported', () => {
         action: { kind: 'move', from: 'a', to: 'a.psync-conflict-x', stat: file(22) },
         want: 'rsync',
       },
+      // Fuzz (full mix), seed 505 local round 9: the left's edit of f was sent to the right after the right renamed f; the rename, applied after, took the edit away on the left.
+      { description: 'psync wrote the old name since (the other side’s edit): the arrival of the new name', entries: { f: agreed(11, 22) }, action: { kind: 'move', from: 'f', to: 'r', stat: file(21) }, want: 'rsync' },
       { description: 'an unknown inode in the archive proves nothing: a move', entries: { a: agreed(11, 0) }, action: { kind: 'move', from: 'a', to: 'b', stat: file(22) }, want: 'move' },
       // A swap through a third name: the last move's old name is not agreed yet when it is judged.
       { description: 'a move of a name the archive does not hold stays a move (its helper finds out)', entries: {}, action: { kind: 'move', from: 't', to: 'b', stat: file(21) }, want: 'move' },
