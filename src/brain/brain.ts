@@ -907,8 +907,8 @@ export class Brain {
    * helper refuses (the file changed here) and been copied back with its
    * parents. After ORPHAN_ATTEMPTS it is given up, with a warning: the path
    * is sent when it changes next.
-   * RACE: a parent renamed between this stat and rsync's write is made
-   * again, as before.
+   * A parent renamed between this stat and rsync's write is made again;
+   * rsync's transfer list says so, and takeBack undoes it.
    */
   private async dropOrphans(direction: Direction, sends: Extract<Action, { kind: 'rsync' }>[]): Promise<Extract<Action, { kind: 'rsync' }>[]> {
     const target = targetOf(direction);
