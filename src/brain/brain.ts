@@ -627,7 +627,8 @@ export class Brain {
   private judge(side: Side, reported: Action): void {
     if (reported.kind !== 'rsync') this.forgetSkipped(side, reported.kind === 'move' ? reported.from : reported.path, reported.kind === 'move' ? reported.to : undefined);
     const lookup = (path: string) => this.archive.get(path);
-    if (isEcho(lookup, side, reported, (path) => this.tombstones.get(path))) {
+    const underQueuedMove = reported.kind === 'delete' && this.queue.movingOnto(side, reported.path);
+    if (!underQueuedMove && isEcho(lookup, side, reported, (path) => this.tombstones.get(path))) {
       this.counters.echoes[side] += 1;
       this.log.debug(`${side}: no change from what both sides agreed on: ${describe(reported)}`);
       return;

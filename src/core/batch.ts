@@ -104,6 +104,8 @@ export class ActionQueue {
   private readonly pendingRsync = new Map<string, Queued>();
   /** Queued items that lost a conflict: skipped when taken. */
   private readonly cancelled = new Set<Queued>();
+  /** The queued renames (few), to answer movingOnto without a walk of the queue. */
+  private readonly moves = new Set<Queued>();
 
   get length(): number {
     return this.items.length - this.cancelled.size;
@@ -112,7 +114,7 @@ export class ActionQueue {
   enqueue(from: Side, action: Action): EnqueueResult {
     const incoming: Queued = { direction: directionFrom(from), action };
     if (action.kind !== 'rsync') {
-      this.items.push(incoming);
+      this.push(incoming);
       return {};
     }
     const rival = this.pendingRsync.get(action.path);
@@ -171,6 +173,7 @@ export class ActionQueue {
       if (keepOwn && own(item.action)) return [item];
       if (item.action.kind === 'rsync' && this.pendingRsync.get(item.action.path) === item) this.pendingRsync.delete(item.action.path);
       const renamed: Queued = { direction, action: rebaseAction(item.action, from, to) };
+      if (this.moves.delete(item)) this.moves.add(renamed);
       if (toBack) {
         moved.push(renamed);
         return [];
@@ -184,6 +187,22 @@ export class ActionQueue {
   private push(item: Queued): void {
     this.items.push(item);
     if (item.action.kind === 'rsync') this.pendingRsync.set(item.action.path, item);
+    if (item.action.kind === 'move') this.moves.add(item);
+  }
+
+  /**
+   * Is a rename by `source` of `path` or of a directory above it queued?
+   * Until it is applied the archive holds the entries under their old
+   * names: a report from `source` under the new name cannot be judged
+   * against the archive yet (a file deleted right after its directory was
+   * renamed looked never agreed, and its delete was dropped).
+   */
+  movingOnto(source: Side, path: string): boolean {
+    const direction = directionFrom(source);
+    for (const item of this.moves) {
+      if (item.direction === direction && item.action.kind === 'move' && isSameOrUnder(path, item.action.to)) return true;
+    }
+    return false;
   }
 
   /** Take the next batch off the front of the queue, or undefined when it is empty. */
@@ -203,6 +222,7 @@ export class ActionQueue {
       if (next.direction !== first.direction || next.action.kind !== kind) break;
       taken.push(next.action);
       if (next.action.kind === 'rsync' && this.pendingRsync.get(next.action.path) === next) this.pendingRsync.delete(next.action.path);
+      this.moves.delete(next);
       end += 1;
     }
     this.items.splice(0, end);

@@ -196,6 +196,21 @@ describe('ActionQueue', () => {
     expect(drain(queue)).toEqual(batches);
   });
 
+  // Fuzz (full mix), seed 606 remote round 4: `mv d e; rm e/f` on one side; the delete, judged before the move was applied, was dropped.
+  test.each(described<{ description: string; pushes: Push[]; take: number; side: Side; path: string; moving: boolean }>([
+    { description: 'a path below a queued rename’s new name', pushes: [R(move('d', 'e'))], take: 0, side: 'right', path: 'e/m/f', moving: true },
+    { description: 'the new name itself', pushes: [R(move('d', 'e'))], take: 0, side: 'right', path: 'e', moving: true },
+    { description: 'the other side’s rename does not count', pushes: [L(move('d', 'e'))], take: 0, side: 'right', path: 'e/f', moving: false },
+    { description: 'a rename already taken (being applied) does not count', pushes: [R(move('d', 'e'))], take: 1, side: 'right', path: 'e/f', moving: false },
+    { description: 'a rename rebased by the other side’s rename counts under its new names', pushes: [R(move('d/a', 'd/b')), L(move('d', 'x'))], take: 0, side: 'right', path: 'x/b', moving: true },
+  ]))('movingOnto: %s', (_description, { pushes, take, side, path, moving }) => {
+    const queue = new ActionQueue();
+    for (const { from, action } of pushes) queue.enqueue(from, action);
+    if (pushes.some((p) => p.from === 'left')) queue.deferUnder('right', 'd', 'x');
+    for (let i = 0; i < take; i++) queue.takeBatch();
+    expect(queue.movingOnto(side, path)).toBe(moving);
+  });
+
   test.each(described<{ description: string; first: Push; second: Push; dropped: 'first' | 'second' }>([
     { description: 'the older queued change is reported dropped', first: L(rsync('a', 1_001)), second: R(rsync('a', 1_002)), dropped: 'first' },
     { description: 'the older incoming change is reported dropped', first: L(rsync('a', 1_002)), second: R(rsync('a', 1_001)), dropped: 'second' },
