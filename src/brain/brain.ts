@@ -1191,6 +1191,10 @@ export class Brain {
       resend.push({ kind: 'rsync', path: move.to, stat: move.stat });
       // An old copy the target still holds under the old name goes, unless it was edited there.
       if (fallback.deleteOld) stale.push({ kind: 'delete', path: move.from, stat: move.stat });
+      if (fallback.sendOldBack) {
+        this.queue.enqueue(target, { kind: 'rsync', path: move.from, stat: NO_STAT });
+        this.wake();
+      }
     }
     if (origin !== 'setAside') {
       this.archive.transaction((w) => {

@@ -16,7 +16,10 @@
  *   reason (the source's `to` or `from` may be reached through a link).
  * - MOVE `missing` / `changed` (the old name is gone, or was edited there):
  *   send the destination with rsync, and keep what the target holds under
- *   the old name.
+ *   the old name; when it was edited there, send that back too: the
+ *   target's own report of the edit may have lost a conflict to the moved
+ *   file (both sides changed the name) and been dropped, and the edit
+ *   would stay on the target alone.
  * - MOVE with any other code: send the destination, and delete the stale
  *   copy the target still holds under the old name (that DELETE is checked
  *   against the moved entry's stat like any other).
@@ -31,8 +34,12 @@ export type RefusalFallback =
   | { readonly kind: 'none' }
   /** DELETE: rsync the path from the target back to the source. */
   | { readonly kind: 'copyBack' }
-  /** MOVE: rsync the destination from the source; `deleteOld`: then DELETE the old name on the target. */
-  | { readonly kind: 'resend'; readonly deleteOld: boolean };
+  /**
+   * MOVE: rsync the destination from the source; `deleteOld`: then DELETE
+   * the old name on the target; `sendOldBack`: rsync the old name from the
+   * target back to the source.
+   */
+  | { readonly kind: 'resend'; readonly deleteOld: boolean; readonly sendOldBack: boolean };
 
 export function fallbackAfterRefusal(kind: 'move' | 'delete', code: HelperFailure): RefusalFallback {
   if (kind === 'delete') {
@@ -41,5 +48,5 @@ export function fallbackAfterRefusal(kind: 'move' | 'delete', code: HelperFailur
     return { kind: 'none' };
   }
   if (code === 'unsafe') return { kind: 'none' };
-  return { kind: 'resend', deleteOld: code !== 'missing' && code !== 'changed' };
+  return { kind: 'resend', deleteOld: code !== 'missing' && code !== 'changed', sendOldBack: code === 'changed' };
 }
