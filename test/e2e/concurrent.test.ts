@@ -392,6 +392,38 @@ describe.each(MODES)('%s', (mode) => {
     }
   });
 
+  test('fuzz races with renames: a delete right after its directory’s rename, both sides renaming one file, an edit against a rename: the trees end the same, nothing is lost', async () => {
+    const run = await startEmpty(mode, []);
+    const { psync, left, right } = run;
+    try {
+      await mkdir(join(left, 'd'));
+      await writeFile(join(left, 'd', 'kept'), 'kept: in d\n');
+      for (const name of ['d/gone', 'both', 'edited']) await synced(run, name, `${name}: the agreed version\n`);
+      await waitFor('d/kept on the right', async () => (await readOr(join(right, 'd', 'kept'))) === 'kept: in d\n').catch(withLog(run));
+      // One side: `mv d e; rm e/gone` within one settle delay.
+      renameSync(join(right, 'd'), join(right, 'e'));
+      unlinkSync(join(right, 'e', 'gone'));
+      // Both sides rename one file, each to its own name: both names stay, with the same content.
+      renameSync(join(left, 'both'), join(left, 'both-left'));
+      renameSync(join(right, 'both'), join(right, 'both-right'));
+      // The left edits what the right renames: the edit stays, and so does the rename.
+      writeFileSync(join(left, 'edited'), 'edited: the left edit\n');
+      renameSync(join(right, 'edited'), join(right, 'edited-right'));
+
+      await waitFor('e/kept on the left', async () => (await readOr(join(left, 'e', 'kept'))) === 'kept: in d\n').catch(withLog(run));
+      await barrierRoundTrip(run);
+      await waitForSameTrees(left, right).catch(withLog(run));
+      for (const root of [left, right]) {
+        for (const gone of ['d', 'e/gone', 'both']) expect(await exists(join(root, gone)), `${root}/${gone} should be gone\n${psync.log().slice(-6000)}`).toBe(false);
+        for (const name of ['both-left', 'both-right']) expect(await readOr(join(root, name)), `${root}/${name}`).toBe('both: the agreed version\n');
+        const versions = await Promise.all(['edited', 'edited-right'].map((name) => readOr(join(root, name))));
+        expect(versions, `${root}: the left's edit survives the right's rename\n${psync.log().slice(-6000)}`).toContain('edited: the left edit\n');
+      }
+    } finally {
+      await stopped(run);
+    }
+  });
+
   test('bug 7: both sides write one path in the same instant with the same size: both versions are kept on both sides', async () => {
     const run = await startEmpty(mode, []);
     const { psync, left, right } = run;
