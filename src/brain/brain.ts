@@ -759,7 +759,7 @@ export class Brain {
     // Sends that wait for their parent on the target (dropOrphans) are not applied yet.
     if (batch.kind === 'rsync') applied = await this.rsyncBatch(batch.direction, batch.actions, { recursive: false, makeParents: false });
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
-    else await this.deleteBatch(batch.direction, planned === undefined ? this.stillDeletes(batch) : batch.actions);
+    else await this.deleteBatch(batch.direction, planned === undefined ? await this.stillDeletes(batch) : batch.actions);
     this.counters.applied[batch.direction] += applied;
     this.status.touch();
   }
@@ -1148,7 +1148,7 @@ export class Brain {
     for (const move of superseded) {
       this.log.info(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
     }
-    const plans = moves.map((m) => (origin === 'report' ? movePlan(lookup(m.from), target, m.stat) : { expect: m.stat, thenSend: false }));
+    const plans = moves.map((m) => (origin === 'report' ? movePlan(lookup(m.from), source, m.stat) : { expect: m.stat, thenSend: false }));
     this.counters.helperRuns += 1;
     const replies = await this.helpers.get(target)!.request(
       moves.map((m, i) => ({ kind: 'move' as const, from: m.from, to: m.to, expect: plans[i]!.expect, ...(m.replaces === undefined ? {} : { replaces: m.replaces }) })),
@@ -1220,18 +1220,24 @@ export class Brain {
 
   /**
    * Reported DELETEs, judged again as they are applied: psync may have
-   * written the path on the source since the report was judged (the other
-   * side's edit, queued first). The delete was of the version that write
-   * replaced, and the edit wins (isEcho's tombstones).
+   * written the path on the source since the report (the other side's
+   * edit, queued first, or sent while the filter's round was settling).
+   * The delete was of what that write replaced, and the edit wins: a delete
+   * the archive now calls an echo (isEcho's tombstones) is dropped, and so
+   * is one whose path the source's helper finds there again (a delete of
+   * an entry the filter never indexed carries no stat to judge it by).
    */
-  private stillDeletes(batch: Batch): Action[] {
+  private async stillDeletes(batch: Batch): Promise<Action[]> {
     const source = sourceOf(batch.direction);
     const lookup = (path: string) => this.archive.get(path);
-    return batch.actions.filter((action) => {
-      if (!isEcho(lookup, source, action, (path) => this.tombstones.get(path))) return true;
-      this.log.debug(`${source}: ${describe(action)} is stale: psync wrote that path there since`);
+    const stale = (action: Action, why: string): false => {
+      this.log.debug(`${source}: ${describe(action)} is stale: ${why}`);
       return false;
-    });
+    };
+    const judged = batch.actions.filter((action) => !isEcho(lookup, source, action, (path) => this.tombstones.get(path)) || stale(action, 'psync wrote that path there since'));
+    if (judged.length === 0) return [];
+    const replies = await this.helpers.get(source)!.request(judged.map((action) => ({ kind: 'stat' as const, path: action.kind === 'move' ? action.to : action.path })));
+    return judged.filter((action, i) => !replies[i]!.ok || stale(action, `it is there again on the ${source} side`));
   }
 
   /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */

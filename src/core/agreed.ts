@@ -18,7 +18,7 @@
 
 import { isSameOrUnder } from './paths.js';
 import { sameStat, sameVersion, versionOf, type Agreed, type Identity, type Observed } from './version.js';
-import type { Action, Side, Stat } from './types.js';
+import { otherSide, type Action, type Side, type Stat } from './types.js';
 
 /** The archive as the decisions read it. */
 export type Lookup = (path: string) => Agreed | undefined;
@@ -53,12 +53,15 @@ export function deleteExpectation(agreed: Agreed | undefined, target: Side, repo
  * reported as one MOVE of the edited version, which the target never had;
  * expecting that version refused the move, and the old name stayed on the
  * target for good. The target renames what it holds, then the edit is sent
- * (`thenSend`). A path the archive does not hold is checked against the
- * reported stat; a directory too (its children carry its content).
+ * (`thenSend`). Only when what moved is the agreed file itself (the
+ * source's inode the archive knows): another file under the old name (a
+ * conflict copy set aside there, a file psync wrote since) is checked
+ * against the reported stat, and so are a path the archive does not hold
+ * and a directory (its children carry its content).
  */
-export function movePlan(agreed: Agreed | undefined, target: Side, moved: Stat): { expect: Stat; thenSend: boolean } {
-  if (agreed === undefined || moved.type === 'dir') return { expect: moved, thenSend: false };
-  return { expect: agreedStat(agreed, target), thenSend: !sameVersion(agreed, versionOf(moved)) };
+export function movePlan(agreed: Agreed | undefined, source: Side, moved: Stat): { expect: Stat; thenSend: boolean } {
+  if (agreed === undefined || moved.type === 'dir' || agreed[source].ino === 0 || agreed[source].ino !== moved.ino) return { expect: moved, thenSend: false };
+  return { expect: agreedStat(agreed, otherSide(source)), thenSend: !sameVersion(agreed, versionOf(moved)) };
 }
 
 /**

@@ -151,6 +151,8 @@ export function reconcile(state: FilterState, observations: readonly Observation
     return false;
   }) as { path: string; stat: Stat }[];
   const isGone = (path: string): boolean => gone.has(path) || ancestorsOf(path).some((a) => gone.has(a));
+  // Before this round's moves change the index: an old name a move vacates was indexed.
+  const unindexed = [...gone].filter((path) => index.get(path) === undefined);
   const presentAt = new Map(reachable.map((o) => [o.path, o.stat]));
   /** The node's name no longer holds it: gone, or another entry took it (a swap, `mv f g; cp other f`). */
   const isVacated = (node: TreeNode): boolean => {
@@ -193,7 +195,9 @@ export function reconcile(state: FilterState, observations: readonly Observation
   for (const move of moves) replacedBy.delete(move.node);
 
   const actions: Action[] = [];
+  const vacated: string[] = [];
   for (const move of applyMoves(state, withoutImpliedMoves(index, moves), dropped)) {
+    vacated.push(move.from);
     if (move.applied === 'aside') {
       if (!move.silent) actions.push({ kind: 'move', from: move.from, to: move.to, stat: move.node.stat });
       continue;
@@ -214,6 +218,7 @@ export function reconcile(state: FilterState, observations: readonly Observation
     move.node.stat = move.stat;
   }
 
+  actions.push(...unindexedDeletes(index, unindexed.filter((path) => !vacated.some((from) => isSameOrUnder(path, from))), isGone));
   actions.push(...collectDeletes(state, gone, replacedBy, dropped, now));
 
   const scan: string[] = [];
@@ -373,6 +378,33 @@ function collectDeletes(state: FilterState, gone: Set<string>, replacedBy: Reado
     actions.push(...(keepName ? all.slice(0, -1) : all));
     index.remove(path);
     dropped.push(node);
+  }
+  return actions;
+}
+
+/** The stat of a DELETE for an entry this side never indexed: nothing is known of it. */
+const UNKNOWN: Stat = { type: 'other', ino: 0, size: 0, mtimeMs: 0, mode: 0 };
+
+/**
+ * DELETEs for gone paths the index did not hold when the round began, in
+ * a directory it holds (and that is still there): an entry made and removed before its own
+ * round came. Usually nothing the brain knows of (an echo it drops); but
+ * psync itself may have written it moments before (the brain agreed on it
+ * while this side's report of the write was still settling), and then the
+ * delete must reach the other side: `mv d e; rm e/f` right after psync
+ * wrote `d/f` left `e/f` there for good. A path below a directory this
+ * round renamed is not one: it is looked at again under the new name
+ * (the shell's followRenamedParents); nor is a name a move of this round
+ * left. Names an entry passed through within the round (`a -> m -> c`)
+ * are reported too: the brain holds nothing there and drops them.
+ */
+function unindexedDeletes(index: TreeIndex, unindexed: readonly string[], isGone: (path: string) => boolean): Action[] {
+  const actions: Action[] = [];
+  for (const path of unindexed) {
+    if (index.get(path) !== undefined) continue;
+    const parent = parentOf(path);
+    if (index.get(parent)?.stat.type !== 'dir' || (parent !== '' && isGone(parent))) continue;
+    actions.push({ kind: 'delete', path, stat: UNKNOWN });
   }
   return actions;
 }

@@ -86,17 +86,21 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
 });
 
 describe('movePlan: what a reported MOVE expects on the target, and whether the new name is sent after it', () => {
+  // The source is the left (inode 11 agreed there); the target the right (inode 21).
   test.each(
     described<{ description: string; agreed: Agreed | undefined; moved: Stat; expect: Stat; thenSend: boolean }>([
       { description: 'a rename of the agreed version expects it (the target’s inode) and sends nothing', agreed: agreed(11, 21), moved: file(11), expect: file(21), thenSend: false },
       // Fuzz (full mix): an edit and a rename within one settle delay left the old name on the other side for good.
-      { description: 'an edit then a rename expects the agreed version, then sends the edit', agreed: agreed(11, 21), moved: file(11, 30, T + 9), expect: file(21), thenSend: true },
+      { description: 'an edit in place then a rename expects the agreed version, then sends the edit', agreed: agreed(11, 21), moved: file(11, 30, T + 9), expect: file(21), thenSend: true },
       { description: 'a chmod then a rename sends the mode after the move', agreed: agreed(11, 21), moved: file(11, 10, T, 0o600), expect: file(21), thenSend: true },
+      // conflict.test.ts under load: the helper's set-aside of a conflict copy, reported as a move, renamed the good file on the other side.
+      { description: 'another file than the agreed one (another inode) is checked against the report', agreed: agreed(11, 21), moved: file(12, 30, T + 9), expect: file(12, 30, T + 9), thenSend: false },
+      { description: 'an unknown source inode proves nothing: checked against the report', agreed: agreed(0, 21), moved: file(11, 30, T + 9), expect: file(11, 30, T + 9), thenSend: false },
       { description: 'a name the archive does not hold is checked against the report', agreed: undefined, moved: file(11), expect: file(11), thenSend: false },
       { description: 'a directory is checked against the report', agreed: agreedDir(), moved: dir(1, 0o700), expect: dir(1, 0o700), thenSend: false },
     ]),
   )('%s', (_d, { agreed: entry, moved, expect: wanted, thenSend }) => {
-    expect(movePlan(entry, 'right', moved)).toEqual({ expect: wanted, thenSend });
+    expect(movePlan(entry, 'left', moved)).toEqual({ expect: wanted, thenSend });
   });
 });
 
