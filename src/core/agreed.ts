@@ -92,7 +92,9 @@ export function holdsAgreed(entry: Agreed, side: Side, stat: Stat): boolean {
  * included, was seen before psync's own later change and says nothing new:
  * psync writes a file and the source deletes it at once, or a file still
  * being written is sent twice, and the target's report of the first write
- * comes after the second; or the user deletes a file as psync's write of
+ * comes after the second (not when the inode agreed there now is the
+ * report's own: a chmod back to the old mode is the user's change); or the
+ * user deletes a file as psync's write of
  * the other side's edit replaces it (another inode now agreed there): the
  * edit wins over the delete, as it would have had it come a moment later.
  * RACE: a user who puts that very version back
@@ -105,7 +107,10 @@ export function isEcho(lookup: Lookup, side: Side, action: Action, gone: Lookup 
       if (entry !== undefined && holdsAgreed(entry, side, action.stat)) return true;
       const tombstone = gone(action.path);
       // A directory's inode must match too (holdsAgreed does not compare it): one made again is a change.
-      return tombstone !== undefined && tombstone[side].ino !== 0 && tombstone[side].ino === action.stat.ino && holdsAgreed(tombstone, side, action.stat);
+      if (tombstone === undefined || tombstone[side].ino === 0 || tombstone[side].ino !== action.stat.ino) return false;
+      // The inode agreed there now is that very one: the user put the old version back (a chmod back), no late report.
+      if (entry !== undefined && entry[side].ino === action.stat.ino) return false;
+      return holdsAgreed(tombstone, side, action.stat);
     }
     case 'delete': {
       const entry = lookup(action.path);

@@ -92,6 +92,13 @@ describe.each(['leftToRight', 'rightToLeft'] as const)('%s', (direction) => {
     expect((await lstat(p(dst(), 'file.txt'))).mode & 0o777).toBe(0o600);
   });
 
+  // Fuzz (paced mix), seed 9001: a chmod back to the mode agreed before was taken for a late report of that version.
+  test('a chmod back to the previous mode arrives', async () => {
+    await step(direction, () => chmod(p(src(), 'file.txt'), 0o640));
+    await step(direction, () => chmod(p(src(), 'file.txt'), 0o600));
+    expect((await lstat(p(dst(), 'file.txt'))).mode & 0o777).toBe(0o600);
+  });
+
   test('two saves of the same size within one second both arrive (rsync quick check compares whole seconds)', async () => {
     const at = (ms: number): Date => new Date(Date.UTC(2022, 0, 2, 3, 4, 5, ms));
     await step(direction, async () => {

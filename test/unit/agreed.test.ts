@@ -83,6 +83,14 @@ describe('isEcho: a report equal to what the archive holds for its side', () => 
     expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(21) }, before)).toBe(true);
     expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(23) }, before)).toBe(false);
   });
+
+  // Fuzz (paced mix), seed 9001 local round 23: chmod 640 then chmod 755 back on the right; the second was taken for a late report.
+  test('the old version put back into the inode agreed now (a chmod back) is a change', () => {
+    const now = archive({ a: agreed(11, 21, { mode: 0o640 }) });
+    const before = archive({ a: agreed(11, 21, { mode: 0o755 }) });
+    expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(21, 10, T, 0o755) }, before)).toBe(false);
+    expect(isEcho(now, 'right', { kind: 'rsync', path: 'a', stat: file(21, 10, T, 0o640) }, before)).toBe(true);
+  });
 });
 
 describe('movePlan: what a reported MOVE expects on the target, and whether the new name is sent after it', () => {
