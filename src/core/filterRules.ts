@@ -11,7 +11,9 @@
  * - A path that exists now and whose inode the index knows under a name that
  *   is gone now is a MOVE, never a delete plus a re-send.
  * - DELETE is emitted only for a path observed gone (or below one), with the
- *   stat it had, children before their directory.
+ *   stat it had, children before their directory; a gone path the index
+ *   never held, in a directory still there, with an unknown stat (psync may
+ *   have written it a moment before: unindexedDeletes).
  * - Moves come first, in an order the target can apply one by one; a cycle
  *   (a swap `a -> t; b -> a; t -> b`) is broken by moving one member aside
  *   to a temp name first (`a -> a.psync-swap-<ino>~`, then on to `b`), so
