@@ -38,7 +38,7 @@ import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
 import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
-import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, identityOf, isEcho, moveStillValid, movePlan, Recent, remadeBelow, sentAs, type Listed } from '../core/agreed.js';
+import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, holdsAgreed, identityOf, isEcho, moveStillValid, movePlan, Recent, remadeBelow, sentAs, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
@@ -1224,8 +1224,9 @@ export class Brain {
    * edit, queued first, or sent while the filter's round was settling).
    * The delete was of what that write replaced, and the edit wins: a delete
    * the archive now calls an echo (isEcho's tombstones) is dropped, and so
-   * is one whose path the source's helper finds there again (a delete of
-   * an entry the filter never indexed carries no stat to judge it by).
+   * is one whose path the source's helper finds holding the agreed version
+   * again (a delete of an entry the filter never indexed carries no stat to
+   * judge it by).
    */
   private async stillDeletes(batch: Batch): Promise<Action[]> {
     const source = sourceOf(batch.direction);
@@ -1237,7 +1238,13 @@ export class Brain {
     const judged = batch.actions.filter((action) => !isEcho(lookup, source, action, (path) => this.tombstones.get(path)) || stale(action, 'psync wrote that path there since'));
     if (judged.length === 0) return [];
     const replies = await this.helpers.get(source)!.request(judged.map((action) => ({ kind: 'stat' as const, path: action.kind === 'move' ? action.to : action.path })));
-    return judged.filter((action, i) => !replies[i]!.ok || stale(action, `it is there again on the ${source} side`));
+    return judged.filter((action, i) => {
+      const reply = replies[i]!;
+      const entry = action.kind === 'move' ? undefined : lookup(action.path);
+      // What psync agreed on stands there again; anything else there (a symlink that replaced a directory) has its own report.
+      if (!reply.ok || entry === undefined || !holdsAgreed(entry, source, reply.stat)) return true;
+      return stale(action, `the ${source} side holds what psync wrote there since`);
+    });
   }
 
   /** Keep what was agreed at `path` as its tombstone, before the archive lets it go or agrees on something newer. */
