@@ -42,7 +42,7 @@ import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asRepor
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
 import type { PlannedBatch } from '../core/steps.js';
-import { ancestorsOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
+import { ancestorsOf, depthOf, isSameOrUnder, parentOf, rebase } from '../core/paths.js';
 import { ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
 import type { Archive } from '../state/archive.js';
 import type { Leftover } from '../fs/psyncDir.js';
@@ -873,7 +873,6 @@ export class Brain {
   ): Promise<void> {
     const target = targetOf(direction);
     this.log.info(`${remade.dirs.map((dir) => JSON.stringify(dir)).join(', ')}: gone on the ${target} side as rsync wrote into it (renamed or deleted there); taking back what it wrote`);
-    const depth = (path: string): number => path.split('/').length;
     const statOf = (path: string): Stat | undefined => {
       const now = targetNow.get(path);
       return typeof now === 'object' ? now : undefined;
@@ -884,7 +883,7 @@ export class Brain {
     });
     const dirs = [...new Set([...remade.dirs, ...remade.sends.filter((path) => statOf(path)?.type === 'dir')])];
     const requests = [...written, ...dirs.map((path) => ({ kind: 'delete' as const, path, expect: { ...NO_STAT, type: 'dir' as const } }))];
-    requests.sort((a, b) => depth(b.path) - depth(a.path));
+    requests.sort((a, b) => depthOf(b.path) - depthOf(a.path));
     const replies = await this.helpers.get(target)!.request(requests);
     for (const [i, reply] of replies.entries()) {
       if (!reply.ok && reply.code !== 'missing') this.log.warn(`could not take back ${JSON.stringify(requests[i]!.path)} on ${target} (${reply.code}: ${reply.message})`);

@@ -16,7 +16,7 @@
  * differs, is sent again.
  */
 
-import { isSameOrUnder } from './paths.js';
+import { depthOf, isSameOrUnder } from './paths.js';
 import { sameStat, sameVersion, versionOf, type Agreed, type Identity, type Observed } from './version.js';
 import { otherSide, type Action, type Side, type Stat } from './types.js';
 
@@ -260,8 +260,7 @@ export function remadeBelow(
   const roots = made.filter((path) => lookup(path)?.type === 'dir');
   if (roots.length === 0) return { dirs: [], sends: [] };
   const below = (path: string): boolean => roots.some((root) => isSameOrUnder(path, root));
-  const depth = (path: string): number => path.split('/').length;
-  return { dirs: made.filter(below).sort((a, b) => depth(b) - depth(a)), sends: sent.filter(below) };
+  return { dirs: made.filter(below).sort((a, b) => depthOf(b) - depthOf(a)), sends: sent.filter(below) };
 }
 
 /** The entry a file sent from `source` as `stat` will be agreed as, if it arrives as reported (the target's inode unknown). */
