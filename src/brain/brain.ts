@@ -569,8 +569,8 @@ export class Brain {
     }
     this.counters.reported[side] += 1;
     this.status.touch();
-    // Before it may wait: a transfer that lands while it waits came after the move it reports.
-    if (action.kind === 'move') this.reportedAt.set(action, this.transfers);
+    // Before it may wait: a transfer that lands while it waits came after the change it reports.
+    if (action.kind !== 'delete') this.reportedAt.set(action, this.transfers);
     const admission = this.queueBound.admit(side, this.queue.length + this.held.length);
     if (admission === 'overflow') {
       this.fail(
@@ -757,7 +757,9 @@ export class Brain {
     this.log.info(what);
     let applied = batch.actions.length;
     // Sends that wait for their parent on the target (dropOrphans) are not applied yet.
-    if (batch.kind === 'rsync') applied = await this.rsyncBatch(batch.direction, batch.actions, { recursive: false, makeParents: false });
+    if (batch.kind === 'rsync') {
+      applied = await this.rsyncBatch(batch.direction, planned === undefined ? await this.stillSends(batch) : batch.actions, { recursive: false, makeParents: false });
+    }
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
     else await this.deleteBatch(batch.direction, planned === undefined ? await this.stillDeletes(batch) : batch.actions);
     this.counters.applied[batch.direction] += applied;
@@ -1137,8 +1139,7 @@ export class Brain {
     const target = targetOf(direction);
     const lookup = (path: string) => this.archive.get(path);
     const all = actions.filter((a): a is Extract<Action, { kind: 'move' }> => a.kind === 'move');
-    const writtenSince = (m: Action): boolean => (this.lastWritten.get(m.kind === 'move' ? m.to : m.path) ?? -1) > (this.reportedAt.get(m) ?? Infinity);
-    const superseded = origin === 'report' ? all.filter((m) => writtenSince(m) && moveStillValid(lookup, source, m) === 'superseded') : [];
+    const superseded = origin === 'report' ? all.filter((m) => this.writtenSince(m) && moveStillValid(lookup, source, m) === 'superseded') : [];
     // psync wrote the old name on the source since the report was judged (the other side's edit, queued
     // first): what was renamed is not what is agreed there now, and arrives under its new name as a file of its own.
     const arrivals = origin === 'report' ? all.filter((m) => !superseded.includes(m) && asReported(lookup, source, m).kind === 'rsync') : [];
@@ -1243,6 +1244,48 @@ export class Brain {
       // What psync agreed on stands there again; anything else there (a symlink that replaced a directory) has its own report.
       if (!reply.ok || entry === undefined || !holdsAgreed(entry, source, reply.stat)) return true;
       return stale(action, `the ${source} side holds what psync wrote there since`);
+    });
+  }
+
+  /** Has psync written the path a reported send or rename names (a rename's new name) since the report came? */
+  private writtenSince(action: Action): boolean {
+    return (this.lastWritten.get(action.kind === 'move' ? action.to : action.path) ?? -1) > (this.reportedAt.get(action) ?? Infinity);
+  }
+
+  /**
+   * Reported sends, judged again as they are applied: psync may have
+   * written the path on the source since the report (the other side's
+   * version, the reported one kept as a conflict copy or judged an older
+   * state of it: resolveReplaced). The report's stat then no longer says
+   * what stands there: rsync would send psync's own write back and the
+   * archive would record it under the reported file's inode, so that the
+   * rename of that file to its conflict copy, reported next, renamed the
+   * other side's file (bug 7 under load). The source's helper says what
+   * stands there now: the agreed version is not sent back; anything else
+   * (the user wrote again) is sent as it is now.
+   */
+  private async stillSends(batch: Batch): Promise<Action[]> {
+    const source = sourceOf(batch.direction);
+    const stale = batch.actions.filter((action): action is Extract<Action, { kind: 'rsync' }> => action.kind === 'rsync' && this.writtenSince(action));
+    if (stale.length === 0) return [...batch.actions];
+    const replies = await this.helpers.get(source)!.request(stale.map((send) => ({ kind: 'stat' as const, path: send.path })));
+    const now = new Map<Action, Action | undefined>();
+    for (const [i, reply] of replies.entries()) {
+      const send = stale[i]!;
+      // Gone there: rsync finds that out (VanishedSends); its own report follows.
+      if (!reply.ok) continue;
+      const entry = this.archive.get(send.path);
+      if (entry !== undefined && holdsAgreed(entry, source, reply.stat)) {
+        this.log.debug(`${source}: ${describe(send)} is stale: the ${source} side holds what psync wrote there since`);
+        now.set(send, undefined);
+      } else {
+        now.set(send, { ...send, stat: reply.stat });
+      }
+    }
+    return batch.actions.flatMap((action) => {
+      if (!now.has(action)) return [action];
+      const fresh = now.get(action);
+      return fresh === undefined ? [] : [fresh];
     });
   }
 
