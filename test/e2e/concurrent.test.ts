@@ -337,7 +337,8 @@ describe.each(MODES)('%s', (mode) => {
         }
         await waitFor(`${a} and ${b} on the right`, async () => (await readOr(join(right, a))) === moved(i) && (await readOr(join(right, b))) === `old b of round ${i}\n`).catch(withLog(run));
         const moveLeft = (): Promise<void> => rename(join(left, a), join(left, b));
-        const deleteRight = (): Promise<void> => rm(join(right, a));
+        // force: psync may carry the rename over within the gap, and then the right's `a` is gone already.
+        const deleteRight = (): Promise<void> => rm(join(right, a), { force: true });
         const [first, second] = rightFirst ? [deleteRight, moveLeft] : [moveLeft, deleteRight];
         await first();
         if (gapMs > 0) await delay(gapMs);
