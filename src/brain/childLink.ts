@@ -8,11 +8,11 @@
  * MAX_STDERR_LINE_CHARS on stderr), in linear time.
  */
 
-import { ProtocolError } from '../core/errors.js';
+import { ProtocolError, RootInUseError, RootUnusableError } from '../core/errors.js';
 import { FrameReceiver, FrameWriter, MAX_FRAME_BYTES, type Frame } from '../core/frame.js';
 import { LineSplitter, type Line } from '../core/lines.js';
 import { MAX_STDERR_LINE_CHARS, readLines } from '../lineStream.js';
-import { PROTOCOL_VERSION, type Role } from '../core/protocol.js';
+import { PROTOCOL_VERSION, START_ERROR_KIND, type Role } from '../core/protocol.js';
 import type { Side } from '../core/types.js';
 import type { Logger } from '../log.js';
 import type { Channel, Endpoint } from '../transport/endpoint.js';
@@ -107,7 +107,7 @@ export class ChildLink {
           this.onFrame = (next) => early.push(next);
           settle();
         } else if (frame.verb === 'ERROR') {
-          settle(new ProtocolError(`${this.name} on ${endpoint.description}: ${frame.args[0] ?? 'unknown error'}`));
+          settle(startError(`${this.name} on ${endpoint.description}: ${frame.args[0] ?? 'unknown error'}`, frame.args[1]));
         } else {
           settle(new ProtocolError(`${this.name} on ${endpoint.description} speaks another protocol (${frame.verb} ${frame.args.join(' ')})`));
         }
@@ -158,4 +158,11 @@ export class ChildLink {
       this.log.warn(`${this.name}: ${line.text}${note}`);
     });
   }
+}
+
+/** The error for a side's ERROR before HELLO: its kind (protocol.ts START_ERROR_KIND) decides the class, hence the exit code. */
+export function startError(message: string, kind: string | undefined): Error {
+  if (kind === START_ERROR_KIND.rootUnusable) return new RootUnusableError(message);
+  if (kind === START_ERROR_KIND.rootInUse) return new RootInUseError(message);
+  return new ProtocolError(message);
 }
