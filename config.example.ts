@@ -105,6 +105,11 @@ const config: ConfigFile = {
 
   // ---- the pairs ----
 
+  /**
+   * The pairs this process runs, all at once (default: none, the file
+   * describes one pair). Each needs a unique `name`, `srcRoot` and `dstRoot`,
+   * and may set any per-pair setting for itself.
+   */
   pairs: [
     {
       /** The pair's name (unique in the file): it is in the pair's log lines. Letters, digits, ".", "_", "-". */

@@ -120,7 +120,7 @@ export const PROCESS_SETTINGS = Object.keys(processShape) as Array<keyof typeof 
 /** Names of the per-pair settings. */
 export const PAIR_SETTINGS = Object.keys(pairShape) as Array<keyof typeof pairShape>;
 
-const pairEntrySchema = z.strictObject(pairShape).partial().required({ name: true, srcRoot: true, dstRoot: true });
+const pairEntrySchema = z.strictObject(pairShape).partial().extend({ name: pairShape.name, srcRoot: pairShape.srcRoot, dstRoot: pairShape.dstRoot });
 
 /**
  * A config file: process-wide settings, per-pair settings (the pairs'

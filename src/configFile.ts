@@ -81,6 +81,7 @@ export function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
         .join('; ');
     }
     case 'invalid_type':
+      if (valueAt(input, issue.path) === undefined) return `${where} is missing (${EXPECTED[issue.expected] ?? issue.expected})`;
       return `${where}: expected ${EXPECTED[issue.expected] ?? issue.expected}, got ${shown(valueAt(input, issue.path))}`;
     case 'invalid_value':
       return `${where}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${shown(valueAt(input, issue.path))}`;
