@@ -129,6 +129,9 @@ describe('--help and --version', () => {
   const OPTIONS = [
     '--remote-host',
     '--debug',
+    '--log-file',
+    '--log-format',
+    '--progress',
     '--tempfiles',
     '--excludes',
     '--rsync-excludes',
