@@ -23,7 +23,7 @@ import { createLogger, flushLogger, type Logger } from './log.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
 import { SshEndpoint } from './transport/ssh.js';
-import { explainUnknownArgument, extraArguments } from './usage.js';
+import { explainUsageError, extraArguments } from './usage.js';
 
 /** Exit codes; the README lists them. */
 export const EXIT = {
@@ -131,7 +131,7 @@ async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((message, error) => {
-      throw error ?? new ConfigError(explainUnknownArgument(message, argv));
+      throw error ?? new ConfigError(explainUsageError(message, argv));
     })
     .parseAsync();
 

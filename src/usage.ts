@@ -8,11 +8,13 @@
 const EXTRA_OPTIONS = new Set(['-x', '--extra']);
 
 /**
- * yargs' "Unknown argument: bwlimit", with a hint when the unknown option
- * was meant for rsync: `-x --bwlimit=1000` gives -x an empty value and
- * takes `--bwlimit=1000` for an option of psync's.
+ * yargs' complaint in one line (its "Invalid values:" spans several), with
+ * a hint when an unknown option was meant for rsync: `-x --bwlimit=1000`
+ * gives -x an empty value and takes `--bwlimit=1000` for an option of
+ * psync's ("Unknown argument: bwlimit").
  */
-export function explainUnknownArgument(message: string, argv: readonly string[]): string {
+export function explainUsageError(complaint: string, argv: readonly string[]): string {
+  const message = complaint.trim().replace(/\s*\n\s*/g, ' ');
   const index = argv.findIndex((arg, i) => EXTRA_OPTIONS.has(arg) && argv[i + 1]?.startsWith('-') === true);
   if (index < 0 || !/^Unknown arguments?:/.test(message)) return message;
   const meant = argv[index + 1]!;

@@ -97,6 +97,7 @@ describe('usage and config errors exit 2 with one clear line', () => {
       message: /Unknown argument: bwlimit .*-x=--bwlimit=1000 or --extra=--bwlimit=1000/,
     },
     { description: 'host:/path as a local DSTROOT: suggests -r', args: () => [left, 'replica:/srv/share'], message: /DSTROOT .*replica:\/srv\/share does not exist .*use -r replica SRCROOT \/srv\/share/ },
+    { description: 'a value outside the choices of --log-format', args: () => ['--log-format', 'xml', left, right], message: /Invalid values: Argument: log-format, Given: "xml", Choices: "text", "json"/ },
     { description: 'a brace list in a pattern (it would be taken literally)', args: () => ['-e', '*.{jpg,png}', left, right], message: /braces are not expanded/ },
   ]))('%s', async (_description, { args, message }) => {
     const result = await psync(args());

@@ -1,10 +1,10 @@
 /** What psync says about a command line it cannot take (src/usage.ts). */
 
 import { describe, expect, test } from 'vitest';
-import { explainUnknownArgument, extraArguments } from '../../src/usage.js';
+import { explainUsageError, extraArguments } from '../../src/usage.js';
 import { described } from '../support/table.js';
 
-describe('explainUnknownArgument', () => {
+describe('explainUsageError', () => {
   test.each(described<{ description: string; message: string; argv: string[]; expected: string }>([
     {
       description: '-x followed by an rsync option: the hint gives both spellings with "="',
@@ -21,8 +21,14 @@ describe('explainUnknownArgument', () => {
     { description: 'an unknown option without -x: no hint', message: 'Unknown argument: bogus', argv: ['--bogus', '/a', '/b'], expected: 'Unknown argument: bogus' },
     { description: '-x written with "=" is fine: no hint for another unknown option', message: 'Unknown argument: bogus', argv: ['-x=--bwlimit=1', '--bogus', '/a', '/b'], expected: 'Unknown argument: bogus' },
     { description: 'another complaint after -x -opt: left alone', message: 'Not enough arguments', argv: ['-x', '-z'], expected: 'Not enough arguments' },
+    {
+      description: "a complaint over several lines (yargs' choices) is made one line",
+      message: 'Invalid values:\n  Argument: log-format, Given: "xml", Choices: "text", "json"',
+      argv: ['--log-format', 'xml'],
+      expected: 'Invalid values: Argument: log-format, Given: "xml", Choices: "text", "json"',
+    },
   ]))('%s', (_description, { message, argv, expected }) => {
-    expect(explainUnknownArgument(message, argv)).toBe(expected);
+    expect(explainUsageError(message, argv)).toBe(expected);
   });
 });
 
