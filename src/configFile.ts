@@ -31,7 +31,7 @@ export async function loadConfigFile(path: string): Promise<ConfigFile> {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      throw new ConfigError(`the config file ${absolute} is not valid JSON: ${firstLine((error as Error).message)}`, { cause: error });
+      throw new ConfigError(`the config file ${absolute} is not valid JSON: ${jsonErrorWhere(text, firstLine((error as Error).message))}`, { cause: error });
     }
   } else if (MODULE_EXTENSIONS.has(extension)) {
     try {
@@ -53,6 +53,15 @@ export async function loadConfigFile(path: string): Promise<ConfigFile> {
 }
 
 const firstLine = (text: string): string => text.split('\n')[0]!.trim();
+
+/** JSON.parse's message with the line and column of its `position N` (Node 20 gives the offset only). */
+export function jsonErrorWhere(text: string, message: string): string {
+  const match = / at position (\d+)/.exec(message);
+  if (match === null || /\(line \d+/.test(message)) return message;
+  const before = text.slice(0, Number(match[1]));
+  const line = before.split('\n').length;
+  return `${message} (line ${line}, column ${before.length - before.lastIndexOf('\n')})`;
+}
 
 /** `pairs[1].excludes` for the path ['pairs', 1, 'excludes']. */
 export function settingPath(path: readonly PropertyKey[]): string {

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import example from '../../config.example.js';
 import { configFileSchema, configSchema, DEFAULTS, derivedName, PAIR_SETTINGS, PROCESS_SETTINGS, remoteRootHint, resolvePairs, type CommandLine, type ConfigFile } from '../../src/config.js';
-import { describeIssue, settingPath } from '../../src/configFile.js';
+import { describeIssue, jsonErrorWhere, settingPath } from '../../src/configFile.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { described } from '../support/table.js';
 
@@ -56,6 +56,28 @@ describe('a config file is checked against the schema: one line naming the setti
     { path: ['pairs', 0, 'excludes', 2], shown: 'pairs[0].excludes[2]' },
   ])('settingPath $path is "$shown"', ({ path, shown }) => {
     expect(settingPath(path)).toBe(shown);
+  });
+});
+
+describe('jsonErrorWhere: where a JSON syntax error is', () => {
+  test.each(described<{ description: string; text: string; message: string; expected: string }>([
+    { description: 'on the first line', text: '{ "a": 1, }', message: 'Expected double-quoted property name in JSON at position 10', expected: 'Expected double-quoted property name in JSON at position 10 (line 1, column 11)' },
+    { description: 'on a later line', text: '{\n  "a": 1,\n}', message: 'Expected double-quoted property name in JSON at position 12', expected: 'Expected double-quoted property name in JSON at position 12 (line 3, column 1)' },
+    { description: 'a message that already says the line (newer Node) is left alone', text: '{,}', message: 'Unexpected token , in JSON at position 1 (line 1 column 2)', expected: 'Unexpected token , in JSON at position 1 (line 1 column 2)' },
+    { description: 'a message without a position is left alone', text: '', message: 'Unexpected end of JSON input', expected: 'Unexpected end of JSON input' },
+  ]))('%s', (_description, { text, message, expected }) => {
+    expect(jsonErrorWhere(text, message)).toBe(expected);
+  });
+
+  test("the message names the place of Node's own error", () => {
+    const text = '{\n  "force": true,\n}';
+    let message = '';
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(jsonErrorWhere(text, message)).toMatch(/line 3/);
   });
 });
 
