@@ -130,3 +130,19 @@ test('two pairs in one config, one broken (its root missing): it is reported, th
   expect(JSON.parse(await readFile(statusFile, 'utf8')) as Status).toMatchObject({ state: 'stopped' });
   expect(await names(roots.brokenLeft)).toEqual([]);
 });
+
+test('two pairs with -s: both are reconciled in one process, exit 0 once both are done', async () => {
+  const base = tempDir('psync-pairs-');
+  const dirs = ['a-left', 'a-right', 'b-left', 'b-right'].map((name) => join(base, name));
+  await Promise.all(dirs.map((dir) => mkdir(dir)));
+  const [aLeft, aRight, bLeft, bRight] = dirs as [string, string, string, string];
+  await writeFile(join(aLeft, 'a.txt'), 'a');
+  await writeFile(join(bRight, 'b.txt'), 'b');
+  const config = join(base, 'pairs.json');
+  await writeFile(config, JSON.stringify({ pairs: [{ name: 'a', srcRoot: aLeft, dstRoot: aRight }, { name: 'b', srcRoot: bLeft, dstRoot: bRight }] }));
+  const result = await psync(['-s', '--config', config]);
+  expect(result.exitCode, result.stderr).toBe(EXIT.ok);
+  expect(await names(aRight)).toEqual(['a.txt']);
+  expect(await names(bLeft)).toEqual(['b.txt']);
+  expect(result.stderr).not.toMatch(/psync: /);
+});
