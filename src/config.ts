@@ -199,7 +199,12 @@ export function resolvePairs(file: ConfigFile, commandLine: CommandLine): Config
     config['name'] ??= derivedName(srcRoot);
     for (const list of LIST_SETTINGS) config[list] = [...(entry[list] ?? common[list] ?? DEFAULTS[list]), ...(commandLine.added[list] ?? [])];
     for (const key of PATH_SETTINGS) if (typeof config[key] === 'string') config[key] = resolve(config[key]);
-    return configSchema.parse(config);
+    const checked = configSchema.safeParse(config);
+    if (!checked.success) {
+      const [issue] = checked.error.issues;
+      throw new ConfigError(`${issue!.path.join('.')}: ${issue!.message}`);
+    }
+    return checked.data;
   });
 }
 

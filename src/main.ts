@@ -146,7 +146,7 @@ async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
     srcRoot: parsed.srcroot,
     dstRoot: parsed.dstroot,
     remoteHost: parsed['remote-host'],
-    debug: parsed.debug,
+    debug: numeric(parsed.debug, '--debug'),
     logFile: parsed['log-file'],
     logFormat: parsed['log-format'] as Config['logFormat'] | undefined,
     progress: parsed.progress as Config['progress'] | undefined,
@@ -156,16 +156,16 @@ async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
     skipInitialSync: parsed['skip-initial-sync'],
     force: parsed.force,
     preserveSuid: parsed['preserve-suid'],
-    intervalSeconds: parsed.interval,
-    maxDelaySeconds: parsed['max-delay'],
-    rescanSeconds: parsed.rescan,
+    intervalSeconds: numeric(parsed.interval, '--interval'),
+    maxDelaySeconds: numeric(parsed['max-delay'], '--max-delay'),
+    rescanSeconds: numeric(parsed.rescan, '--rescan'),
     sshConfig: parsed['ssh-config'],
     remotePsync: parsed['remote-psync'],
     statusFile: parsed['status-file'],
     stateDir: parsed['state-dir'],
-    maxDeletePercent: parsed['max-delete'],
+    maxDeletePercent: numeric(parsed['max-delete'], '--max-delete'),
     resetArchive: parsed.reset,
-    reconnectTimeoutSeconds: parsed['reconnect-timeout'],
+    reconnectTimeoutSeconds: numeric(parsed['reconnect-timeout'], '--reconnect-timeout'),
   };
   const added = {
     tempfiles: repeated(parsed.tempfiles),
@@ -183,6 +183,12 @@ async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
  */
 function repeated(value: string | string[] | undefined): string[] {
   return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
+/** A number option's value; yargs reads `-d abc` as NaN. */
+function numeric(value: number | undefined, option: string): number | undefined {
+  if (value !== undefined && Number.isNaN(value)) throw new ConfigError(`${option} takes a number`);
+  return value;
 }
 
 /** A pair that ended with an error. */

@@ -87,6 +87,7 @@ describe('usage and config errors exit 2 with one clear line', () => {
     { description: 'SRCROOT inside DSTROOT', args: () => [join(left, 'inner'), left], message: /inside/ },
     { description: '-T a:b', args: () => ['-T', 'a:b', left, right], message: /translate/ },
     { description: '-d 7', args: () => ['-d', '7', left, right], message: /--debug.*7/ },
+    { description: '-i with a word for a number', args: () => ['-i', 'soon', left, right], message: /^--interval takes a number$/ },
     // The message must name the option the user got wrong, wherever it stands.
     { description: 'an unknown option before the roots', args: () => ['--bogus-option', left, right], message: /bogus-option/ },
     { description: 'an unknown option after the roots', args: () => [left, right, '--bogus-option'], message: /bogus-option/ },
