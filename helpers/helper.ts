@@ -52,7 +52,7 @@ import { once } from 'node:events';
 import { closeSync, constants, fsyncSync, read, readSync, writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { resolve } from 'node:path';
-import { ConfigError, SafetyError } from '../src/core/errors.js';
+import { ConfigError, RootUnusableError, SafetyError } from '../src/core/errors.js';
 import { FrameReceiver, FrameWriter, type Frame, type Received } from '../src/core/frame.js';
 import { IGNORE_MARK, isRsyncTempOf, PSYNC_DIR } from '../src/core/patterns.js';
 import { baseName, bytesToPath, isSameOrUnder, joinPath, parentOf, pathToBytes } from '../src/core/paths.js';
@@ -70,6 +70,7 @@ import {
   type ConflictOutcome,
   encodeHelperReply,
   PROTOCOL_VERSION,
+  START_ERROR_KIND,
   type HelperConfig,
   type HelperFailure,
   type HelperReply,
@@ -182,14 +183,14 @@ async function startSession(received: Received, replies: ReplyChannel, log: (lin
     }
     const tree = new HelperTree(config, log);
     const root = rootStat(tree);
-    if (root?.type !== 'dir') throw new ConfigError(`cannot use root ${show(config.root)}: it is not a directory`);
+    if (root?.type !== 'dir') throw new RootUnusableError(`cannot use root ${show(config.root)}: it is not a directory`);
     await replies.send('HELLO', [String(PROTOCOL_VERSION), 'helper', String(process.pid)]);
     if (config.relay) await offerRelay(replies, config.root, log);
     return new Session(tree, replies, log);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     log(error.message);
-    await replies.send('ERROR', [error.message]);
+    await replies.send('ERROR', error instanceof RootUnusableError ? [error.message, START_ERROR_KIND.rootUnusable] : [error.message]);
     return HELPER_EXIT.badConfig;
   }
 }
@@ -208,12 +209,12 @@ async function offerRelay(replies: ReplyChannel, root: string, log: (line: strin
   }
 }
 
-/** The root's own stat; a root that cannot be opened is a ConfigError. */
+/** The root's own stat; a root that cannot be opened is a RootUnusableError. */
 function rootStat(tree: HelperTree): EntryStat | undefined {
   try {
     return tree.fs.lstat('');
   } catch (error) {
-    throw new ConfigError(`cannot use root ${show(tree.config.root)}: ${errorMessage(error)}`);
+    throw new RootUnusableError(`cannot use root ${show(tree.config.root)}: ${errorMessage(error)}`);
   }
 }
 

@@ -33,6 +33,7 @@
  * own root (`--confine-root`, transfer/rsync.ts).
  */
 
+import { hostname } from 'node:os';
 import { decodeAction, decodeEntry, decodeLeftover, decodeReady, decodeSkipped, HEARTBEAT_TIMEOUT_MS, isActionVerb, NO_STAT, REPLACED_DIR, type FlowControlVerb } from '../core/protocol.js';
 import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
@@ -55,7 +56,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
 import type { Endpoint, RsyncHost } from '../transport/endpoint.js';
-import { ChildLink } from './childLink.js';
+import { ChildLink, startError } from './childLink.js';
 import { HelperClient } from './helperClient.js';
 import type { BrainState, StatusWriter } from './status.js';
 
@@ -413,6 +414,7 @@ export class Brain {
         maxDelayMs: Math.round(this.config.maxDelaySeconds * 1000),
         rescanMs: Math.round(this.config.rescanSeconds * 1000),
         lock: !this.config.dryRun,
+        lockOwner: `${process.pid}@${hostname()}`,
         debug: this.config.debug,
         reportScan: true,
       },
@@ -461,7 +463,8 @@ export class Brain {
       } else if (frame.verb === 'WARN') {
         this.log.warn(`${side} filter: ${frame.args[0] ?? ''}`);
       } else if (frame.verb === 'ERROR') {
-        this.fail(new ProtocolError(`${side} filter: ${frame.args[0] ?? 'unknown error'}`));
+        // The filter says HELLO before it locks its root: a held lock comes as a start error after it.
+        this.fail(startError(`${side} filter: ${frame.args[0] ?? 'unknown error'}`, frame.args[1]));
       } else if (frame.verb !== 'HEARTBEAT') {
         this.counters.rejected[side] += 1;
         this.log.warn(`${side} filter: ignoring unexpected ${frame.verb}`);

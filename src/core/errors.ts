@@ -5,7 +5,16 @@
 
 /** Bad options, a missing root, roots that overlap: the user must change something. */
 export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
+  override readonly name: string = 'ConfigError';
+}
+
+/**
+ * A side could not use its root when it started (missing, not a directory):
+ * bad settings at the first start (exit 2), like a missing local root; a
+ * root that is not there yet (not mounted) while psync reconnects.
+ */
+export class RootUnusableError extends ConfigError {
+  override readonly name = 'RootUnusableError';
 }
 
 /** A malformed, forged or out-of-order frame, or a peer that speaks another protocol. */
@@ -15,7 +24,16 @@ export class ProtocolError extends Error {
 
 /** A path or an operation that would leave the root, delete the root, or lose data. */
 export class SafetyError extends Error {
-  override readonly name = 'SafetyError';
+  override readonly name: string = 'SafetyError';
+}
+
+/**
+ * Another psync holds a side's root (its lock): refused as unsafe at the
+ * first start (exit 7); while psync reconnects, that is often its own old
+ * side process, still on its way out.
+ */
+export class RootInUseError extends SafetyError {
+  override readonly name = 'RootInUseError';
 }
 
 /** The remote host could not be reached, refused us, or showed a host key we do not trust. */

@@ -10,7 +10,8 @@
  * - Once the pair was up, a lost link, a side that died or stopped
  *   answering (ConnectionError) is retried; so is anything that fails while
  *   psync reconnects (a side that cannot start yet: its old process still
- *   holds the root's lock, its filesystem is not mounted yet), except
+ *   holds the root's lock, its filesystem is not mounted yet: RootInUseError,
+ *   RootUnusableError, or a ProtocolError), except
  *   what a person must act on: a refused host key or login (RefusedError),
  *   bad settings (ConfigError), a safety halt (SafetyError), a --banned
  *   program (BannedError).
@@ -18,7 +19,7 @@
  *   vanished) ends psync, as it always did.
  */
 
-import { BannedError, ConfigError, ConnectionError, ProtocolError, RefusedError, SafetyError } from './errors.js';
+import { BannedError, ConfigError, ConnectionError, ProtocolError, RefusedError, RootInUseError, RootUnusableError, SafetyError } from './errors.js';
 
 /** Where psync was when the fault came. */
 export type FaultPhase = 'firstStart' | 'running' | 'reconnecting';
@@ -27,6 +28,7 @@ export type FaultVerdict = 'retry' | 'exit';
 
 export function faultVerdict(error: Error, phase: FaultPhase): FaultVerdict {
   if (phase === 'firstStart') return 'exit';
+  if ((error instanceof RootInUseError || error instanceof RootUnusableError) && phase === 'reconnecting') return 'retry';
   if (error instanceof RefusedError || error instanceof ConfigError || error instanceof SafetyError || error instanceof BannedError) return 'exit';
   if (error instanceof ConnectionError) return 'retry';
   if (error instanceof ProtocolError) return phase === 'reconnecting' ? 'retry' : 'exit';

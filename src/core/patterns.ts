@@ -22,6 +22,8 @@
  * refused by `validatePattern`:
  * - braces `{a,b}` and extglobs `+(a|b)` are literal text in rsync, so
  *   micromatch runs with `nobrace`/`noextglob` (they are literal here too);
+ *   a brace list (`*.{jpg,png}`, `{1..9}`) is refused, since users expect
+ *   the shell's expansion (a literal brace is written `[{]`);
  * - a leading `!` is negation in micromatch and "clear the list" in rsync:
  *   refused; `+ ` / `- ` prefixes are rule prefixes to rsync: refused;
  * - `**` glued to other text (`a**b`) crosses `/` in rsync but not in a base
@@ -90,6 +92,9 @@ export function validatePattern(pattern: string): string | undefined {
   if (stripSlashes(pattern).body === '') return `pattern ${quoted} names the root`;
   if (pattern.startsWith('!')) return `pattern ${quoted}: negation with "!" is not supported (escape a literal "!" as "\\!")`;
   if (/^[+-] /.test(pattern)) return `pattern ${quoted}: rsync would read "${pattern.slice(0, 2)}" as a rule prefix`;
+  if (/(?<!\[)\{[^}]*(,|\.\.)[^}]*\}/.test(pattern)) {
+    return `pattern ${quoted}: braces are not expanded (rsync reads them literally); give one pattern per alternative, or write a literal "{" as "[{]"`;
+  }
   if (pattern.includes('***')) return `pattern ${quoted}: "***" is not supported (use "dir" for a directory and its contents)`;
   for (const part of pattern.split('/')) {
     if (part.includes('**') && part !== '**') return `pattern ${quoted}: "**" must be a whole path component (as in "a/**/b")`;

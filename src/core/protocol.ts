@@ -10,7 +10,10 @@
  *   brain -> side    CONFIG <json>          the side's settings (SideConfig: a FilterConfig and a HelperConfig)
  *   side -> brain    HELLO <version> <role> <pid>
  *   A child that cannot start (missing root, bad config) sends
- *   `ERROR <message>` and exits non-zero.
+ *   `ERROR <message> [<kind>]` and exits non-zero; kind (START_ERROR_KIND)
+ *   says why when the brain acts on it: `root` (the root is missing or not a
+ *   directory), `locked` (another psync holds the root's lock). An older
+ *   brain reads the message only.
  *
  * Filter -> brain, after HELLO:
  *   ENTRY <path> <stat...> <birth>          only when FilterConfig.reportScan: one frame per entry of
@@ -538,6 +541,12 @@ export interface FilterConfig {
   readonly rescanMs: number;
   /** Hold `<root>/.psync/lock` so no second psync watches the same root (off for a dry run, which writes nothing). */
   readonly lock: boolean;
+  /**
+   * The psync that holds the lock, `<pid>@<host>` of the brain: what a
+   * second psync's refusal names (the process to stop), beside the side
+   * process's own pid, which the lock's staleness check uses.
+   */
+  readonly lockOwner?: string;
   readonly debug: number;
   /**
    * Send the start-up scan as ENTRY frames before READY (the archive's
@@ -545,6 +554,9 @@ export interface FilterConfig {
    */
   readonly reportScan?: boolean;
 }
+
+/** The kinds an ERROR before HELLO may carry after its message (see the header). */
+export const START_ERROR_KIND = { rootUnusable: 'root', rootInUse: 'locked' } as const;
 
 /** Settings the brain sends a helper in its CONFIG frame. */
 export interface HelperConfig {

@@ -48,6 +48,7 @@ import {
   parsePairIds,
   PROTOCOL_VERSION,
   REPLACED_DIR,
+  START_ERROR_KIND,
   type FilterConfig,
 } from '../core/protocol.js';
 import { Settler } from '../core/settle.js';
@@ -111,15 +112,15 @@ export async function runFilter(input: Readable, output: Writable): Promise<numb
     if (root?.type !== 'dir') throw new Error('not a directory');
     rootStat = coreStat(root);
   } catch (error) {
-    send('ERROR', [`root ${config.root} is not a readable directory: ${(error as Error).message}`]);
+    send('ERROR', [`root ${config.root} is not a readable directory: ${(error as Error).message}`, START_ERROR_KIND.rootUnusable]);
     return FILTER_EXIT.badConfig;
   }
 
   let unlock: () => void = () => {};
   try {
-    if (config.lock) unlock = lockRoot(config.root);
+    if (config.lock) unlock = lockRoot(config.root, config.lockOwner);
   } catch (error) {
-    send('ERROR', [(error as Error).message]);
+    send('ERROR', [(error as Error).message, START_ERROR_KIND.rootInUse]);
     return FILTER_EXIT.rootLocked;
   }
   try {

@@ -2,9 +2,12 @@
  * One psync per root. Two instances watching the same tree would each take
  * the other's writes for user changes and send them back and forth forever
  * (realtime transfers always rewrite, see --ignore-times). The filter holds
- * `<root>/.psync/lock` (its pid) while it runs; a lock whose pid is no
- * longer a psync filter is stale and taken over. A lock that does not hold a
- * pid was not written by psync: it is never taken over.
+ * `<root>/.psync/lock` while it runs: its own pid on the first line, and on
+ * a second the psync that runs it (`<pid>@<host>` of the brain, which a
+ * refused second psync names: the process a person would stop). A lock
+ * whose first pid is no longer a psync filter is stale and taken over. A
+ * lock that does not hold a pid was not written by psync: it is never
+ * taken over.
  *
  * Everything goes through the file layer (src/fs): `.psync` must be psync's
  * own directory (psyncDir.ts) and the lock is opened O_NOFOLLOW, so a user
@@ -12,6 +15,7 @@
  */
 
 import { closeSync, constants, readFileSync, readSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { PSYNC_DIR } from '../core/patterns.js';
 import { Tree, using, type Directory } from '../fs/directory.js';
 import { openPsyncDir } from '../fs/psyncDir.js';
@@ -21,25 +25,52 @@ export class RootLockedError extends Error {
 }
 
 const LOCK = 'lock';
-/** A pid as psync writes it; anything else in the lock is not ours. */
-const PID_TEXT = /^[1-9][0-9]{0,9}\n?$/;
+/** What psync writes into a lock: a pid, optionally followed by its owner's `<pid>@<host>`; anything else is not ours. */
+const LOCK_TEXT = /^([1-9][0-9]{0,9})(?:\n|\n([1-9][0-9]{0,9})@([A-Za-z0-9._-]{1,253})\n)?$/;
+/** An owner as the brain sends it. */
+const OWNER_TEXT = /^[1-9][0-9]{0,9}@[A-Za-z0-9._-]{1,253}$/;
 
-/** Take the lock on `root`; returns its release. Throws RootLockedError when another psync holds it. */
-export function lockRoot(root: string): () => void {
+/** The lock's holder: the filter's (or side's) pid, and the psync that runs it when the lock says. */
+export interface LockHolder {
+  readonly pid: number;
+  readonly owner?: { readonly pid: number; readonly host: string };
+}
+
+/** What a lock's text says, or undefined when psync did not write it. */
+export function parseLock(text: string): LockHolder | undefined {
+  const match = LOCK_TEXT.exec(text);
+  if (match === null) return undefined;
+  const pid = Number.parseInt(match[1]!, 10);
+  return match[2] === undefined ? { pid } : { pid, owner: { pid: Number.parseInt(match[2], 10), host: match[3]! } };
+}
+
+/** The psync to stop, as the refusal names it: the owner's pid (and host, when it is another), else the lock's pid. */
+export function describeHolder(holder: LockHolder, localHost: string): string {
+  if (holder.owner === undefined) return `pid ${holder.pid}`;
+  return `pid ${holder.owner.pid}${holder.owner.host === localHost ? '' : ` on ${holder.owner.host}`}`;
+}
+
+/**
+ * Take the lock on `root` for the psync `owner` (`<pid>@<host>`); returns its
+ * release. Throws RootLockedError when another psync holds it.
+ */
+export function lockRoot(root: string, owner?: string): () => void {
   const tree = new Tree(root);
   const where = `${root}/${PSYNC_DIR}/${LOCK}`;
   const dir = openPsyncDir(tree, true)!;
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (tryCreate(dir)) return () => release(tree);
+      if (tryCreate(dir, owner)) return () => release(tree);
       const text = readLock(dir);
       if (text === undefined) continue; // gone meanwhile: try again
-      if (!PID_TEXT.test(text)) {
+      const holder = parseLock(text);
+      if (holder === undefined) {
         throw new RootLockedError(`${where} does not hold a psync pid: psync did not write it; remove it if no psync watches ${root}`);
       }
-      const holder = Number.parseInt(text, 10);
-      if (holder !== process.pid && isPsyncFilter(holder)) {
-        throw new RootLockedError(`another psync (pid ${holder}) already watches ${root}; stop it first (or, if it is gone, remove ${where})`);
+      if (holder.pid !== process.pid && isPsyncFilter(holder.pid)) {
+        throw new RootLockedError(
+          `another psync (${describeHolder(holder, hostname())}) already watches ${root}; stop that psync first (or, if it is gone, remove ${where})`,
+        );
       }
       // Stale: take it over atomically (rename within the held directory), then try again.
       const stale = `${LOCK}.${process.pid}.stale`;
@@ -56,7 +87,7 @@ export function lockRoot(root: string): () => void {
   throw new RootLockedError(`cannot take the psync lock ${where}`);
 }
 
-function tryCreate(dir: Directory): boolean {
+function tryCreate(dir: Directory, owner: string | undefined): boolean {
   let fd: number;
   try {
     fd = dir.openFile(LOCK, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
@@ -65,14 +96,14 @@ function tryCreate(dir: Directory): boolean {
     throw error;
   }
   try {
-    writeSync(fd, `${process.pid}\n`);
+    writeSync(fd, `${process.pid}\n${owner !== undefined && OWNER_TEXT.test(owner) ? `${owner}\n` : ''}`);
   } finally {
     closeSync(fd);
   }
   return true;
 }
 
-/** The lock's text (at most a few bytes: a pid), or undefined when there is none. */
+/** The lock's text (at most a few hundred bytes: a pid, an owner), or undefined when there is none. */
 function readLock(dir: Directory): string | undefined {
   let fd: number;
   try {
@@ -85,7 +116,7 @@ function readLock(dir: Directory): string | undefined {
     throw error;
   }
   try {
-    const buffer = Buffer.alloc(32);
+    const buffer = Buffer.alloc(300);
     const length = readSync(fd, buffer, 0, buffer.length, null);
     return buffer.subarray(0, length).toString('latin1');
   } catch {
@@ -100,7 +131,7 @@ function release(tree: Tree): void {
     const dir = openPsyncDir(tree, false);
     if (dir === undefined) return;
     using(dir, (held) => {
-      if (Number.parseInt(readLock(held) ?? '', 10) === process.pid) held.unlink(LOCK);
+      if (parseLock(readLock(held) ?? '')?.pid === process.pid) held.unlink(LOCK);
     });
     using(tree.openDir(''), (root) => root.rmdir(PSYNC_DIR)); // leave no empty .psync behind
   } catch {

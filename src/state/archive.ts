@@ -19,7 +19,7 @@
 
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { bytesToPath, pathToBytes } from '../core/paths.js';
@@ -248,7 +248,9 @@ export class Archive {
       db.close();
       const code = (error as { code?: unknown }).code;
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
-        throw new ArchiveLockedError(`the archive ${file} is in use by another psync process (on the same pair)`, { cause: error });
+        const holder = archiveHolder(file);
+        const who = holder === undefined ? 'another psync process' : `another psync (pid ${holder})`;
+        throw new ArchiveLockedError(`${who} already runs this pair (its archive ${file} is in use); stop that psync first`, { cause: error });
       }
       if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
         throw new Error(`${file} is not a psync archive (${(error as Error).message})`, { cause: error });
@@ -332,4 +334,36 @@ function schemaState(db: Database.Database, file: string): 'empty' | 'v1' | 'cur
   const objects = db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number;
   if (version === 0 && objects === 0) return 'empty';
   throw new Error(`${file} is not a psync archive of version ${SCHEMA_VERSION} (user_version ${version}, ${objects} schema objects)`);
+}
+
+/** The pid of the process that holds the archive's lock (an SQLite lock is a POSIX lock: /proc/locks lists it), if it can be told. */
+function archiveHolder(file: string): number | undefined {
+  try {
+    const { dev, ino } = statSync(file);
+    return lockHoldersIn(readFileSync('/proc/locks', 'latin1'), dev, ino)[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The pids holding a lock on the file of device `dev` and inode `ino`, from
+ * the text of /proc/locks (`1: POSIX  ADVISORY  WRITE <pid> <major>:<minor>:<inode> <start> <end>`,
+ * major and minor in hex; a line with `->` is a waiter, not a holder).
+ */
+export function lockHoldersIn(procLocks: string, dev: number, ino: number): number[] {
+  const major = Number((BigInt(dev) >> 8n) & 0xfffn) | Number((BigInt(dev) >> 32n) & ~0xfffn);
+  const minor = Number(BigInt(dev) & 0xffn) | Number((BigInt(dev) >> 12n) & ~0xffn);
+  const holders: number[] = [];
+  for (const line of procLocks.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === '->') continue;
+    const [pid, where] = [fields[4], fields[5]];
+    const match = where === undefined ? null : /^([0-9a-f]+):([0-9a-f]+):([0-9]+)$/.exec(where);
+    if (pid === undefined || match === null) continue;
+    if (Number.parseInt(match[1]!, 16) === major && Number.parseInt(match[2]!, 16) === minor && Number(match[3]) === ino) {
+      holders.push(Number.parseInt(pid, 10));
+    }
+  }
+  return [...new Set(holders)];
 }

@@ -20,7 +20,7 @@ import { described } from '../support/table.js';
 import { isAlive, processesUnder } from '../support/procs.js';
 
 
-const EXIT = { ok: 0, usage: 2, connection: 3, rsync: 4, protocol: 5, banned: 6 } as const;
+const EXIT = { ok: 0, usage: 2, connection: 3, rsync: 4, protocol: 5, banned: 6, safety: 7 } as const;
 
 let work: string;
 
@@ -87,9 +87,19 @@ describe('usage and config errors exit 2 with one clear line', () => {
     { description: 'SRCROOT inside DSTROOT', args: () => [join(left, 'inner'), left], message: /inside/ },
     { description: '-T a:b', args: () => ['-T', 'a:b', left, right], message: /translate/ },
     { description: '-d 7', args: () => ['-d', '7', left, right], message: /--debug.*7/ },
+    { description: '-i with a word for a number', args: () => ['-i', 'soon', left, right], message: /^--interval takes a number$/ },
     // The message must name the option the user got wrong, wherever it stands.
     { description: 'an unknown option before the roots', args: () => ['--bogus-option', left, right], message: /bogus-option/ },
     { description: 'an unknown option after the roots', args: () => [left, right, '--bogus-option'], message: /bogus-option/ },
+    { description: 'a third positional argument (once silently ignored)', args: () => [left, right, 'third'], message: /unexpected argument "third": psync takes two roots/ },
+    {
+      description: '-x followed by an rsync option without "=": the hint spells it',
+      args: () => ['-x', '--bwlimit=1000', left, right],
+      message: /Unknown argument: bwlimit .*-x=--bwlimit=1000 or --extra=--bwlimit=1000/,
+    },
+    { description: 'host:/path as a local DSTROOT: suggests -r', args: () => [left, 'replica:/srv/share'], message: /DSTROOT .*replica:\/srv\/share does not exist .*use -r replica SRCROOT \/srv\/share/ },
+    { description: 'a value outside the choices of --log-format', args: () => ['--log-format', 'xml', left, right], message: /Invalid values: Argument: log-format, Given: "xml", Choices: "text", "json"/ },
+    { description: 'a brace list in a pattern (it would be taken literally)', args: () => ['-e', '*.{jpg,png}', left, right], message: /braces are not expanded/ },
   ]))('%s', async (_description, { args, message }) => {
     const result = await psync(args());
     expect(result.exitCode, String(result.stderr)).toBe(EXIT.usage);
@@ -121,6 +131,9 @@ describe('--help and --version', () => {
   const OPTIONS = [
     '--remote-host',
     '--debug',
+    '--log-file',
+    '--log-format',
+    '--progress',
     '--tempfiles',
     '--excludes',
     '--rsync-excludes',
@@ -268,15 +281,31 @@ describe('over SSH (private sshd)', () => {
     expect(await names(right)).toEqual([]);
   });
 
-  test('a DSTROOT missing on the remote side: non-zero, the message names the root', async () => {
+  test('a DSTROOT missing on the remote side: exit 2 as a missing local root, the message names the root', async () => {
     const { left, right } = await freshPair();
     await writeFile(join(left, 'must-stay.txt'), 'x');
     const missing = join(right, 'does-not-exist');
     const result = await psync(remote(left, missing));
-    expect(result.exitCode, String(result.stderr)).not.toBe(EXIT.ok);
+    expect(result.exitCode, String(result.stderr)).toBe(EXIT.usage);
     expect(errorMessage(result)).toContain(missing);
     expect(await names(right)).toEqual([]);
     expect(await names(left)).toEqual(['must-stay.txt']);
+  });
+
+  test.each(described<{ description: string; command: string; cause: RegExp }>([
+    { description: 'a script that is not there (node prints a 13-line stack trace)', command: `${process.execPath} /nonexistent/psync/cli.js`, cause: /Error: Cannot find module '\/nonexistent\/psync\/cli\.js'/ },
+    { description: 'a command that is not there', command: 'no-such-psync-command', cause: /no-such-psync-command: (command )?not found/ },
+  ]))('a wrong --remote-psync, %s: exit 5 with one short line naming the cause, not the remote stack trace', async (_description, { command, cause }) => {
+    const { left, right } = await freshPair();
+    const result = await psync(remote('-s', '--remote-psync', command, left, right));
+    expect(result.exitCode, String(result.stderr)).toBe(EXIT.protocol);
+    const message = errorMessage(result);
+    expect(message).toMatch(cause);
+    expect(message).toMatch(/--remote-psync/);
+    const stderr = String(result.stderr);
+    expect(stderr, 'no stack trace lines').not.toMatch(/^\s+at /m);
+    // Nothing of what the remote side wrote is relayed as a warning (it is kept for -d 2): only the report says it.
+    expect(stderr, 'no relayed remote stderr').not.toMatch(/ warn |node:internal|MODULE_NOT_FOUND/);
   });
 
   describe('--sync-only merges two different trees: the union, the newer file wins', () => {

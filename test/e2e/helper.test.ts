@@ -148,6 +148,8 @@ describe('handshake', () => {
     const error = await driver.next();
     expect(error.verb).toBe('ERROR');
     expect(error.args[0]).toContain('nope');
+    // Its kind: the brain makes it a settings error (exit 2), like a missing local root.
+    expect(error.args[1]).toBe('root');
     expect(await driver.exit).toBe(2);
   });
 

@@ -10,17 +10,19 @@ import { expect, test } from 'vitest';
 import { tempDir } from '../support/tmp.js';
 import { CLI, PsyncProcess, waitFor } from '../support/psync.js';
 
-test('a second psync on a root already watched exits non-zero naming the root; the first goes on', async () => {
+test('a second psync on a root already watched exits 7 naming the root and the pid of the psync to stop; the first goes on', async () => {
   const base = tempDir('psync-lock-');
   const [left, right, other] = [join(base, 'left'), join(base, 'right'), join(base, 'other')];
   await Promise.all([mkdir(left), mkdir(right), mkdir(other)]);
   const first = await PsyncProcess.start([left, right]);
   try {
     const second = await execa(process.execPath, [CLI, left, other], { reject: false, stdin: 'ignore', timeout: 60_000 });
-    expect(second.exitCode, second.stderr).not.toBe(0);
+    expect(second.exitCode, second.stderr).toBe(7);
     const report = second.stderr.trim().split('\n').at(-1) ?? '';
     expect(report).toMatch(/^psync: .*another psync .* already watches /);
     expect(report).toContain(left);
+    // The brain's pid (the process PsyncProcess started), not its side process's.
+    expect(report).toContain(`another psync (pid ${first.child.pid})`);
     // The first one still syncs.
     await writeFile(join(left, 'after.txt'), 'still here');
     await waitFor('the first psync to go on syncing', async () => (await readFile(join(right, 'after.txt'), 'utf8')) === 'still here');
@@ -44,6 +46,20 @@ test('a stale lock (as a psync killed with SIGKILL leaves: its pid is no psync f
   await writeFile(join(left, '.psync', 'lock'), `${pid}\n`);
   const next = await PsyncProcess.start([left, right]);
   expect(await next.stop()).toBe(0);
+});
+
+test('the same pair twice: the second exits 7 naming the pid of the first', async () => {
+  const base = tempDir('psync-lock-');
+  const [left, right] = [join(base, 'left'), join(base, 'right')];
+  await Promise.all([mkdir(left), mkdir(right)]);
+  const first = await PsyncProcess.start([left, right]);
+  try {
+    const second = await execa(process.execPath, [CLI, left, right], { reject: false, stdin: 'ignore', timeout: 60_000 });
+    expect(second.exitCode, second.stderr).toBe(7);
+    expect(second.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`^psync: another psync \\(pid ${first.child.pid}\\) already runs this pair`));
+  } finally {
+    expect(await first.stop()).toBe(0);
+  }
 });
 
 test('a lock that holds no pid was not written by psync: it is never taken over, and psync says so', async () => {

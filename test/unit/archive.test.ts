@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId, type Agreed, type ArchiveWriter } from '../../src/state/archive.js';
+import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, lockHoldersIn, pairId, type Agreed, type ArchiveWriter } from '../../src/state/archive.js';
 import { described } from '../support/table.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -268,6 +268,8 @@ describe('opening', () => {
       expect(result.locked).toBe(true);
       expect(result.message).toContain(file);
       expect(result.message).not.toContain('\n');
+      // The psync to stop: this process holds the lock.
+      expect(result.message).toContain(`another psync (pid ${process.pid})`);
       archive.transaction((w) => w.put('b', entry(2)));
       expect(contents(archive)).toEqual([['a', 1], ['b', 2]]);
     } finally {
@@ -399,5 +401,24 @@ describe('names', () => {
     expect(id).toMatch(/^[0-9a-f]{32}$/);
     expect(pairId('/home/u/left', 'server', '/srv/right')).toBe(id);
     expect(archiveFile('/s/psync', id)).toBe(`/s/psync/${id}.sqlite`);
+  });
+});
+
+describe('lockHoldersIn: who holds a lock on a file, from /proc/locks', () => {
+  // Device 0xfe00 (major 0xfe, minor 0), inode 2271707; and device 0x10300 (major 0x103, minor 0).
+  const PROC_LOCKS = [
+    '1: POSIX  ADVISORY  WRITE 10453 fe:00:2271707 1073741824 1073742335',
+    '1: -> POSIX  ADVISORY  WRITE 10999 fe:00:2271707 1073741824 1073742335',
+    '2: POSIX  ADVISORY  READ 10453 fe:00:2271707 1073741826 1073742335',
+    '3: FLOCK  ADVISORY  WRITE 777 fe:00:12 0 EOF',
+    '4: POSIX  ADVISORY  WRITE 888 103:00:2271707 0 EOF',
+    '',
+  ].join('\n');
+  test.each(described<{ description: string; dev: number; ino: number; holders: number[] }>([
+    { description: 'the holder of the file, once, however many ranges it locks; a waiter (->) is not a holder', dev: 0xfe00, ino: 2271707, holders: [10453] },
+    { description: 'the same inode on another device is another file', dev: 0x10300, ino: 2271707, holders: [888] },
+    { description: 'a file nobody locks', dev: 0xfe00, ino: 5, holders: [] },
+  ]))('%s', (_description, { dev, ino, holders }) => {
+    expect(lockHoldersIn(PROC_LOCKS, dev, ino)).toEqual(holders);
   });
 });

@@ -194,7 +194,7 @@ interface Harness {
 async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => void = () => {}): Promise<Harness> {
   const base = tempDir('psync-brain-frames-');
   const statusFile = join(base, 'status.json');
-  const config: Config = { ...DEFAULTS, srcRoot: join(base, 'left'), dstRoot: join(base, 'right'), skipInitialSync: true, statusFile };
+  const config: Config = { ...DEFAULTS, name: 'frames', srcRoot: join(base, 'left'), dstRoot: join(base, 'right'), skipInitialSync: true, statusFile };
   const logs: string[] = [];
   const memory = new Writable({
     write(chunk: Buffer, _encoding, callback) {

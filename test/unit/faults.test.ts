@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { BannedError, ConfigError, ConnectionError, ProtocolError, RefusedError, RsyncError, SafetyError } from '../../src/core/errors.js';
+import { BannedError, ConfigError, ConnectionError, ProtocolError, RefusedError, RootInUseError, RootUnusableError, RsyncError, SafetyError } from '../../src/core/errors.js';
 import { BACKOFF_MAX_MS, backoffMs, faultVerdict, reconnectExpired, type FaultPhase, type FaultVerdict } from '../../src/core/faults.js';
 import { described } from '../support/table.js';
 
@@ -14,6 +14,10 @@ describe('faultVerdict', () => {
     { description: 'an authentication failure while reconnecting: exit at once', error: new RefusedError('authentication failed'), phase: 'reconnecting', verdict: 'exit' },
     { description: 'a refusal while running (never thrown there, but not retried either)', error: new RefusedError('refused'), phase: 'running', verdict: 'exit' },
     { description: "a side that cannot start yet while reconnecting (its old process holds the root's lock): retry", error: new ProtocolError('right filter: another psync already watches'), phase: 'reconnecting', verdict: 'retry' },
+    { description: "a side's root locked by another psync at the first start: exit (7)", error: new RootInUseError('another psync (pid 12) already watches /r'), phase: 'firstStart', verdict: 'exit' },
+    { description: "a side's root missing at the first start: exit (2)", error: new RootUnusableError('cannot use root /r'), phase: 'firstStart', verdict: 'exit' },
+    { description: "a side's root still locked while reconnecting (its old side is on its way out): retry", error: new RootInUseError('another psync (pid 12) already watches /r'), phase: 'reconnecting', verdict: 'retry' },
+    { description: "a side's root not there yet while reconnecting (not mounted yet): retry", error: new RootUnusableError('cannot use root /r'), phase: 'reconnecting', verdict: 'retry' },
     { description: 'a forged frame or a vanished root while running: exit 5 as always', error: new ProtocolError('right filter: root vanished'), phase: 'running', verdict: 'exit' },
     { description: 'a safety halt at the reconnect reconcile (marker gone, too many deletes): exit', error: new SafetyError('halted'), phase: 'reconnecting', verdict: 'exit' },
     { description: 'bad settings: exit', error: new ConfigError('bad'), phase: 'reconnecting', verdict: 'exit' },

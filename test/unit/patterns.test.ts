@@ -12,7 +12,7 @@ import { ConfigError } from '../../src/core/errors.js';
 
 describe('compilePathClassifier', () => {
   const classify = compilePathClassifier({
-    excludes: ['*.skip', 'node_modules', '/build', 'docs/private', 'cache/', '**/gen/*.js', 'logs/**', '[!a]x', 'lit\\eral', '{a,b}'],
+    excludes: ['*.skip', 'node_modules', '/build', 'docs/private', 'cache/', '**/gen/*.js', 'logs/**', '[!a]x', 'lit\\eral', '[{]a,b}'],
     tempfiles: DEFAULT_TEMPFILES,
   });
 
@@ -40,8 +40,8 @@ describe('compilePathClassifier', () => {
     { description: '[!a] does not match the negated character', path: 'ax', expected: 'sync' },
     { description: 'a pattern without wildcards is literal, backslash included', path: 'lit\\eral', expected: 'excluded' },
     { description: 'a backslash is not an escape without wildcards', path: 'literal', expected: 'sync' },
-    { description: 'braces are literal, as in rsync', path: 'a', expected: 'sync' },
-    { description: 'braces match themselves', path: '{a,b}', expected: 'excluded' },
+    { description: 'a literal brace list ([{]a,b}) does not expand', path: 'a', expected: 'sync' },
+    { description: 'a literal brace list ([{]a,b}) matches itself', path: '{a,b}', expected: 'excluded' },
     { description: 'psync state directory is internal', path: '.psync', isDir: true, expected: 'internal' },
     { description: 'below the psync state directory is internal', path: '.psync/state.json', expected: 'internal' },
     { description: 'a rename-dance scratch name is internal', path: 'a/b.txt.12.psync.ignore', expected: 'internal' },
@@ -102,6 +102,10 @@ describe('validatePattern', () => {
     { description: 'an rsync exclude prefix', pattern: '- foo', ok: false },
     { description: 'rsync triple star', pattern: 'dir/***', ok: false },
     { description: 'globstar glued to text', pattern: 'a**b', ok: false },
+    { description: 'a brace list (users expect the shell to expand it)', pattern: '*.{jpg,png}', ok: false },
+    { description: 'a brace range', pattern: 'f{1..9}', ok: false },
+    { description: 'a literal brace written as a class', pattern: '[{]a,b}', ok: true },
+    { description: 'braces without a list are literal', pattern: '{a}', ok: true },
   ])('$description', ({ pattern, ok }) => {
     const problem = validatePattern(pattern);
     if (ok) expect(problem).toBeUndefined();
