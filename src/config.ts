@@ -9,6 +9,8 @@ import { ConfigError } from './core/errors.js';
 import { DEFAULT_TEMPFILES, validatePattern } from './core/patterns.js';
 
 export interface Config {
+  /** The pair's name in `psync status` and the logs (default: made of the roots' last components). */
+  name?: string;
   /** The left root, on this machine. */
   srcRoot: string;
   /** The right root: on `remoteHost` when set, else on this machine too. */
@@ -55,7 +57,7 @@ export interface Config {
   sshConfig?: string;
   /** Command that starts psync on the remote host (default: this node binary and install path). */
   remotePsync?: string;
-  /** Keep a JSON status (state, counters, last error) in this file. */
+  /** Keep the pair's JSON status in this file instead of `<statusDir>/<pairId>.json` (src/brain/status.ts). */
   statusFile?: string;
   /**
    * Where the archive of each pair lives (what both sides last agreed on,
