@@ -261,8 +261,8 @@ export class Supervisor {
     const session = this.brain?.statusFields();
     const ended = this.outcome;
     const common = {
-      pairId: this.pairId,
       name: this.name,
+      pairId: this.pairId,
       left: this.where.left,
       right: this.where.right,
       recentConflicts: [...this.recentConflicts],
@@ -273,7 +273,7 @@ export class Supervisor {
     };
     const idle = { connected: { left: false, right: false }, queued: 0, progressAt: new Date(now).toISOString(), skipped: 0, skippedPaths: [] };
     if (ended !== undefined) {
-      return { ...common, ...idle, state: ended.ok ? 'stopped' : 'failed', ...(ended.ok ? {} : { lastError: ended.error.message }) };
+      return { state: ended.ok ? 'stopped' : 'failed', ...common, ...idle, ...(ended.ok ? {} : { lastError: ended.error.message }) };
     }
     // A session that failed is shown as `reconnecting` from the moment it fails when another one follows:
     // `failed` means psync is about to exit.
@@ -289,10 +289,10 @@ export class Supervisor {
           ? { attempt: 0, since: new Date(this.brain?.failedAt ?? now).toISOString(), lastError: failure.message }
           : undefined;
     return {
+      state,
       ...common,
       ...idle,
       ...session,
-      state,
       ...(lastError === undefined ? {} : { lastError }),
       ...(reconnect === undefined || this.stopped ? {} : { reconnect }),
     };

@@ -5,7 +5,7 @@
  * and a reader compares all three. Never by name through `ps`.
  */
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcessIdentity {
   readonly pid: number;
@@ -20,12 +20,15 @@ export function parseStartTime(stat: string): number | undefined {
   const close = stat.lastIndexOf(')');
   if (close < 0) return undefined;
   // Fields from 3 (state) on: starttime is field 22, the 20th of them.
-  const value = stat.slice(close + 2).split(' ')[19];
+  const value = fieldsAfterComm(stat)[19];
   return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
 }
 
+/** Fields 3 on (state, ppid, pgrp, session...) of a /proc/<pid>/stat line. */
+const fieldsAfterComm = (stat: string): string[] => stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+
 /** State letter (field 3): Z and X are processes that are gone but for their entry. */
-const parseState = (stat: string): string | undefined => stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+const parseState = (stat: string): string | undefined => fieldsAfterComm(stat)[0];
 
 function readOr(path: string, encoding: BufferEncoding): string | undefined {
   try {
@@ -63,4 +66,17 @@ export function isAlive(recorded: ProcessIdentity): boolean {
 export function argvOf(pid: number): string[] | undefined {
   const cmdline = readOr(`/proc/${pid}/cmdline`, 'utf8');
   return cmdline?.split('\0').slice(0, -1);
+}
+
+/** The live processes of session `sid` (field 6 of their stat): what a daemon started with setsid left running. */
+export function sessionMembers(sid: number): number[] {
+  const members: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readOr(`/proc/${name}/stat`, 'utf8');
+    if (stat === undefined) continue;
+    const fields = fieldsAfterComm(stat);
+    if (Number(fields[3]) === sid && fields[0] !== 'Z' && fields[0] !== 'X') members.push(Number(name));
+  }
+  return members;
 }
