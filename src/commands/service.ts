@@ -102,7 +102,7 @@ export function parseInvocation(command: Command, argv: readonly string[]): Invo
       values.set(option, value);
     }
   }
-  if (psyncArgs.length === 0) throw new ConfigError(`which psync? give --config FILE or psync's arguments (psync ${SERVICE_COMMAND[command]} --help is not a thing: see the README, "Running as a service")`);
+  if (psyncArgs.length === 0) throw new ConfigError(`which psync? give --config FILE or psync's arguments (README: "Running as a service")`);
   return {
     name: instanceName(psyncArgs, values.get('--name')),
     psyncArgs,
