@@ -10,7 +10,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -135,17 +135,26 @@ describe('start, status, check, stop of one local pair', () => {
     await waitForSameTrees(left, right);
     const [shown] = await waitFor('the send to be counted', async () => {
       const all = await world!.status();
-      return all[0]?.counters.done.leftToRight.rsync === 1 ? all : undefined;
+      return (all[0]?.counters.done.leftToRight.rsync ?? 0) >= 1 && all[0]?.queued === 0 ? all : undefined;
     });
     expect(shown).toMatchObject({ state: 'watching', running: true, pid, left, right, connected: { left: true, right: true }, queued: 0, name: 'left-right' });
-    expect(shown!.counters.bytesSent.leftToRight).toBe(1000);
+    // Sent once, as a rule; an editor-like second write would send it again, whole.
+    expect(shown!.counters.bytesSent.leftToRight).toBe(1000 * shown!.counters.done.leftToRight.rsync);
+    expect(shown!.counters.done.rightToLeft).toEqual({ rsync: 0, move: 0, delete: 0 });
     expect(shown!.lastEvent?.what).toContain('hello.txt');
     expect(shown!.pairId).toMatch(/^[0-9a-f]{32}$/);
 
     const readable = await world.run('status', []);
     expect(readable.exitCode).toBe(0);
     expect(readable.stdout).toMatch(/^left-right: watching, pid \d+/);
-    expect(readable.stdout).toContain('left->right 1 sent (1000 B)');
+    expect(readable.stdout).toMatch(/left->right \d+ sent \(\d+(\.\d)? (B|KiB)\), 0 moved, 0 deleted; right->left 0 sent \(0 B\)/);
+
+    // A rename and a delete are counted by kind.
+    await rename(join(left, 'hello.txt'), join(left, 'moved.txt'));
+    await waitFor('the move to be counted', async () => (await world!.status())[0]?.counters.done.leftToRight.move === 1);
+    await rm(join(left, 'moved.txt'));
+    await waitFor('the delete to be counted', async () => (await world!.status())[0]?.counters.done.leftToRight.delete === 1);
+    await waitForSameTrees(left, right);
 
     const check = await world.run('check', args);
     expect(check.exitCode, check.stdout).toBe(0);
