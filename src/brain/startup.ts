@@ -54,7 +54,7 @@ export interface StartupContext {
   readonly skipped: Record<Side, ReadonlySet<string>>;
   /** The versions killed transfers kept under `.psync/replaced` on each side (LEFTOVER frames). */
   readonly leftovers: Record<Side, readonly Leftover[]>;
-  /** A leftover turned out to be a change of its own side: counted with the conflicts. */
+  /** A conflict (both sides changed the path; a leftover that was a change of its own side): counted, its path listed. */
   noteConflict(path: string): void;
   /** Apply one planned batch and record what the target confirmed (the brain's appliers). */
   apply(batch: PlannedBatch): Promise<void>;
@@ -96,6 +96,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
   for (const step of plan.steps) log.log(config.dryRun ? 'info' : 'verbose', `${listing}${describeStep(step)}`);
   log.info(summary(plan, (performance.now() - started) / 1000, config.dryRun));
   if (config.dryRun) return;
+  for (const step of plan.steps) if (step.kind === 'conflict') ctx.noteConflict(step.path);
   archive.transaction((w) => {
     if (config.resetArchive) w.clear();
     for (const record of plan.records) {

@@ -47,6 +47,7 @@ interface Shown {
     done: Record<'leftToRight' | 'rightToLeft', Record<'rsync' | 'move' | 'delete', number>>;
     bytesSent: Record<'leftToRight' | 'rightToLeft', number>;
     rejected: Record<'left' | 'right', number>;
+    conflicts: number;
     reconnectAttempts: number;
   };
 }
@@ -352,4 +353,21 @@ describe('a remote pair', () => {
     expect(session.filter(alive), 'left running here').toEqual([]);
     await waitFor('the remote side to end', async () => (await remoteSide()).length === 0, 15_000);
   }, 120_000);
+});
+
+test('a conflict (both sides changed a file while psync was stopped) is counted with its path', async () => {
+  world = new World();
+  const { left, right, args } = await localPair();
+  await writeFile(join(left, 'shared.txt'), 'agreed');
+  expect((await world.run('start', args)).exitCode).toBe(0);
+  await waitForSameTrees(left, right);
+  await waitFor('the send to be recorded', async () => (await world!.status())[0]?.counters.done.leftToRight.rsync === 1);
+  expect((await world.run('stop', args)).exitCode).toBe(0);
+  await writeFile(join(left, 'shared.txt'), 'changed on the left');
+  await writeFile(join(right, 'shared.txt'), 'changed on the right, longer');
+  expect((await world.run('start', args)).exitCode).toBe(0);
+  const [shown] = await world.status();
+  expect(shown!.counters.conflicts).toBe(1);
+  expect(shown!.recentConflicts).toEqual(['shared.txt']);
+  expect((await world.run('status', [])).stdout).toContain('conflicts 1 (latest: "shared.txt")');
 });
