@@ -20,13 +20,14 @@
  *   --stale-after, default 10 s, queue moving within --stuck-after, default
  *   600 s); else 1 and one line saying why. `--restart` starts a dead
  *   instance again (start's exit code).
- * Exit 2: bad usage (an unknown option of these commands goes to psync).
+ * Exit 2: bad usage (an unknown option of these commands goes to psync);
+ * 7: the runtime or log directory is a symlink or another user's.
  */
 
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, SafetyError } from '../core/errors.js';
 import { pairProblem } from '../core/health.js';
 import { EXIT } from '../exitCodes.js';
 import { CLI_PATH, SERVICE_COMMAND } from '../install.js';
@@ -68,7 +69,8 @@ export async function runService(command: string, argv: readonly string[]): Prom
     return await (which === 'start' ? start(invocation) : which === 'stop' ? stop(invocation) : check(invocation));
   } catch (error) {
     process.stderr.write(`psync ${which}: ${(error as Error).message}\n`);
-    return error instanceof ConfigError ? EXIT.usage : (error as { exitCode?: number }).exitCode ?? EXIT.internal;
+    // A runtime or log directory that is a symlink or another user's (service/paths.ts) is a SafetyError.
+    return error instanceof ConfigError ? EXIT.usage : error instanceof SafetyError ? EXIT.safety : EXIT.internal;
   }
 }
 

@@ -371,3 +371,24 @@ test('a conflict (both sides changed a file while psync was stopped) is counted 
   expect(shown!.recentConflicts).toEqual(['shared.txt']);
   expect((await world.run('status', [])).stdout).toContain('conflicts 1 (latest: "shared.txt")');
 });
+
+describe('a runtime directory planted as a symlink is refused, never written through', () => {
+  test.each([
+    ['scripts/start, at <runtime>/psync', 'psync', 'start'],
+    ['psync itself, at <runtime>/psync/status', 'psync/status', 'psync'],
+  ] as const)('%s: exit 7', async (_, planted, how) => {
+    world = new World();
+    const { readdir, symlink } = await import('node:fs/promises');
+    const { args } = await localPair();
+    const elsewhere = tempDir('psync-service-elsewhere-');
+    if (planted === 'psync/status') await mkdir(join(world.env.XDG_RUNTIME_DIR, 'psync'), { mode: 0o700 });
+    await symlink(elsewhere, join(world.env.XDG_RUNTIME_DIR, planted));
+    const result =
+      how === 'start'
+        ? await world.run('start', args)
+        : await execa(process.execPath, [CLI, '-s', ...args], { reject: false, stdin: 'ignore', env: world.env });
+    expect(result.exitCode).toBe(7);
+    expect(String(result.stderr)).toMatch(new RegExp(`${join(world.env.XDG_RUNTIME_DIR, planted)} is a symlink: psync does not write its runtime files through one`));
+    expect(await readdir(elsewhere)).toEqual([]);
+  });
+});
