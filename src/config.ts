@@ -90,7 +90,7 @@ const pairShape = {
   sshConfig: z.string().optional(),
   /** Command that starts psync on the remote host (default: this node binary and install path). */
   remotePsync: z.string().optional(),
-  /** Keep this pair's JSON status (state, counters, last error) in this file. */
+  /** Keep this pair's JSON status in this file instead of `<statusDir>/<pairId>.json` (src/brain/status.ts). */
   statusFile: z.string().optional(),
   /**
    * A start-up reconcile that would delete more than this share (percent) of

@@ -14,3 +14,6 @@ export const defaultRemotePsync = (): string => selfCommand().map(shellQuote).jo
 
 /** Subcommands the brain starts; underscored so they cannot be mistaken for a root. */
 export const ROLE_COMMAND = { filter: '_filter', helper: '_helper', side: '_side' } as const;
+
+/** Subcommands scripts/start, stop and check run (commands/service.ts); underscored for the same reason. */
+export const SERVICE_COMMAND = { start: '_start', stop: '_stop', check: '_check' } as const;

@@ -22,20 +22,10 @@ import { defaultRemotePsync } from './install.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
+import { EXIT } from './exitCodes.js';
 import { SshEndpoint } from './transport/ssh.js';
 import { explainUsageError, extraArguments } from './usage.js';
 
-/** Exit codes; the README lists them. */
-export const EXIT = {
-  ok: 0,
-  internal: 1,
-  usage: 2,
-  connection: 3,
-  rsync: 4,
-  protocol: 5,
-  banned: 6,
-  safety: 7,
-} as const;
 
 /** The version of this install, from its package.json. */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -58,20 +58,8 @@ import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } f
 import type { Endpoint, RsyncHost } from '../transport/endpoint.js';
 import { ChildLink, startError } from './childLink.js';
 import { HelperClient } from './helperClient.js';
-import type { BrainState, StatusWriter } from './status.js';
+import { STATUS_PATHS_LISTED, type ActionKind, type BrainState, type PairSnapshot, type StatusCounters, type StatusWriter } from './status.js';
 
-export interface BrainCounters {
-  reported: Record<Side, number>;
-  echoes: Record<Side, number>;
-  rejected: Record<Side, number>;
-  applied: Record<Direction, number>;
-  rsyncRuns: number;
-  helperRuns: number;
-  failures: number;
-  conflicts: number;
-  /** MOVEs and DELETEs a helper refused after which nothing was sent in their place (an `unsafe` refusal, say). */
-  refused: number;
-}
 
 /** Why the brain stopped: a clean stop, or a failure the CLI turns into an exit code. */
 export type BrainOutcome = { ok: true } | { ok: false; error: Error };
@@ -101,17 +89,21 @@ const START_ABORT_GRACE_MS = 10_000;
 const STOP_GRACE_MS = 10_000;
 
 /** Counters for the status file, kept across the sessions of one psync run (supervisor.ts). */
-export function newCounters(): BrainCounters {
+export function newCounters(): StatusCounters {
+  const kinds = (): Record<ActionKind, number> => ({ rsync: 0, move: 0, delete: 0 });
   return {
     reported: { left: 0, right: 0 },
     echoes: { left: 0, right: 0 },
     rejected: { left: 0, right: 0 },
     applied: { leftToRight: 0, rightToLeft: 0 },
+    done: { leftToRight: kinds(), rightToLeft: kinds() },
+    bytesSent: { leftToRight: 0, rightToLeft: 0 },
     rsyncRuns: 0,
     helperRuns: 0,
     failures: 0,
     conflicts: 0,
     refused: 0,
+    reconnectAttempts: 0,
   };
 }
 
@@ -119,10 +111,14 @@ export function newCounters(): BrainCounters {
 export interface SessionShared {
   readonly archive: Archive;
   readonly pairId: string;
-  readonly counters: BrainCounters;
+  readonly counters: StatusCounters;
   readonly status: StatusWriter;
   /** The session went live (start-up reconciled, watching). */
   onWatching(): void;
+  /** For the status: something happened (a batch applied, a state reached)... */
+  noteEvent(what: string): void;
+  /** ...a conflict on this path (both versions kept). */
+  noteConflict(path: string): void;
 }
 
 /** Sessions started in this process (each names its own runs of replaced versions). */
@@ -141,7 +137,11 @@ export class Brain {
   /** The pair's archive of agreed state, open (and locked) for the whole run (supervisor.ts). */
   private readonly archive: Archive;
   private readonly pairId: string;
-  readonly counters: BrainCounters;
+  readonly counters: StatusCounters;
+  /** Sides whose process is up (ready, its link open). */
+  private readonly connected = new Set<Side>();
+  /** When the queue was last seen empty or a batch was applied (Date.now()). */
+  private progressAt = Date.now();
   /** Each side's start-up scan (its ENTRY frames), until the start-up reconcile has used it. */
   private readonly scans: Record<Side, Map<string, Observed>> = { left: new Map(), right: new Map() };
   private readonly markers: Record<Side, readonly string[] | undefined> = { left: undefined, right: undefined };
@@ -223,11 +223,20 @@ export class Brain {
   }
 
   /** This session's part of the status file. */
-  statusFields(): { state: BrainState; queued: number; skipped: number; lastError?: string } {
+  statusFields(): Pick<PairSnapshot, 'state' | 'connected' | 'queued' | 'progressAt' | 'skipped' | 'skippedPaths' | 'lastError'> {
+    const queued = this.queue.length + this.held.length;
+    if (queued === 0) this.progressAt = Date.now();
+    const skippedPaths = [
+      ...(['left', 'right'] as const).flatMap((side) => [...this.skippedDirs[side]].map((path) => ({ side, path }))),
+      ...[...this.skippedFiles.values()].map(({ direction, send }) => ({ side: sourceOf(direction), path: send.path })),
+    ];
     return {
       state: this.state,
-      queued: this.queue.length + this.held.length,
-      skipped: this.skippedDirs.left.size + this.skippedDirs.right.size + this.skippedFiles.size,
+      connected: { left: this.connected.has('left'), right: this.connected.has('right') },
+      queued,
+      progressAt: new Date(this.progressAt).toISOString(),
+      skipped: skippedPaths.length,
+      skippedPaths: skippedPaths.slice(0, STATUS_PATHS_LISTED),
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     };
   }
@@ -248,6 +257,7 @@ export class Brain {
 
   private setState(state: BrainState): void {
     this.state = state;
+    this.shared.noteEvent(state);
     this.status.touch();
   }
 
@@ -304,10 +314,7 @@ export class Brain {
       markers: this.markers,
       leftovers: this.leftovers,
       skipped: this.skippedDirs,
-      noteConflict: () => {
-        this.counters.conflicts += 1;
-        this.status.touch();
-      },
+      noteConflict: (path) => this.shared.noteConflict(path),
       helpers: { left: helper('left'), right: helper('right') },
       apply: (batch) => this.applyWithRetries({ direction: batch.direction, kind: batch.kind, actions: batch.actions }, batch),
       stopped: () => this.stopping,
@@ -456,6 +463,8 @@ export class Brain {
           const { entries, markers } = decodeReady(frame);
           this.markers[side] = markers;
           this.log.info(`${side}: watching ${entries} entries in ${endpoint.description}`);
+          this.connected.add(side);
+          this.status.touch();
           ready();
         } catch (error) {
           this.fail(new ProtocolError(`${side} filter: ${(error as Error).message}`, { cause: error }));
@@ -471,6 +480,8 @@ export class Brain {
       }
     });
     void link.exited.then((code) => {
+      this.connected.delete(side);
+      this.status.touch();
       if (!this.stopping) this.fail(new ConnectionError(`the ${side} side stopped unexpectedly (${code ?? 'connection lost'})`));
     });
     await Promise.race([isReady, link.exited.then(() => Promise.reject(new ConnectionError(`the ${side} side stopped before it was ready`)))]);
@@ -766,6 +777,9 @@ export class Brain {
     else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
     else await this.deleteBatch(batch.direction, planned === undefined ? await this.stillDeletes(batch) : batch.actions);
     this.counters.applied[batch.direction] += applied;
+    this.counters.done[batch.direction][batch.kind] += applied;
+    this.progressAt = Date.now();
+    this.shared.noteEvent(what);
     this.status.touch();
   }
 
@@ -797,7 +811,15 @@ export class Brain {
     this.archive.beginTransfer(backupDir, target, paths, agreedBefore, sending);
     let result;
     try {
-      result = await this.runRsync(direction, { files: paths, recursive: how.recursive, backupDir, onTransferred: (entry) => transferred.set(entry.path, entry) });
+      result = await this.runRsync(direction, {
+        files: paths,
+        recursive: how.recursive,
+        backupDir,
+        onTransferred: (entry) => {
+          transferred.set(entry.path, entry);
+          if (!entry.isDir) this.counters.bytesSent[direction] += entry.size;
+        },
+      });
     } catch (error) {
       // An rsync that failed, was killed or cut off may have replaced some files before it stopped, and
       // left temp files: both are seen to now (judged, removed), or, when the session is ending, at the
@@ -1072,7 +1094,7 @@ export class Brain {
       if (reply.stat.type !== 'other' || reply.stat.ino !== 0) now.set(path, reply.stat);
       if (reply.conflict?.kept === 'replaced') now.set(path, 'keptOwn');
       if (reply.conflict !== undefined) {
-        this.counters.conflicts += 1;
+        this.shared.noteConflict(path);
         const [winner, loser] = reply.conflict.kept === 'written' ? ['incoming', `${target} side's`] : [`${target} side's`, 'incoming'];
         this.log.warn(
           `conflict on ${JSON.stringify(path)}: it changed on the ${target} side too; the newer (${winner}) version keeps the name, ` +
@@ -1174,7 +1196,7 @@ export class Brain {
           for (const again of this.vanished.noteMove(target, move.from, move.to, performance.now())) this.resend(directionFrom(target), again);
         }
         if (reply.conflict !== undefined) {
-          this.counters.conflicts += 1;
+          this.shared.noteConflict(move.to);
           this.log.warn(
             `conflict on ${JSON.stringify(move.to)}: it changed on the ${target} side too; the moved ${JSON.stringify(move.from)} takes the name, ` +
               `the ${target} side's version is kept as ${JSON.stringify(reply.conflict.copy)}`,

@@ -54,8 +54,8 @@ export interface StartupContext {
   readonly skipped: Record<Side, ReadonlySet<string>>;
   /** The versions killed transfers kept under `.psync/replaced` on each side (LEFTOVER frames). */
   readonly leftovers: Record<Side, readonly Leftover[]>;
-  /** A leftover turned out to be a change of its own side: counted with the conflicts. */
-  noteConflict(): void;
+  /** A conflict (both sides changed the path; a leftover that was a change of its own side): counted, its path listed. */
+  noteConflict(path: string): void;
   /** Apply one planned batch and record what the target confirmed (the brain's appliers). */
   apply(batch: PlannedBatch): Promise<void>;
   /** psync is stopping (or the session faulted): apply nothing more, mark nothing. */
@@ -96,6 +96,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
   for (const step of plan.steps) log.log(config.dryRun ? 'info' : 'verbose', `${listing}${describeStep(step)}`);
   log.info(summary(plan, (performance.now() - started) / 1000, config.dryRun));
   if (config.dryRun) return;
+  for (const step of plan.steps) if (step.kind === 'conflict') ctx.noteConflict(step.path);
   archive.transaction((w) => {
     if (config.resetArchive) w.clear();
     for (const record of plan.records) {
@@ -219,7 +220,7 @@ async function judgeLeftovers(ctx: StartupContext, scans: Record<Side, Map<strin
           ctx.log.warn(`${side}: could not judge the version of ${JSON.stringify(path)} kept in ${run} (${reply.code}: ${reply.message}); it stays there`);
         } else if (reply.conflict !== undefined) {
           changed.push(path, reply.conflict.copy);
-          ctx.noteConflict();
+          ctx.noteConflict(path);
           ctx.log.warn(
             `conflict on ${JSON.stringify(path)}: a killed transfer had replaced a change made on the ${side} side; ` +
               `${reply.conflict.kept === 'replaced' ? 'that (newer) change has the name back, the transferred version is' : 'it is'} kept as ${JSON.stringify(reply.conflict.copy)}`,

@@ -9,6 +9,9 @@
  * the outage: changes, deletes, renames and conflicts, as after a restart.
  * psync gives up (exit 3) only after --reconnect-timeout.
  *
+ * The pair's status file (status.ts) is written from the start of the run
+ * to its end, heartbeat included, and keeps what the sessions did.
+ *
  * Nothing of a session outlives it but the archive (written only for what a
  * target confirmed, and the journal of transfers under way) and the
  * counters: a session cut off mid-batch leaves its work for the next
@@ -17,6 +20,7 @@
  */
 
 import { renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConnectionError, SafetyError } from '../core/errors.js';
 import { backoffMs, faultVerdict, reconnectExpired, type FaultPhase } from '../core/faults.js';
 import type { Side } from '../core/types.js';
@@ -24,8 +28,9 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
 import type { Endpoint } from '../transport/endpoint.js';
+import { ensurePrivateDir, statusDir } from '../service/paths.js';
 import { Brain, newCounters, type BrainOutcome } from './brain.js';
-import { StatusWriter, type BrainState } from './status.js';
+import { STATUS_PATHS_LISTED, StatusWriter, type BrainState, type PairSnapshot } from './status.js';
 
 /** Connects both sides for a session; what it throws ends the attempt (its class decides whether psync tries again). */
 export type Connect = () => Promise<Record<Side, Endpoint>>;
@@ -51,6 +56,14 @@ export class Supervisor {
   private readonly where: Record<Side, string>;
   /** How the run ended, once it has: the status then says `stopped` or `failed`, whatever else was going on. */
   private outcome: BrainOutcome | undefined;
+  readonly pairId: string;
+  readonly name: string;
+  /** Where the status file is: --status-file, else `<statusDir>/<pairId>.json`. */
+  readonly statusFile: string;
+  private readonly startedAt = Date.now();
+  private lastEvent: { at: number; what: string } | undefined;
+  /** The newest STATUS_PATHS_LISTED paths that had a conflict. */
+  private readonly recentConflicts: string[] = [];
 
   constructor(
     private readonly config: Config,
@@ -58,19 +71,32 @@ export class Supervisor {
     private readonly log: Logger,
   ) {
     this.where = { left: config.srcRoot, right: config.remoteHost === undefined ? config.dstRoot : `${config.remoteHost}:${config.dstRoot}` };
-    this.status = new StatusWriter(config.statusFile, () => this.snapshot());
+    this.pairId = pairId(config.srcRoot, config.remoteHost, config.dstRoot);
+    this.name = config.name;
+    this.statusFile = config.statusFile ?? join(statusDir(), `${this.pairId}.json`);
+    this.status = new StatusWriter(this.statusFile, () => this.snapshot());
   }
 
   /** Run sessions until stopped (ok) or until a fault psync does not retry, or retried too long. */
   async run(): Promise<BrainOutcome> {
-    const id = pairId(this.config.srcRoot, this.config.remoteHost, this.config.dstRoot);
-    const archive = this.openArchive(id);
+    // The default status directory is psync's own (0700); one named with --status-file is the operator's.
+    if (this.config.statusFile === undefined) ensurePrivateDir(dirname(this.statusFile));
+    this.status.start();
+    const id = this.pairId;
+    let archive: Archive;
+    try {
+      archive = this.openArchive(id);
+    } catch (error) {
+      this.outcome = { ok: false, error: error as Error };
+      await this.status.close();
+      throw error;
+    }
     try {
       this.outcome = await this.sessions(archive, id);
       return this.outcome;
     } finally {
       archive.close();
-      await this.status.flush();
+      await this.status.close();
       const c = this.counters;
       this.log.info(
         `applied ${c.applied.leftToRight} left->right and ${c.applied.rightToLeft} right->left in ${c.rsyncRuns} rsync and ${c.helperRuns} helper runs; ` +
@@ -127,6 +153,8 @@ export class Supervisor {
       }
       this.phase = 'reconnecting';
       outage.attempt += 1;
+      this.counters.reconnectAttempts += 1;
+      this.noteEvent(`reconnect attempt ${outage.attempt}`);
       this.status.touch();
       const delay = backoffMs(outage.attempt, Math.random());
       this.log.verbose(`reconnect attempt ${outage.attempt} in ${(delay / 1000).toFixed(1)} s (last error: ${outage.lastError})`);
@@ -151,6 +179,8 @@ export class Supervisor {
         counters: this.counters,
         status: this.status,
         onWatching: () => this.reconnected(),
+        noteEvent: (what) => this.noteEvent(what),
+        noteConflict: (path) => this.noteConflict(path),
       });
       this.brain = brain;
       const outcome = await brain.run();
@@ -214,19 +244,36 @@ export class Supervisor {
     });
   }
 
-  private snapshot(): object {
+  private noteEvent(what: string): void {
+    this.lastEvent = { at: Date.now(), what };
+    this.status.touch();
+  }
+
+  private noteConflict(path: string): void {
+    this.counters.conflicts += 1;
+    this.recentConflicts.push(path);
+    if (this.recentConflicts.length > STATUS_PATHS_LISTED) this.recentConflicts.shift();
+    this.noteEvent(`conflict on ${JSON.stringify(path)}`);
+  }
+
+  private snapshot(): PairSnapshot {
+    const now = Date.now();
     const session = this.brain?.statusFields();
     const ended = this.outcome;
+    const common = {
+      name: this.name,
+      pairId: this.pairId,
+      left: this.where.left,
+      right: this.where.right,
+      recentConflicts: [...this.recentConflicts],
+      startedAt: new Date(this.startedAt).toISOString(),
+      uptimeSeconds: Math.round((now - this.startedAt) / 1000),
+      counters: this.counters,
+      ...(this.lastEvent === undefined ? {} : { lastEvent: { at: new Date(this.lastEvent.at).toISOString(), what: this.lastEvent.what } }),
+    };
+    const idle = { connected: { left: false, right: false }, queued: 0, progressAt: new Date(now).toISOString(), skipped: 0, skippedPaths: [] };
     if (ended !== undefined) {
-      return {
-        state: ended.ok ? 'stopped' : 'failed',
-        left: this.where.left,
-        right: this.where.right,
-        queued: 0,
-        skipped: 0,
-        counters: this.counters,
-        ...(ended.ok ? {} : { lastError: ended.error.message }),
-      };
+      return { state: ended.ok ? 'stopped' : 'failed', ...common, ...idle, ...(ended.ok ? {} : { lastError: ended.error.message }) };
     }
     // A session that failed is shown as `reconnecting` from the moment it fails when another one follows:
     // `failed` means psync is about to exit.
@@ -239,15 +286,13 @@ export class Supervisor {
       this.outage !== undefined
         ? { attempt: this.outage.attempt, since: new Date(this.outage.startedAt).toISOString(), lastError: this.outage.lastError }
         : retrying
-          ? { attempt: 0, since: new Date(this.brain?.failedAt ?? Date.now()).toISOString(), lastError: failure.message }
+          ? { attempt: 0, since: new Date(this.brain?.failedAt ?? now).toISOString(), lastError: failure.message }
           : undefined;
     return {
       state,
-      left: this.where.left,
-      right: this.where.right,
-      queued: session?.queued ?? 0,
-      skipped: session?.skipped ?? 0,
-      counters: this.counters,
+      ...common,
+      ...idle,
+      ...session,
       ...(lastError === undefined ? {} : { lastError }),
       ...(reconnect === undefined || this.stopped ? {} : { reconnect }),
     };

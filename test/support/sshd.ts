@@ -27,6 +27,8 @@ export interface SshdFixture {
   /** The alias in `configFile` that reaches this sshd. */
   readonly host: string;
   readonly port: number;
+  /** The daemon's pid: what a connection runs on the "remote host" runs below it. */
+  readonly pid: number;
   readonly dir: string;
   /** A client config for `ssh -F` / `--ssh-config`. */
   readonly configFile: string;
@@ -198,6 +200,7 @@ async function startSshdIn(dir: string, serverOptions: readonly string[]): Promi
     return {
       host: TEST_HOST_ALIAS,
       port,
+      pid: daemon,
       dir,
       configFile,
       knownHostsFile,

@@ -219,7 +219,7 @@ async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => vo
   setUp(left, right);
   const counters = newCounters();
   const status = new StatusWriter(statusFile, () => ({ ...brain.statusFields(), counters }));
-  const brain: Brain = new Brain(config, { left, right }, logger, { archive, pairId: id, counters, status, onWatching: () => {} });
+  const brain: Brain = new Brain(config, { left, right }, logger, { archive, pairId: id, counters, status, onWatching: () => {}, noteEvent: () => {}, noteConflict: () => {} });
   const outcome = brain.run().finally(() => archive.close());
   await vi.waitFor(
     async () => {

@@ -2,14 +2,14 @@
  * The status file in a real temp dir that an attacker could write to: a
  * symlink planted at any name psync writes to, one it could guess (the old
  * `<file>.<pid>.tmp`, the status file itself) or the very temp name psync
- * picks, is never written through.
+ * picks, is never written through; and its heartbeat.
  */
 
 import { lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { STATUS_FILE_MODE, STATUS_TEMP_FLAGS, StatusWriter } from '../../src/brain/status.js';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { HEARTBEAT_WRITE_INTERVAL_MS, STATUS_FILE_MODE, STATUS_TEMP_FLAGS, StatusWriter } from '../../src/brain/status.js';
 import { constants } from 'node:fs';
 import { described } from '../support/table.js';
 
@@ -80,5 +80,28 @@ describe('the status file is never written through a planted symlink', () => {
 
   test('the temp file is opened exclusively and never through a symlink', () => {
     for (const flag of [constants.O_WRONLY, constants.O_CREAT, constants.O_EXCL, constants.O_NOFOLLOW]) expect(STATUS_TEMP_FLAGS & flag).toBe(flag);
+  });
+});
+
+describe('the heartbeat', () => {
+  test('from start() on, the file is rewritten every HEARTBEAT_WRITE_INTERVAL_MS with nothing changed: heartbeatAt moves, updatedAt does not; close() stops it', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    try {
+      const startedAt = Date.now();
+      const statusFile = join(dir, 'status.json');
+      const writer = new StatusWriter(statusFile, snapshot);
+      writer.start();
+      vi.advanceTimersByTime(3 * HEARTBEAT_WRITE_INTERVAL_MS);
+      await writer.flush();
+      const status = JSON.parse(await readFile(statusFile, 'utf8')) as { heartbeatAt: string; updatedAt: string; startTime: number; bootId: string };
+      expect(Date.parse(status.heartbeatAt) - startedAt).toBe(3 * HEARTBEAT_WRITE_INTERVAL_MS);
+      expect(Date.parse(status.updatedAt)).toBe(startedAt);
+      expect(status.startTime).toBeGreaterThan(0);
+      expect(status.bootId).toMatch(/^[0-9a-f-]{36}$/);
+      await writer.close();
+      expect(vi.getTimerCount(), 'no timer left after close()').toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
