@@ -3,8 +3,9 @@
  * against), its defaults, and the checks that run before anything starts.
  */
 
-import { realpath, stat } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { extname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ConfigError } from './core/errors.js';
 import { DEFAULT_TEMPFILES, validatePattern } from './core/patterns.js';
 
@@ -99,6 +100,18 @@ export const DEFAULTS = {
   maxDeletePercent: 50,
   resetArchive: false,
 } satisfies Partial<Config>;
+
+/** The settings in a `.json` file or a `.js`/`.mjs` module exporting a Config (its default export), unchecked. */
+export async function loadConfigFile(path: string): Promise<Partial<Config>> {
+  const absolute = resolve(path);
+  try {
+    if (extname(absolute) === '.json') return JSON.parse(await readFile(absolute, 'utf8')) as Partial<Config>;
+    const module = (await import(pathToFileURL(absolute).href)) as { default?: Partial<Config> };
+    return module.default ?? {};
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file ${absolute}: ${(error as Error).message}`, { cause: error });
+  }
+}
 
 /** Check a Config and resolve its local roots; throws ConfigError with one clear line. */
 export async function validateConfig(config: Config): Promise<Config> {

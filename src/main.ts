@@ -5,14 +5,12 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { extname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Supervisor } from './brain/supervisor.js';
 import { findBanned } from './banned.js';
-import { DEFAULTS, validateConfig, type Config } from './config.js';
+import { DEFAULTS, loadConfigFile, validateConfig, type Config } from './config.js';
 import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
@@ -174,17 +172,6 @@ function repeated(value: string | string[] | undefined): string[] {
 function required(value: string | undefined, name: string): string {
   if (value === undefined) throw new ConfigError(`${name} is missing: psync [options] SRCROOT DSTROOT (see --help)`);
   return value;
-}
-
-async function loadConfigFile(path: string): Promise<Partial<Config>> {
-  const absolute = resolve(path);
-  try {
-    if (extname(absolute) === '.json') return JSON.parse(await readFile(absolute, 'utf8')) as Partial<Config>;
-    const module = (await import(pathToFileURL(absolute).href)) as { default?: Partial<Config> };
-    return module.default ?? {};
-  } catch (error) {
-    throw new ConfigError(`cannot read the config file ${absolute}: ${(error as Error).message}`, { cause: error });
-  }
 }
 
 async function runPsync(config: Config, log: Logger): Promise<number> {

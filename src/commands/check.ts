@@ -1,0 +1,226 @@
+/**
+ * `psync check [options] SRCROOT DSTROOT`: compare the two roots of a pair
+ * without changing anything (the original psync's rcheck), print one line
+ * per difference and a summary, and exit 0 (identical), 1 (differences) or
+ * 2 (error: nothing or not everything was compared). cli.ts starts it
+ * without loading the brain.
+ *
+ * The engine is two rsync dry runs (what they mean: core/treeCheck.ts),
+ * through psync's own transport (transport/): both roots local, or the
+ * right one on `-r HOST` over psync's ssh connection and its OpenSSH
+ * master, so host keys, `~/.ssh/config` and `--ssh-config` are psync's.
+ * The remote helper's rsync relay is not used: it needs the remote side
+ * started with the brain's link and protocol, to save one remote shell per
+ * run where check makes one or two. So no psync is started on the remote
+ * host, and check takes no `--remote-psync`.
+ *
+ * Left out of the comparison, as psync never syncs them: psync's own names,
+ * `-e` excludes, `-t` temp files (and the built-in list), `--rsync-excludes`.
+ */
+
+import { resolve } from 'node:path';
+import yargs from 'yargs';
+import { DEFAULTS, loadConfigFile, validateConfig, type Config } from '../config.js';
+import { ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
+import { ITEMIZE_ARGS, parseItemizedLine, type ItemizedChange } from '../core/rsyncOutput.js';
+import { CHECK_EXIT, checkExitCode, describeDifference, summarize, treeDifferences, typeProbePaths, type Difference } from '../core/treeCheck.js';
+import type { Side } from '../core/types.js';
+import { defaultRemotePsync } from '../install.js';
+import { confineRoots } from '../transfer/confine.js';
+import { buildRsyncArgv, rsyncExcludeArgs, rsyncExitMeaning, runRsync } from '../transfer/rsync.js';
+import { shellQuote, type Endpoint } from '../transport/endpoint.js';
+import { LocalEndpoint } from '../transport/local.js';
+import { SshEndpoint } from '../transport/ssh.js';
+
+/** What check needs of a pair's settings. */
+type CheckSettings = Pick<Config, 'srcRoot' | 'dstRoot' | 'remoteHost' | 'excludes' | 'tempfiles' | 'rsyncExcludes' | 'sshConfig'>;
+
+/** Run `psync check` with the words after `check`; resolves with the exit code. */
+export async function runCheck(argv: readonly string[]): Promise<number> {
+  try {
+    const parsed = await parseArgs(argv);
+    if (parsed === 'answered') return CHECK_EXIT.identical;
+    const differences = await compareRoots(parsed.settings, parsed.checksum);
+    const lines = [...differences.map(describeDifference), summarize(differences)];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return checkExitCode(differences);
+  } catch (error) {
+    const err = error instanceof Error ? error : new Error(String(error));
+    // psync's own errors are one line; anything else is a bug, shown with its stack.
+    if (!PSYNC_ERRORS.some((kind) => err instanceof kind) && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+    process.stderr.write(`psync: ${err.message.split('\n')[0]}\n`);
+    return CHECK_EXIT.error;
+  }
+}
+
+const PSYNC_ERRORS = [ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError];
+
+async function parseArgs(argv: readonly string[]): Promise<{ settings: CheckSettings; checksum: boolean } | 'answered'> {
+  const parsed = await yargs([...argv])
+    .scriptName('psync check')
+    .usage(
+      '$0 [options] SRCROOT DSTROOT\n\nCompares SRCROOT (local, the left side) with DSTROOT (on --remote-host, or local) and changes nothing. ' +
+        "Directory mtimes, psync's own files, excludes and temp files are not compared.",
+    )
+    .command('$0 [srcroot] [dstroot]', false)
+    .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
+    .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
+    .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
+    .option('checksum', { type: 'boolean', describe: "compare files' contents (reads every file on both sides), not only their size and mtime" })
+    .option('excludes', { alias: 'e', type: 'string', describe: 'exclude glob, not compared (repeatable; as psync -e)' })
+    .option('tempfiles', { alias: 't', type: 'string', describe: 'temp-file glob, not compared (repeatable; adds to the built-in list, as psync -t)' })
+    .option('rsync-excludes', { type: 'string', describe: 'extra rsync --exclude pattern, not compared (repeatable; as psync --rsync-excludes)' })
+    .option('config', { alias: 'c', type: 'string', describe: "the pair's settings file (roots, host, patterns, ssh config); options on the command line win" })
+    .option('ssh-config', { type: 'string', describe: 'ssh client config file instead of ~/.ssh/config' })
+    .strict()
+    .version(false)
+    .help()
+    .alias('help', 'h')
+    .epilogue('Exit codes: 0 identical, 1 differences (listed), 2 error (bad usage, a missing root, an unreachable host, rsync failed).')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new ConfigError(`${message} (see psync check --help)`);
+    })
+    .parseAsync();
+  if (parsed.help === true) return 'answered';
+  // The one call into the config loader: the file's settings, under the command line's.
+  const file = parsed.config === undefined ? {} : await loadConfigFile(parsed.config);
+  const config: Config = {
+    ...DEFAULTS,
+    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT'),
+    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT'),
+    excludes: [...(file.excludes ?? []), ...repeated(parsed.excludes)],
+    tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...repeated(parsed.tempfiles)],
+    rsyncExcludes: [...(file.rsyncExcludes ?? []), ...repeated(parsed['rsync-excludes'])],
+  };
+  const remoteHost = parsed['remote-host'] ?? file.remoteHost;
+  if (remoteHost !== undefined) config.remoteHost = remoteHost;
+  const sshConfig = parsed['ssh-config'] ?? file.sshConfig;
+  if (sshConfig !== undefined) config.sshConfig = resolve(sshConfig);
+  // psync's own checks: the roots (local ones must be directories, and distinct), the host, the patterns.
+  return { settings: await validateConfig(config), checksum: parsed.checksum === true };
+}
+
+/** A repeatable option's values (declared as plain strings: see main.ts `repeated`). */
+const repeated = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+
+function required(value: string | undefined, name: string): string {
+  if (value === undefined) throw new ConfigError(`${name} is missing: psync check [options] SRCROOT DSTROOT (see psync check --help)`);
+  return value;
+}
+
+/** Both dry runs, from the right root to the left one, then back over the paths whose type may differ. */
+async function compareRoots(settings: CheckSettings, checksum: boolean): Promise<Difference[]> {
+  const excludes = rsyncExcludeArgs(settings);
+  const endpoints = await connect(settings);
+  try {
+    const confine = await confineRoots(endpoints, { warn: warning, debug: () => {} });
+    const run = (from: Side, files: readonly string[] | undefined, extra: readonly string[]): Promise<ItemizedChange[]> =>
+      dryRun({ endpoints, from, confine, excludes, files, extra });
+    const rightToLeft = await run('right', undefined, ['--delete', ...(checksum ? ['--checksum'] : [])]);
+    const probe = typeProbePaths(rightToLeft);
+    const leftToRight = probe.length === 0 ? [] : await run('left', probe, []);
+    return treeDifferences(rightToLeft, leftToRight);
+  } finally {
+    await endpoints.right.close();
+  }
+}
+
+/** The left root here; the right one here too, or on the remote host, where it must be a directory. */
+async function connect(settings: CheckSettings): Promise<Record<Side, Endpoint>> {
+  const left = new LocalEndpoint('left', settings.srcRoot);
+  if (settings.remoteHost === undefined) return { left, right: new LocalEndpoint('right', settings.dstRoot, { separateRsync: true }) };
+  const right = await SshEndpoint.connect({
+    side: 'right',
+    host: settings.remoteHost,
+    root: settings.dstRoot,
+    // Never started (see the header), but the endpoint is psync's.
+    remotePsync: defaultRemotePsync(),
+    ...(settings.sshConfig === undefined ? {} : { sshConfigFile: settings.sshConfig }),
+    log: (level, message) => {
+      if (level === 'warn' || level === 'error') warning(message);
+    },
+  });
+  try {
+    if (!(await isRemoteDirectory(right, settings.dstRoot))) {
+      throw new ConfigError(`DSTROOT ${settings.dstRoot} on ${settings.remoteHost} does not exist or is not a directory`);
+    }
+  } catch (error) {
+    await right.close();
+    throw error;
+  }
+  return { left, right };
+}
+
+/**
+ * `test -d` there. Without this a missing root would be a sender's rsync
+ * error among others (exit 23), or with a root that rsync creates, every
+ * entry "only on left".
+ */
+async function isRemoteDirectory(endpoint: SshEndpoint, root: string): Promise<boolean> {
+  const channel = await endpoint.exec(`test -d ${shellQuote(root)}`);
+  channel.stdin.end();
+  channel.stdout.resume();
+  channel.stderr.resume();
+  return (await channel.exited) === 0;
+}
+
+const warning = (message: string): void => {
+  process.stderr.write(`warning: ${message}\n`);
+};
+
+interface DryRun {
+  readonly endpoints: Record<Side, Endpoint>;
+  /** The sender; the other side receives. rsync itself runs here, on the left, in both directions. */
+  readonly from: Side;
+  readonly confine: Partial<Record<Side, string>>;
+  readonly excludes: readonly string[];
+  /** Only these root-relative paths (`--files-from`), else the whole tree. */
+  readonly files: readonly string[] | undefined;
+  readonly extra: readonly string[];
+}
+
+/**
+ * One `rsync --dry-run` with itemized output: its changes. rsync's stderr
+ * goes to ours as it comes (what it could not read). A run that could not
+ * read everything (exit 23, 24) or printed a line that is not an itemized
+ * change is an error: the comparison would be incomplete.
+ */
+async function dryRun(options: DryRun): Promise<ItemizedChange[]> {
+  const { endpoints, from, confine } = options;
+  const to: Side = from === 'left' ? 'right' : 'left';
+  const argv = buildRsyncArgv({
+    source: endpoints[from].rsyncLocation(),
+    target: endpoints[to].rsyncLocation(),
+    transportArgs: [...endpoints.left.rsyncArgs(), ...endpoints.right.rsyncArgs()],
+    dryRun: true,
+    // Modes as they are: a setuid bit psync dropped is a difference (buildRsyncArgv's --chmod would hide it).
+    preserveSuid: true,
+    extra: [...ITEMIZE_ARGS, ...options.extra],
+    excludes: options.excludes,
+    filesFrom: options.files !== undefined,
+    ...(confine.left === undefined ? {} : { confineRoot: confine.left }),
+    ...(confine.right === undefined ? {} : { serverConfineRoot: confine.right }),
+  });
+  const changes: ItemizedChange[] = [];
+  let unexpected: string | undefined;
+  const result = await runRsync({
+    argv,
+    ...(options.files === undefined ? {} : { files: options.files }),
+    log: (line) => process.stderr.write(`${line}\n`),
+    onOutputLine: (line) => {
+      const change = parseItemizedLine(line);
+      if (change !== undefined) changes.push(change);
+      else unexpected ??= line;
+    },
+  });
+  if (result.status === 'partial') {
+    throw new RsyncError(
+      `rsync could not read everything (exit ${result.exitCode}: ${rsyncExitMeaning(result.exitCode)}); the comparison is incomplete`,
+      result.exitCode,
+    );
+  }
+  if (unexpected !== undefined) throw new ProtocolError(`unexpected rsync output: ${JSON.stringify(unexpected)}`);
+  return changes;
+}
