@@ -120,7 +120,8 @@ async function compareRoots(settings: CheckSettings, checksum: boolean): Promise
       dryRun({ endpoints, from, confine, excludes, files, extra });
     const rightToLeft = await run('right', undefined, ['--delete', ...(checksum ? ['--checksum'] : [])]);
     const probe = typeProbePaths(rightToLeft);
-    const leftToRight = probe.length === 0 ? [] : await run('left', probe, []);
+    // --force: a dry run refuses to replace a non-empty directory without it (exit 23), as a real run would.
+    const leftToRight = probe.length === 0 ? [] : await run('left', probe, ['--force']);
     return treeDifferences(rightToLeft, leftToRight);
   } finally {
     await endpoints.right.close();

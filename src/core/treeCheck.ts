@@ -14,11 +14,12 @@
  *
  * What is not a difference: a directory's mtime (psync does not keep
  * them: every change inside a directory moves it, on each side at its own
- * moment); psync's own names, excludes and temp files (left out of both
- * runs by rsync's excludes). Everything else rsync compares is: type,
- * content (size and mtime, or checksums with --checksum), a symlink's
- * target, permissions, owner and group (when the receiver runs as root),
- * the mtime of files and symlinks.
+ * moment); a symlink's mtime (its target is what psync compares: the same
+ * link made on both sides is agreed as it is); psync's own names, excludes
+ * and temp files (left out of both runs by rsync's excludes). Everything
+ * else rsync compares is: type, a file's size and mtime (and its content
+ * with --checksum), a symlink's target, permissions, owner and group (when
+ * the receiver runs as root).
  */
 
 import { ancestorsOf, isSameOrUnder } from './paths.js';
@@ -68,7 +69,10 @@ export function treeDifferences(rightToLeft: readonly ItemizedChange[], leftToRi
   return differences.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** One change of the right-to-left run as a difference; undefined when it is none (a directory's mtime). */
+/** Entries whose mtime is no difference (see the header). */
+const MTIME_IGNORED: readonly EntryType[] = ['dir', 'symlink'];
+
+/** One change of the right-to-left run as a difference; undefined when it is none (a directory's mtime alone). */
 function toDifference(change: ItemizedChange): Difference | undefined {
   switch (change.kind) {
     case 'deleted':
@@ -76,7 +80,7 @@ function toDifference(change: ItemizedChange): Difference | undefined {
     case 'created':
       return { kind: 'onlyRight', path: change.path, isDir: change.type === 'dir' };
     case 'changed': {
-      const attributes = change.type === 'dir' ? change.attributes.filter((attribute) => attribute !== 'mtime') : change.attributes;
+      const attributes = MTIME_IGNORED.includes(change.type) ? change.attributes.filter((attribute) => attribute !== 'mtime') : change.attributes;
       return attributes.length === 0 ? undefined : { kind: 'attributes', path: change.path, attributes };
     }
   }
