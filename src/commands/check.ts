@@ -22,7 +22,7 @@ import { resolve } from 'node:path';
 import yargs from 'yargs';
 import { DEFAULTS, loadConfigFile, validateConfig, type Config } from '../config.js';
 import { ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from '../core/errors.js';
-import { ITEMIZE_ARGS, parseItemizedLine, type ItemizedChange } from '../core/rsyncOutput.js';
+import { isRsyncNotice, ITEMIZE_ARGS, parseItemizedLine, type ItemizedChange } from '../core/rsyncOutput.js';
 import { CHECK_EXIT, checkExitCode, describeDifference, summarize, treeDifferences, typeProbePaths, type Difference } from '../core/treeCheck.js';
 import type { Side } from '../core/types.js';
 import { defaultRemotePsync } from '../install.js';
@@ -30,7 +30,7 @@ import { confineRoots } from '../transfer/confine.js';
 import { buildRsyncArgv, rsyncExcludeArgs, rsyncExitMeaning, runRsync } from '../transfer/rsync.js';
 import { shellQuote, type Endpoint } from '../transport/endpoint.js';
 import { LocalEndpoint } from '../transport/local.js';
-import { SshEndpoint } from '../transport/ssh.js';
+import type { SshEndpoint } from '../transport/ssh.js';
 
 /** What check needs of a pair's settings. */
 type CheckSettings = Pick<Config, 'srcRoot' | 'dstRoot' | 'remoteHost' | 'excludes' | 'tempfiles' | 'rsyncExcludes' | 'sshConfig'>;
@@ -40,9 +40,11 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
   try {
     const parsed = await parseArgs(argv);
     if (parsed === 'answered') return CHECK_EXIT.identical;
-    const differences = await compareRoots(parsed.settings, parsed.checksum);
-    const lines = [...differences.map(describeDifference), summarize(differences)];
-    process.stdout.write(`${lines.join('\n')}\n`);
+    const { differences, incomplete } = await compareRoots(parsed.settings, parsed.checksum);
+    // An incomplete comparison still lists what it found; its error takes the summary's place.
+    const lines = [...differences.map(describeDifference), ...(incomplete === undefined ? [summarize(differences)] : [])];
+    if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
+    if (incomplete !== undefined) throw incomplete;
     return checkExitCode(differences);
   } catch (error) {
     const err = error instanceof Error ? error : new Error(String(error));
@@ -111,18 +113,21 @@ function required(value: string | undefined, name: string): string {
 }
 
 /** Both dry runs, from the right root to the left one, then back over the paths whose type may differ. */
-async function compareRoots(settings: CheckSettings, checksum: boolean): Promise<Difference[]> {
+async function compareRoots(settings: CheckSettings, checksum: boolean): Promise<{ differences: Difference[]; incomplete: RsyncError | undefined }> {
   const excludes = rsyncExcludeArgs(settings);
   const endpoints = await connect(settings);
   try {
     const confine = await confineRoots(endpoints, { warn: warning, debug: () => {} });
-    const run = (from: Side, files: readonly string[] | undefined, extra: readonly string[]): Promise<ItemizedChange[]> =>
+    const run = (from: Side, files: readonly string[] | undefined, extra: readonly string[]): Promise<DryRunResult> =>
       dryRun({ endpoints, from, confine, excludes, files, extra });
     const rightToLeft = await run('right', undefined, ['--delete', ...(checksum ? ['--checksum'] : [])]);
-    const probe = typeProbePaths(rightToLeft);
+    const probe = typeProbePaths(rightToLeft.changes);
     // --force: a dry run refuses to replace a non-empty directory without it (exit 23), as a real run would.
-    const leftToRight = probe.length === 0 ? [] : await run('left', probe, ['--force']);
-    return treeDifferences(rightToLeft, leftToRight);
+    const leftToRight = probe.length === 0 ? { changes: [], incomplete: undefined } : await run('left', probe, ['--force']);
+    return {
+      differences: treeDifferences(rightToLeft.changes, leftToRight.changes),
+      incomplete: rightToLeft.incomplete ?? leftToRight.incomplete,
+    };
   } finally {
     await endpoints.right.close();
   }
@@ -132,6 +137,8 @@ async function compareRoots(settings: CheckSettings, checksum: boolean): Promise
 async function connect(settings: CheckSettings): Promise<Record<Side, Endpoint>> {
   const left = new LocalEndpoint('left', settings.srcRoot);
   if (settings.remoteHost === undefined) return { left, right: new LocalEndpoint('right', settings.dstRoot, { separateRsync: true }) };
+  // Loaded only for a remote root: ssh2 is most of what check would load.
+  const { SshEndpoint } = await import('../transport/ssh.js');
   const right = await SshEndpoint.connect({
     side: 'right',
     host: settings.remoteHost,
@@ -182,13 +189,18 @@ interface DryRun {
   readonly extra: readonly string[];
 }
 
+interface DryRunResult {
+  readonly changes: ItemizedChange[];
+  /** Set when rsync could not read everything (exit 23, 24): the changes are what it found. */
+  readonly incomplete: RsyncError | undefined;
+}
+
 /**
  * One `rsync --dry-run` with itemized output: its changes. rsync's stderr
- * goes to ours as it comes (what it could not read). A run that could not
- * read everything (exit 23, 24) or printed a line that is not an itemized
- * change is an error: the comparison would be incomplete.
+ * goes to ours as it comes (what it could not read). A line that is not an
+ * itemized change is an error (ProtocolError): what it meant is unknown.
  */
-async function dryRun(options: DryRun): Promise<ItemizedChange[]> {
+async function dryRun(options: DryRun): Promise<DryRunResult> {
   const { endpoints, from, confine } = options;
   const to: Side = from === 'left' ? 'right' : 'left';
   const argv = buildRsyncArgv({
@@ -213,15 +225,13 @@ async function dryRun(options: DryRun): Promise<ItemizedChange[]> {
     onOutputLine: (line) => {
       const change = parseItemizedLine(line);
       if (change !== undefined) changes.push(change);
-      else unexpected ??= line;
+      else if (!isRsyncNotice(line)) unexpected ??= line;
     },
   });
-  if (result.status === 'partial') {
-    throw new RsyncError(
-      `rsync could not read everything (exit ${result.exitCode}: ${rsyncExitMeaning(result.exitCode)}); the comparison is incomplete`,
-      result.exitCode,
-    );
-  }
   if (unexpected !== undefined) throw new ProtocolError(`unexpected rsync output: ${JSON.stringify(unexpected)}`);
-  return changes;
+  const incomplete =
+    result.status === 'partial'
+      ? new RsyncError(`rsync could not read everything (exit ${result.exitCode}: ${rsyncExitMeaning(result.exitCode)}); the comparison is incomplete`, result.exitCode)
+      : undefined;
+  return { changes, incomplete };
 }

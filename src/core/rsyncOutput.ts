@@ -67,3 +67,10 @@ export function parseItemizedLine(line: string): ItemizedChange | undefined {
   const attributes = [...flags].flatMap((flag, position) => (flag === '.' || flag === ' ' ? [] : [attributeAt(position, type)!]));
   return { kind: 'changed', path, type, attributes };
 }
+
+/**
+ * Lines rsync prints on stdout among the changes that are not changes.
+ * "IO error encountered": something could not be read, so a `--delete` run
+ * lists no deletes at all (it also exits 23, which says the rest).
+ */
+export const isRsyncNotice = (line: string): boolean => line === 'IO error encountered -- skipping file deletion';

@@ -5,7 +5,7 @@
  */
 
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -203,6 +203,22 @@ describe('errors exit 2 with one psync: line, and print no comparison', () => {
     const result = await check(args(left, right));
     expect(errorOf(result)).toMatch(message);
     expect(result.stdout).toBe('');
+    expect(result.exitCode).toBe(CHECK_EXIT.error);
+  });
+
+  test.skipIf(process.getuid?.() !== 0)('a directory rsync may not read: what was found is listed, then the error', async () => {
+    const { left, right } = await equalPair();
+    await chmod(dirname(left), 0o755);
+    await put(join(right, 'extra'), 'x');
+    for (const root of [left, right]) {
+      await mkdir(join(root, 'locked'));
+      await chmod(join(root, 'locked'), 0o000);
+    }
+    const asNobody = ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', process.execPath, CLI, 'check', left, right];
+    const result = await execa('setpriv', asNobody, { reject: false, stdin: 'ignore' });
+    expect(linesOf(result)).toEqual(['only on right: extra']);
+    expect(errorOf(result)).toMatch(/^rsync could not read everything \(exit 23: .*\); the comparison is incomplete$/);
+    expect(String(result.stderr)).toMatch(/opendir .*locked.* Permission denied/);
     expect(result.exitCode).toBe(CHECK_EXIT.error);
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeRsyncName, parseItemizedLine, type ItemizedChange } from '../../src/core/rsyncOutput.js';
+import { decodeRsyncName, isRsyncNotice, parseItemizedLine, type ItemizedChange } from '../../src/core/rsyncOutput.js';
 import {
   CHECK_EXIT,
   checkExitCode,
@@ -43,6 +43,18 @@ describe('parseItemizedLine', () => {
     ]),
   )('%s', (_d, { line, want }) => {
     expect(parseItemizedLine(line)).toEqual(want);
+  });
+});
+
+describe('isRsyncNotice', () => {
+  test.each(
+    described<{ description: string; line: string; want: boolean }>([
+      { description: 'deletes skipped after an I/O error', line: 'IO error encountered -- skipping file deletion', want: true },
+      { description: 'a change is none', line: '*deleting   IO error encountered -- skipping file deletion', want: false },
+      { description: 'any other line is none (check fails on it)', line: 'skipping non-regular file "x"', want: false },
+    ]),
+  )('%s', (_d, { line, want }) => {
+    expect(isRsyncNotice(line)).toBe(want);
   });
 });
 
