@@ -15,6 +15,7 @@ import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, S
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
+import { repeated, required } from './options.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
 import { SshEndpoint } from './transport/ssh.js';
@@ -30,6 +31,9 @@ export const EXIT = {
   banned: 6,
   safety: 7,
 } as const;
+
+/** For a missing root. */
+const USAGE = 'psync [options] SRCROOT DSTROOT (see --help)';
 
 /** The version of this install, from its package.json. */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -125,8 +129,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
   const config: Config = {
     ...DEFAULTS,
     ...file,
-    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT'),
-    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT'),
+    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT', USAGE),
+    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT', USAGE),
     debug: given(parsed.debug, file.debug ?? DEFAULTS.debug),
     tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...repeated(parsed.tempfiles)],
     excludes: [...(file.excludes ?? []), ...repeated(parsed.excludes)],
@@ -158,20 +162,6 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
   const remotePsync = parsed['remote-psync'] ?? file.remotePsync;
   if (remotePsync !== undefined) config.remotePsync = remotePsync;
   return config;
-}
-
-/**
- * A repeatable option's values. They are declared as plain strings, not yargs
- * arrays: an array option swallows the words after it, so `-e '*.o' SRC DST`
- * would read the roots as patterns. yargs gathers a repeated option itself.
- */
-function repeated(value: string | string[] | undefined): string[] {
-  return value === undefined ? [] : Array.isArray(value) ? value : [value];
-}
-
-function required(value: string | undefined, name: string): string {
-  if (value === undefined) throw new ConfigError(`${name} is missing: psync [options] SRCROOT DSTROOT (see --help)`);
-  return value;
 }
 
 async function runPsync(config: Config, log: Logger): Promise<number> {

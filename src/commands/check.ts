@@ -9,9 +9,9 @@
  * through psync's own transport (transport/): both roots local, or the
  * right one on `-r HOST` over psync's ssh connection and its OpenSSH
  * master, so host keys, `~/.ssh/config` and `--ssh-config` are psync's.
- * The remote helper's rsync relay is not used: it needs the remote side
- * started with the brain's link and protocol, to save one remote shell per
- * run where check makes one or two. So no psync is started on the remote
+ * The remote helper's rsync relay is not used: it saves a remote shell per
+ * transfer, check makes one or two, and the helper would have to be started
+ * with the brain's link and protocol. So no psync is started on the remote
  * host, and check takes no `--remote-psync`.
  *
  * Left out of the comparison, as psync never syncs them: psync's own names,
@@ -26,6 +26,7 @@ import { isRsyncNotice, ITEMIZE_ARGS, parseItemizedLine, type ItemizedChange } f
 import { CHECK_EXIT, checkExitCode, describeDifference, summarize, treeDifferences, typeProbePaths, type Difference } from '../core/treeCheck.js';
 import type { Side } from '../core/types.js';
 import { defaultRemotePsync } from '../install.js';
+import { repeated, required } from '../options.js';
 import { confineRoots } from '../transfer/confine.js';
 import { buildRsyncArgv, rsyncExcludeArgs, rsyncExitMeaning, runRsync } from '../transfer/rsync.js';
 import { shellQuote, type Endpoint } from '../transport/endpoint.js';
@@ -56,6 +57,9 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
 }
 
 const PSYNC_ERRORS = [ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError];
+
+/** For a missing root. */
+const USAGE = 'psync check [options] SRCROOT DSTROOT (see psync check --help)';
 
 async function parseArgs(argv: readonly string[]): Promise<{ settings: CheckSettings; checksum: boolean } | 'answered'> {
   const parsed = await yargs([...argv])
@@ -90,8 +94,8 @@ async function parseArgs(argv: readonly string[]): Promise<{ settings: CheckSett
   const file = parsed.config === undefined ? {} : await loadConfigFile(parsed.config);
   const config: Config = {
     ...DEFAULTS,
-    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT'),
-    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT'),
+    srcRoot: required(parsed.srcroot ?? file.srcRoot, 'SRCROOT', USAGE),
+    dstRoot: required(parsed.dstroot ?? file.dstRoot, 'DSTROOT', USAGE),
     excludes: [...(file.excludes ?? []), ...repeated(parsed.excludes)],
     tempfiles: [...(file.tempfiles ?? DEFAULTS.tempfiles), ...repeated(parsed.tempfiles)],
     rsyncExcludes: [...(file.rsyncExcludes ?? []), ...repeated(parsed['rsync-excludes'])],
@@ -102,14 +106,6 @@ async function parseArgs(argv: readonly string[]): Promise<{ settings: CheckSett
   if (sshConfig !== undefined) config.sshConfig = resolve(sshConfig);
   // psync's own checks: the roots (local ones must be directories, and distinct), the host, the patterns.
   return { settings: await validateConfig(config), checksum: parsed.checksum === true };
-}
-
-/** A repeatable option's values (declared as plain strings: see main.ts `repeated`). */
-const repeated = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
-
-function required(value: string | undefined, name: string): string {
-  if (value === undefined) throw new ConfigError(`${name} is missing: psync check [options] SRCROOT DSTROOT (see psync check --help)`);
-  return value;
 }
 
 /** Both dry runs, from the right root to the left one, then back over the paths whose type may differ. */

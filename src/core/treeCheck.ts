@@ -43,7 +43,7 @@ export function typeProbePaths(rightToLeft: readonly ItemizedChange[]): string[]
 }
 
 /**
- * The differences, sorted by path. `rightToLeft`: the changes of the dry run
+ * The differences, in tree order. `rightToLeft`: the changes of the dry run
  * from the right root to the left one (with --delete); `leftToRight`: those
  * of the second dry run over typeProbePaths (only its created entries count:
  * the entries that are there on the right, as another type).
@@ -56,8 +56,9 @@ export function treeDifferences(rightToLeft: readonly ItemizedChange[], leftToRi
   for (const change of rightToLeft) if (change.kind === 'created') rightTypes.set(change.path, change.type);
   const typeDiffers: Difference[] = [];
   for (const change of leftToRight) {
-    const right = change.kind === 'created' ? rightTypes.get(change.path) : undefined;
-    if (right !== undefined && change.kind === 'created') typeDiffers.push({ kind: 'type', path: change.path, left: change.type, right });
+    if (change.kind !== 'created') continue;
+    const right = rightTypes.get(change.path);
+    if (right !== undefined) typeDiffers.push({ kind: 'type', path: change.path, left: change.type, right });
   }
   const underTypeDifference = (path: string): boolean => typeDiffers.some((difference) => isSameOrUnder(path, difference.path));
   const differences: Difference[] = [...typeDiffers];
@@ -66,7 +67,13 @@ export function treeDifferences(rightToLeft: readonly ItemizedChange[], leftToRi
     const difference = toDifference(change);
     if (difference !== undefined) differences.push(difference);
   }
-  return differences.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return differences.sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/** Tree order: a directory's entries right after it (`d`, `d/x`, `d-2`), as `/` sorts before every other character. */
+function comparePaths(a: string, b: string): number {
+  const [x, y] = [a.replaceAll('/', '\0'), b.replaceAll('/', '\0')];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /** Entries whose mtime is no difference (see the header). */
@@ -88,8 +95,9 @@ function toDifference(change: ItemizedChange): Difference | undefined {
 
 /**
  * A path as printed: as it is when it reads unambiguously (visible
- * characters, no quote or backslash, spaces only between them), else JSON-quoted with
- * every invisible or non-UTF-8 character escaped. The root is `.`.
+ * characters, no quote or backslash, spaces only between them), else
+ * JSON-quoted with every invisible or non-UTF-8 character escaped. The root
+ * is `.`.
  */
 export function showPath(path: string): string {
   if (path === '') return '.';
@@ -97,7 +105,7 @@ export function showPath(path: string): string {
   return JSON.stringify(path).replace(/[\p{C}\p{Z}]/gu, (ch) => (ch === ' ' ? ch : escapeUnits(ch)));
 }
 
-/** Visible characters but quotes and backslashes, and single spaces between them. */
+/** Visible characters but quotes and backslashes, and spaces between them. */
 const PLAIN_PATH = /^[^\p{C}\p{Z}"\\](?: *[^\p{C}\p{Z}"\\])*$/u;
 
 /** `\uXXXX` for each UTF-16 unit of one character (two for a character above U+FFFF). */

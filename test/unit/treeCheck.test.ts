@@ -156,6 +156,15 @@ describe('treeDifferences', () => {
         want: [],
       },
       {
+        description: "tree order: a directory's entries right after it",
+        rightToLeft: [created('d-2'), created('d', 'dir'), created('d/x')],
+        want: [
+          { kind: 'onlyRight', path: 'd', isDir: true },
+          { kind: 'onlyRight', path: 'd/x', isDir: false },
+          { kind: 'onlyRight', path: 'd-2', isDir: false },
+        ],
+      },
+      {
         description: 'sorted by path',
         rightToLeft: [created('b'), deleted('a'), changed('c', 'file', 'size')],
         want: [
