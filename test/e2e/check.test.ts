@@ -99,6 +99,22 @@ describe('identical trees exit 0', () => {
     ]);
   });
 
+  test('after psync -s synced two different trees', async () => {
+    const { left, right } = await equalPair();
+    await put(join(left, 'd', 'new-left.txt'), 'l');
+    await mkdir(join(right, 'r', 's'), { recursive: true });
+    await put(join(right, 'r', 's', 'new-right.txt'), 'r');
+    await rm(join(right, 'link'));
+    await symlink('d', join(right, 'link'));
+    await chmod(join(left, 'd', 'e'), 0o700);
+    expect((await check([left, right])).exitCode).toBe(CHECK_EXIT.different);
+    const sync = await execa(process.execPath, [CLI, '-s', '-d', '0', left, right], { reject: false, stdin: 'ignore', timeout: 60_000 });
+    expect(sync.exitCode, String(sync.stderr)).toBe(0);
+    const result = await check([left, right]);
+    expect(linesOf(result)).toEqual(['identical']);
+    expect(result.exitCode).toBe(CHECK_EXIT.identical);
+  });
+
   test('settings from --config: roots and patterns', async () => {
     const { left, right } = await equalPair();
     await writeFile(join(right, 'only.skip'), 'excluded by the config file');
@@ -152,6 +168,14 @@ describe('differences exit 1, one line each, and change nothing', () => {
     ]);
     expect(result.exitCode).toBe(CHECK_EXIT.different);
     expect([await stateOf(left), await stateOf(right)]).toEqual(before);
+  });
+
+  test("a conflict copy is a user's file: compared like any other", async () => {
+    const { left, right } = await equalPair();
+    await put(join(right, 'a.psync-conflict-20261202-101500.txt'), 'the other version\n');
+    const result = await check([left, right]);
+    expect(linesOf(result)[0]).toBe('only on right: a.psync-conflict-20261202-101500.txt');
+    expect(result.exitCode).toBe(CHECK_EXIT.different);
   });
 
   test.skipIf(process.getuid?.() !== 0)('owner and group, as root', async () => {
