@@ -7,7 +7,8 @@
  * (yargs, ssh2, winston, execa) would add some 20 MB to each.
  * `psync status` (commands/status.ts) and the service commands behind
  * scripts/start, stop and check (`_start`, `_stop`, `_check`:
- * commands/service.ts) do not load the brain either.
+ * commands/service.ts) do not load the brain either, nor does `psync check`
+ * (commands/check.ts), which compares two roots.
  */
 
 import { ROLE_COMMAND, SERVICE_COMMAND } from './install.js';
@@ -17,9 +18,11 @@ const args = process.argv.slice(3);
 const command =
   role === 'status'
     ? (await import('./commands/status.js')).runStatus
-    : role !== undefined && (Object.values(SERVICE_COMMAND) as string[]).includes(role)
-      ? (argv: readonly string[]) => import('./commands/service.js').then(({ runService }) => runService(role, argv))
-      : undefined;
+    : role === 'check'
+      ? (await import('./commands/check.js')).runCheck
+      : role !== undefined && (Object.values(SERVICE_COMMAND) as string[]).includes(role)
+        ? (argv: readonly string[]) => import('./commands/service.js').then(({ runService }) => runService(role, argv))
+        : undefined;
 const child =
   role === ROLE_COMMAND.side
     ? (await import('./side.js')).runSide

@@ -17,6 +17,10 @@ import { basename, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './core/errors.js';
 import { DEFAULT_TEMPFILES, validatePattern } from './core/patterns.js';
+import { required } from './options.js';
+
+/** For a missing root. */
+const USAGE = 'psync [options] SRCROOT DSTROOT, or --config FILE (see --help)';
 
 const strings = z.array(z.string());
 
@@ -194,8 +198,8 @@ export function resolvePairs(file: ConfigFile, commandLine: CommandLine): Config
   const entries = pairs ?? [{ ...common, ...defined({ srcRoot: cli.srcRoot, dstRoot: cli.dstRoot }) }];
   return entries.map((entry) => {
     const merged = { ...DEFAULTS, ...defined(common), ...defined(entry), ...defined(cli) };
-    const srcRoot = required(merged.srcRoot, 'SRCROOT');
-    const config: Record<string, unknown> = { ...merged, srcRoot, dstRoot: required(merged.dstRoot, 'DSTROOT') };
+    const srcRoot = required(merged.srcRoot, 'SRCROOT', USAGE);
+    const config: Record<string, unknown> = { ...merged, srcRoot, dstRoot: required(merged.dstRoot, 'DSTROOT', USAGE) };
     config['name'] ??= derivedName(srcRoot);
     for (const list of LIST_SETTINGS) config[list] = [...(entry[list] ?? common[list] ?? DEFAULTS[list]), ...(commandLine.added[list] ?? [])];
     for (const key of PATH_SETTINGS) if (typeof config[key] === 'string') config[key] = resolve(config[key]);
@@ -212,11 +216,6 @@ export function resolvePairs(file: ConfigFile, commandLine: CommandLine): Config
 export function derivedName(srcRoot: string): string {
   const name = basename(resolve(srcRoot)).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[._-]+/, '').slice(0, 64);
   return name === '' ? 'pair' : name;
-}
-
-function required(value: string | undefined, name: string): string {
-  if (value === undefined) throw new ConfigError(`${name} is missing: psync [options] SRCROOT DSTROOT, or --config FILE (see --help)`);
-  return value;
 }
 
 /** The object without its undefined values (a .ts config may write `remoteHost: undefined`). */

@@ -20,12 +20,12 @@ import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, S
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
+import { repeated } from './options.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
 import { EXIT } from './exitCodes.js';
 import { SshEndpoint } from './transport/ssh.js';
 import { explainUsageError, extraArguments } from './usage.js';
-
 
 /** The version of this install, from its package.json. */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -164,15 +164,6 @@ async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
     rsyncExtra: repeated(parsed.extra),
   };
   return { pairs: resolvePairs(file, { settings, added }), listed: file.pairs !== undefined };
-}
-
-/**
- * A repeatable option's values. They are declared as plain strings, not yargs
- * arrays: an array option swallows the words after it, so `-e '*.o' SRC DST`
- * would read the roots as patterns. yargs gathers a repeated option itself.
- */
-function repeated(value: string | string[] | undefined): string[] {
-  return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
 
 /** A number option's value; yargs reads `-d abc` as NaN. */

@@ -49,13 +49,12 @@ import type { Archive } from '../state/archive.js';
 import type { Leftover } from '../fs/psyncDir.js';
 import { reconcileAtStart, removeTransferTemps } from './startup.js';
 import { fallbackAfterRefusal } from '../core/fallback.js';
-import { parseRsyncVersion, rsyncVerdict } from '../core/rsyncVersion.js';
-import { toRsyncFilterArgs } from '../core/patterns.js';
 import { directionFrom, otherSide, sourceOf, targetOf, type Action, type Direction, type Side, type Stat } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { buildRsyncArgv, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
-import type { Endpoint, RsyncHost } from '../transport/endpoint.js';
+import { buildRsyncArgv, rsyncExcludeArgs, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
+import type { Endpoint } from '../transport/endpoint.js';
+import { confineRoots } from '../transfer/confine.js';
 import { ChildLink, startError } from './childLink.js';
 import { HelperClient } from './helperClient.js';
 import { STATUS_PATHS_LISTED, type ActionKind, type BrainState, type PairSnapshot, type StatusCounters, type StatusWriter } from './status.js';
@@ -216,10 +215,7 @@ export class Brain {
     this.pairId = shared.pairId;
     this.counters = shared.counters;
     this.status = shared.status;
-    this.rsyncExcludes = [
-      ...toRsyncFilterArgs({ excludes: config.excludes, tempfiles: config.tempfiles }),
-      ...config.rsyncExcludes.map((p) => `--exclude=${p}`),
-    ];
+    this.rsyncExcludes = rsyncExcludeArgs(config);
   }
 
   /** This session's part of the status file. */
@@ -324,36 +320,9 @@ export class Brain {
     this.scans.right.clear();
   }
 
-  /**
-   * Before the first transfer: each host's rsync and each root's real path.
-   * Running as root there with an rsync older than 3.5.0 stops psync
-   * (SafetyError, exit 7); otherwise an old rsync runs without
-   * `--confine-root` and psync says so once (core/rsyncVersion.ts).
-   */
+  /** Before the first transfer: each side's --confine-root (transfer/confine.ts; SafetyError as root with an old rsync). */
   private async prepareRsync(): Promise<void> {
-    const inspect = async (side: Side): Promise<RsyncHost> => {
-      const host = await this.endpoints[side].inspectRsync();
-      // An answer that holds no version (rsync could not be started there for a moment) is asked for once more.
-      return parseRsyncVersion(host.versionOutput) === undefined ? this.endpoints[side].inspectRsync() : host;
-    };
-    const hosts = await Promise.all((['left', 'right'] as const).map(async (side) => [side, await inspect(side)] as const));
-    const warned = new Set<string>();
-    for (const [side, host] of hosts) {
-      const verdict = rsyncVerdict(host.versionOutput, host.euid, host.where);
-      if (verdict.kind !== 'ok') {
-        if (verdict.kind === 'refuse') throw new SafetyError(verdict.message);
-        if (!warned.has(verdict.message)) this.log.warn(verdict.message); // two local roots: one host, one warning
-        warned.add(verdict.message);
-        continue;
-      }
-      if (!host.realRoot.startsWith('/')) {
-        // A relative root that does not exist yet on that host: rsync makes it; --confine-root needs an absolute path.
-        this.log.warn(`${side}: ${JSON.stringify(host.realRoot)} was not found on ${host.where}; its transfers run without --confine-root`);
-        continue;
-      }
-      this.confine[side] = host.realRoot;
-      this.log.debug(`${side}: rsync ${verdict.version.major}.${verdict.version.minor}.${verdict.version.patch}, confined to ${host.realRoot}`);
-    }
+    Object.assign(this.confine, await confineRoots(this.endpoints, this.log));
   }
 
   /** Stop cleanly: let the running transfer finish (or abort it after a grace period). */

@@ -14,7 +14,9 @@ import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { RsyncError } from '../core/errors.js';
 import { MAX_STDERR_LINE_CHARS, readLines } from '../lineStream.js';
-import { bytesToPath, guardPath, pathToBytes } from '../core/paths.js';
+import { guardPath, pathToBytes } from '../core/paths.js';
+import { toRsyncFilterArgs, type PatternSet } from '../core/patterns.js';
+import { decodeRsyncName } from '../core/rsyncOutput.js';
 
 export interface RsyncArgvOptions {
   /** Source root as rsync names it, with a trailing slash: "/srv/a/" or "host:/srv/a/". */
@@ -41,7 +43,7 @@ export interface RsyncArgvOptions {
   readonly backupDir?: string;
   /** The user's extra rsync options, passed as they are. */
   readonly extra: readonly string[];
-  /** `--exclude=...` arguments (see toRsyncFilterArgs). */
+  /** `--exclude=...` arguments (see rsyncExcludeArgs). */
   readonly excludes: readonly string[];
   /** Transfer only the root-relative paths given on stdin (see runRsync's `files`). */
   readonly filesFrom: boolean;
@@ -151,6 +153,17 @@ export function buildRsyncArgv(options: RsyncArgvOptions): string[] {
   ];
 }
 
+/**
+ * The `--exclude` arguments of every rsync run of a pair: the filters'
+ * patterns and psync's own names in rsync's spelling (core/patterns.ts),
+ * then the user's own rsync patterns (`--rsync-excludes`).
+ * Throws ConfigError for a pattern psync refuses.
+ */
+export const rsyncExcludeArgs = (patterns: PatternSet & { readonly rsyncExcludes: readonly string[] }): string[] => [
+  ...toRsyncFilterArgs({ excludes: patterns.excludes, tempfiles: patterns.tempfiles }),
+  ...patterns.rsyncExcludes.map((pattern) => `--exclude=${pattern}`),
+];
+
 /** Drops the setuid and setgid bits of every file rsync makes or updates (see buildRsyncArgv). */
 export const NO_SUID_ARG = '--chmod=Fug-s';
 
@@ -203,6 +216,12 @@ export interface RunRsyncOptions {
    * (`transferList: true` in buildRsyncArgv).
    */
   readonly onTransferred?: (entry: TransferredEntry) => void;
+  /**
+   * Receives each line rsync wrote on stdout, its bytes as latin1 chars
+   * (what an `--out-format` prints, e.g. core/rsyncOutput.ts ITEMIZE_ARGS).
+   * A line longer than MAX_LIST_LINE_CHARS is given cut.
+   */
+  readonly onOutputLine?: (line: string) => void;
 }
 
 /** One line of the transfer list: what rsync wrote on the receiver. */
@@ -238,13 +257,10 @@ export function parseTransferLine(line: string): TransferredEntry | undefined {
   const match = /^([<>ch.][fdLDS]([-+.a-zA-Z?]{9})) (\d+) (\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) ([-rwxsStT]{9}) (.+)$/.exec(line);
   if (match === null) return undefined;
   const [, , changes, size, year, month, day, hour, minute, second, perms, rawName] = match as unknown as string[];
-  const unescaped = rawName!.replace(/\\#([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
-  const isDir = unescaped.endsWith('/');
-  const name = isDir ? unescaped.slice(0, -1) : unescaped;
-  if (name === '' || name === '.') return undefined;
-  const bytes = Uint8Array.from(name, (ch) => ch.charCodeAt(0));
+  const { path, isDir } = decodeRsyncName(rawName!);
+  if (path === '') return undefined;
   const mtime = new Date(Number(year), Number(month) - 1, Number(day), Number(hour), Number(minute), Number(second));
-  return { path: bytesToPath(bytes), isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000, mode: parsePermissions(perms!), created: /^\++$/.test(changes!) };
+  return { path, isDir, size: Number(size), mtimeSeconds: mtime.getTime() / 1000, mode: parsePermissions(perms!), created: /^\++$/.test(changes!) };
 }
 
 /** `rwsr-x--T` -> 0o4750 | sticky: rsync's %B, as ls prints permissions. */
@@ -303,11 +319,12 @@ export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
   const input = options.files === undefined ? undefined : encodeFileList(options.files);
   const started = performance.now();
   const listing = options.onTransferred;
+  const onOutputLine = options.onOutputLine;
   const [program, ...args] = [...DIE_WITH_PSYNC, options.command ?? 'rsync', ...options.argv] as [string, ...string[]];
   const subprocess = execa(program, args, {
     ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
     ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
-    stdout: listing === undefined ? 'ignore' : 'pipe',
+    stdout: listing === undefined && onOutputLine === undefined ? 'ignore' : 'pipe',
     stderr: 'pipe',
     buffer: false,
     reject: false,
@@ -325,14 +342,15 @@ export async function runRsync(options: RunRsyncOptions): Promise<RsyncResult> {
           stderr = `${stderr}${line.text}\n`.slice(-STDERR_KEEP_CHARS);
         });
   const listDone =
-    listing === undefined || subprocess.stdout === null
+    subprocess.stdout === null
       ? Promise.resolve()
       : readLines(
           subprocess.stdout,
           MAX_LIST_LINE_CHARS,
           (line) => {
-            const entry = line.cut ? undefined : parseTransferLine(line.text);
-            if (entry !== undefined) listing(entry);
+            onOutputLine?.(line.text);
+            const entry = line.cut || listing === undefined ? undefined : parseTransferLine(line.text);
+            if (entry !== undefined) listing?.(entry);
           },
           'latin1',
         );

@@ -152,7 +152,7 @@ export class SshEndpoint implements Endpoint {
 
   /**
    * Run `command` through the remote user's shell on a new exec channel.
-   * Internal to the transport (start() uses it); public for tests.
+   * start() uses it; public for tests and for `psync check`'s `test -d`.
    */
   exec(command: string): Promise<Channel> {
     return new Promise((resolve, reject) => {
