@@ -342,7 +342,7 @@ describe('a remote pair', () => {
       expect(shown.running).toBe(true);
       const check = await world.run('check', args);
       expect(check.exitCode).toBe(1);
-      expect(check.stdout).toMatch(new RegExp(`^psync ${name} \\(pid ${pid}\\) is not healthy: pair left-psync-test:right is reconnecting \\(attempt \\d+`));
+      expect(check.stdout).toMatch(new RegExp(`^psync ${name} \\(pid ${pid}\\) is not healthy: pair left is reconnecting \\(attempt \\d+`));
     } finally {
       sshd.thaw();
     }
