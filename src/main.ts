@@ -73,7 +73,7 @@ function flushReport(): void {
 async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
   const parsed = await yargs(argv)
     .scriptName('psync')
-    .usage('$0 [options] SRCROOT DSTROOT\n$0 [options] --config FILE\n\nKeeps SRCROOT (local, the left side) and DSTROOT (on --remote-host, or local) identical in near real time, both ways.')
+    .usage('$0 [options] SRCROOT DSTROOT\n$0 [options] --config FILE\n$0 status [--json]          what each running pair is doing\n$0 check [options] SRCROOT DSTROOT   compare two roots, change nothing (see psync check --help)\n\nKeeps SRCROOT (local, the left side) and DSTROOT (on --remote-host, or local) identical in near real time, both ways.')
     .command('$0 [srcroot] [dstroot]', false)
     .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
     .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
