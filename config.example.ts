@@ -16,7 +16,7 @@ const config: Config = {
   dstRoot: '/srv/share',
   /** Host or ~/.ssh/config alias of the right side (-r). Leave it out for two local roots. */
   remoteHost: 'replica.example.org',
-  /** -d: 0 warnings only, 1 what psync does, 2 every event, 3 everything. */
+  /** -d: 0 quiet (start, stop, one line per batch, warnings, errors), 1 each action, 2 every event, 3 everything. */
   debug: 1,
   /**
    * -t: temp-file globs, never synced under their own name. Shown here is the
@@ -74,6 +74,16 @@ const config: Config = {
   resetArchive: false,
   /** --reconnect-timeout: after a lost link or side, give up (exit 3) after this many seconds of trying; leave it out to never give up, 0 to exit at once. */
   reconnectTimeoutSeconds: 3600,
+  /**
+   * --log-file: also log to this file, rotated past 10 MiB (FILE.1 ... FILE.5
+   * kept); stderr then gets warnings and errors only. Never opened through a
+   * symlink. Leave it out to log to stderr only.
+   */
+  logFile: '/var/log/psync/share.log',
+  /** --log-format: `text` (dated lines) or `json` (one object a line: timestamp, level, pair, message). */
+  logFormat: 'text',
+  /** --progress: `auto` (a bar on a terminal, else a progress line every 10 s), `bar`, `line` or `off`. */
+  progress: 'auto',
 };
 
 export default config;

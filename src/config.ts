@@ -7,6 +7,8 @@ import { realpath, stat } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './core/errors.js';
 import { DEFAULT_TEMPFILES, validatePattern } from './core/patterns.js';
+import type { LogFormat } from './log.js';
+import type { ProgressSetting } from './progress.js';
 
 export interface Config {
   /** The left root, on this machine. */
@@ -80,7 +82,19 @@ export interface Config {
    * then exits 3; 0 exits at once; unset: it never gives up.
    */
   reconnectTimeoutSeconds?: number;
+  /**
+   * Also write the log to this file, rotated by size (log.ts); stderr then
+   * gets warnings and errors only. Opened without following a symlink.
+   */
+  logFile?: string;
+  /** `text` (dated lines) or `json` (one object a line, for log shippers). */
+  logFormat: LogFormat;
+  /** `auto`: a progress bar when stderr is a terminal, else a periodic progress line; `bar`, `line`, `off` (progress.ts). */
+  progress: ProgressSetting;
 }
+
+export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
+export const PROGRESS_SETTINGS: readonly ProgressSetting[] = ['auto', 'bar', 'line', 'off'];
 
 export const DEFAULTS = {
   debug: 1,
@@ -98,6 +112,8 @@ export const DEFAULTS = {
   rescanSeconds: 600,
   maxDeletePercent: 50,
   resetArchive: false,
+  logFormat: 'text' as LogFormat,
+  progress: 'auto' as ProgressSetting,
 } satisfies Partial<Config>;
 
 /** Check a Config and resolve its local roots; throws ConfigError with one clear line. */
@@ -119,6 +135,11 @@ export async function validateConfig(config: Config): Promise<Config> {
   if (!Number.isInteger(config.debug) || config.debug < 0 || config.debug > 3) {
     throw new ConfigError(`--debug takes 0, 1, 2 or 3, got ${config.debug}`);
   }
+  if (!LOG_FORMATS.includes(config.logFormat)) throw new ConfigError(`--log-format takes ${LOG_FORMATS.join(' or ')}, got ${JSON.stringify(config.logFormat)}`);
+  if (!PROGRESS_SETTINGS.includes(config.progress)) {
+    throw new ConfigError(`--progress takes ${PROGRESS_SETTINGS.join(', ')}, got ${JSON.stringify(config.progress)}`);
+  }
+  if (config.logFile === '') throw new ConfigError('--log-file is empty');
   for (const [option, patterns] of [['--excludes', config.excludes], ['--tempfiles', config.tempfiles]] as const) {
     for (const pattern of patterns) {
       const problem = validatePattern(pattern);

@@ -12,11 +12,12 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Supervisor } from './brain/supervisor.js';
 import { findBanned } from './banned.js';
-import { DEFAULTS, validateConfig, type Config } from './config.js';
+import { DEFAULTS, LOG_FORMATS, PROGRESS_SETTINGS, validateConfig, type Config } from './config.js';
 import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
-import { createLogger, flushLogger, type Logger } from './log.js';
+import { createLogger, flushLogger, LOG_FILE_KEEP, LOG_FILE_MAX_BYTES, type LogFormat, type Logger } from './log.js';
+import { ProgressBoard, resolveProgress, type ProgressSetting } from './progress.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
 import { SshEndpoint } from './transport/ssh.js';
@@ -45,10 +46,16 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     return report(error, undefined);
   }
-  const log = createLogger(config.debug);
+  const board = new ProgressBoard(resolveProgress(config.progress, process.stderr.isTTY === true));
+  let log: Logger;
+  try {
+    log = createLogger({ debug: config.debug, format: config.logFormat, ...(config.logFile === undefined ? {} : { file: config.logFile }), stderr: (text) => board.write(text) });
+  } catch (error) {
+    return report(error, undefined);
+  }
   let code: number;
   try {
-    code = await runPsync(config, log);
+    code = await runPsync(config, log, board);
   } catch (error) {
     code = report(error, log);
   }
@@ -75,7 +82,7 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
     .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
     .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
-    .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 warnings, 1 actions (default), 2 events, 3 everything' })
+    .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 quiet (start, stop, a line per batch, warnings), 1 each action (default), 2 events, 3 everything' })
     .option('tempfiles', { alias: 't', type: 'string', describe: 'temp-file glob, never synced under that name (repeatable; adds to the built-in editor/office list)' })
     .option('excludes', { alias: 'e', type: 'string', describe: 'exclude glob (repeatable): without a slash it matches the base name at any depth (*.skip matches a/b/c.skip); with a slash, the path from the root; a trailing / matches directories only' })
     .option('rsync-excludes', { type: 'string', describe: 'extra rsync --exclude pattern for every rsync run (repeatable)' })
@@ -97,6 +104,9 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('max-delete', { type: 'number', describe: `halt (exit 7) rather than let a start-up delete more than this percentage of the archived entries; 100 goes ahead (default ${DEFAULTS.maxDeletePercent})` })
     .option('reconnect-timeout', { type: 'number', describe: 'after a lost link or side, keep trying to reconnect for this many seconds, then exit 3; 0 exits at once (default: never give up)' })
     .option('reset', { type: 'boolean', describe: 'forget what this pair agreed on: start as a first run (the union of both trees, nothing deleted)' })
+    .option('log-file', { type: 'string', describe: `also log to this file, rotated at ${LOG_FILE_MAX_BYTES / 1024 / 1024} MiB (${LOG_FILE_KEEP} old files kept); stderr then gets warnings and errors only` })
+    .option('log-format', { type: 'string', choices: LOG_FORMATS, describe: 'text (dated lines, the default) or json (one object a line)' })
+    .option('progress', { type: 'string', choices: PROGRESS_SETTINGS, describe: 'auto (default): a bar on a terminal, else a progress line every 10 s; bar, line or off' })
     .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
     .strictOptions()
     .version(VERSION)
@@ -144,7 +154,11 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     rescanSeconds: given(parsed.rescan, file.rescanSeconds ?? DEFAULTS.rescanSeconds),
     maxDeletePercent: given(parsed['max-delete'], file.maxDeletePercent ?? DEFAULTS.maxDeletePercent),
     resetArchive: given(parsed.reset, file.resetArchive ?? false),
+    logFormat: given(parsed['log-format'] as LogFormat | undefined, file.logFormat ?? DEFAULTS.logFormat),
+    progress: given(parsed.progress as ProgressSetting | undefined, file.progress ?? DEFAULTS.progress),
   };
+  const logFile = parsed['log-file'] ?? file.logFile;
+  if (logFile !== undefined) config.logFile = resolve(logFile);
   const reconnectTimeout = parsed['reconnect-timeout'] ?? file.reconnectTimeoutSeconds;
   if (reconnectTimeout !== undefined) config.reconnectTimeoutSeconds = reconnectTimeout;
   const remoteHost = parsed['remote-host'] ?? file.remoteHost;
@@ -187,11 +201,11 @@ async function loadConfigFile(path: string): Promise<Partial<Config>> {
   }
 }
 
-async function runPsync(config: Config, log: Logger): Promise<number> {
+async function runPsync(config: Config, log: Logger, board: ProgressBoard): Promise<number> {
   if (config.banned !== undefined && (await findBanned(config.banned))) {
     return report(new BannedError(`${config.banned} is running: psync will not start (--banned)`), log);
   }
-  const supervisor = new Supervisor(config, () => connect(config, log), log);
+  const supervisor = new Supervisor(config, () => connect(config, log), log, board);
   // SIGHUP (the terminal closed, or `kill -HUP`) stops psync as cleanly as SIGINT and SIGTERM.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   const onSignal = (): void => supervisor.stop();
@@ -226,7 +240,7 @@ async function runPsync(config: Config, log: Logger): Promise<number> {
 async function connect(config: Config, log: Logger): Promise<Record<Side, Endpoint>> {
   const left = new LocalEndpoint('left', config.srcRoot);
   if (config.remoteHost === undefined) return { left, right: new LocalEndpoint('right', config.dstRoot, { separateRsync: true }) };
-  log.info(`connecting to ${config.remoteHost}`);
+  log.verbose(`connecting to ${config.remoteHost}`);
   const right = await SshEndpoint.connect({
     side: 'right',
     host: config.remoteHost,

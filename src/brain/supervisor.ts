@@ -22,6 +22,7 @@ import { backoffMs, faultVerdict, reconnectExpired, type FaultPhase } from '../c
 import type { Side } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import type { ProgressBoard } from '../progress.js';
 import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { Brain, newCounters, type BrainOutcome } from './brain.js';
@@ -56,6 +57,8 @@ export class Supervisor {
     private readonly config: Config,
     private readonly connect: Connect,
     private readonly log: Logger,
+    /** Where long operations show their progress (the process's one board, shared by its pairs). */
+    private readonly progress: ProgressBoard,
   ) {
     this.where = { left: config.srcRoot, right: config.remoteHost === undefined ? config.dstRoot : `${config.remoteHost}:${config.dstRoot}` };
     this.status = new StatusWriter(config.statusFile, () => this.snapshot());
@@ -129,7 +132,7 @@ export class Supervisor {
       outage.attempt += 1;
       this.status.touch();
       const delay = backoffMs(outage.attempt, Math.random());
-      this.log.verbose(`reconnect attempt ${outage.attempt} in ${(delay / 1000).toFixed(1)} s (last error: ${outage.lastError})`);
+      this.log.debug(`reconnect attempt ${outage.attempt} in ${(delay / 1000).toFixed(1)} s (last error: ${outage.lastError})`);
       await this.wait(delay);
       if (this.stopped) return this.abortError === undefined ? { ok: true } : { ok: false, error: this.abortError };
     }
@@ -150,6 +153,7 @@ export class Supervisor {
         pairId: id,
         counters: this.counters,
         status: this.status,
+        progress: this.progress,
         onWatching: () => this.reconnected(),
       });
       this.brain = brain;
