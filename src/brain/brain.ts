@@ -12,7 +12,8 @@
  *
  * The archive is written only after a target confirmed what it holds (the
  * transfer list and the helper's stat), in one transaction per batch. A
- * report on a path the running batch carries (from either side) waits
+ * report on a path the running batch carries (from either side), or on a
+ * directory above one that an rsync batch writes into (core footprintOf), waits
  * until the batch is recorded, and is then judged against the archive
  * (core/agreed.ts): psync's own work is an echo, a late report of what
  * psync agreed before is an echo too (tombstones), anything else is a
@@ -37,7 +38,7 @@ import { decodeAction, decodeEntry, decodeLeftover, decodeReady, decodeSkipped, 
 import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
-import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
+import { ActionQueue, footprintOf, HARD_MAX_QUEUED_ACTIONS, QueueBound, waitsForBatch, type Batch, type Footprint } from '../core/batch.js';
 import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, holdsAgreed, identityOf, isEcho, moveStillValid, movePlan, Recent, remadeBelow, sentAs, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
@@ -184,8 +185,8 @@ export class Brain {
   private transfers = 0;
   private readonly lastWritten = new Recent<number>(LAST_WRITTEN_PATHS);
   private readonly reportedAt = new WeakMap<Action, number>();
-  /** The paths the running batch is carrying over, on either side. */
-  private inflight: ReadonlySet<string> | undefined;
+  /** What the running batch changes, on either side. */
+  private inflight: Footprint | undefined;
   private stopping = false;
   private wake: () => void = () => {};
   private finish: (outcome: BrainOutcome) => void = () => {};
@@ -608,12 +609,9 @@ export class Brain {
     this.judge(side, action);
   }
 
-  /** Does `action` name a path (or a path below one) that the running batch is carrying over? */
+  /** Does `action` name a path the running batch changes (core/batch.ts waitsForBatch)? */
   private isInflight(action: Action): boolean {
-    const inflight = this.inflight;
-    if (inflight === undefined) return false;
-    const paths = action.kind === 'move' ? [action.from, action.to] : [action.path];
-    return paths.some((path) => inflight.has(path) || ancestorsOf(path).some((p) => inflight.has(p)));
+    return this.inflight !== undefined && waitsForBatch(this.inflight, action);
   }
 
   /** Judge the reports that waited, in the order they came. */
@@ -712,7 +710,7 @@ export class Brain {
    * that waited on its paths are judged once it is over.
    */
   private async applyWithRetries(batch: Batch, planned?: PlannedBatch, startup?: ProgressTask): Promise<void> {
-    this.inflight = new Set(batch.actions.flatMap((a) => (a.kind === 'move' ? [a.from, a.to] : [a.path])));
+    this.inflight = footprintOf(batch);
     try {
       for (let attempt = 1; ; attempt++) {
         try {
