@@ -191,7 +191,9 @@ export class ProgressTask {
   ) {
     if (board.mode === 'bar') this.timers.push(setTimeout(() => this.showBar(), SHOW_AFTER_MS));
     if (board.mode === 'line') {
-      const line = setInterval(() => this.log.info(`${this.label}: ${this.describe()}`), Math.max(periodMs, 1));
+      const line = setInterval(() => {
+        if (performance.now() - this.started >= SHOW_AFTER_MS) this.log.info(`${this.label}: ${this.describe()}`);
+      }, Math.max(periodMs, 1));
       this.timers.push(line);
     }
     // A progress display never keeps psync alive.

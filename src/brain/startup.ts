@@ -37,7 +37,7 @@ import { REPLACED_DIR } from '../core/protocol.js';
 import type { Leftover } from '../fs/psyncDir.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { describeTransfer, formatDuration, isBigTransfer, type Counts, type ProgressBoard, type ProgressTask } from '../progress.js';
+import { describeTransfer, isBigTransfer, type Counts, type ProgressBoard, type ProgressTask } from '../progress.js';
 import type { Archive, UnfinishedTransfer } from '../state/archive.js';
 import type { HelperClient } from './helperClient.js';
 
@@ -119,7 +119,7 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
       }
     } finally {
       const { done, durationMs } = task.end();
-      if (isBigTransfer(done.bytes, durationMs)) log.info(`start-up reconcile applied in ${formatDuration(durationMs)}: ${describeTransfer(done, durationMs)}`);
+      if (isBigTransfer(done.bytes, durationMs)) log.info(`start-up reconcile applied: ${describeTransfer(done, durationMs)}`);
     }
   }
   if (ctx.stopped()) return;

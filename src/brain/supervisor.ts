@@ -67,6 +67,7 @@ export class Supervisor {
   /** Run sessions until stopped (ok) or until a fault psync does not retry, or retried too long. */
   async run(): Promise<BrainOutcome> {
     const id = pairId(this.config.srcRoot, this.config.remoteHost, this.config.dstRoot);
+    this.log.info(`starting: ${this.where.left} <-> ${this.where.right}${this.config.dryRun ? ' (dry run: nothing is changed)' : ''}`);
     const archive = this.openArchive(id);
     try {
       this.outcome = await this.sessions(archive, id);
