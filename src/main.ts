@@ -60,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
     code = report(error, log);
   }
   // The one-line report must come after every log line, and winston writes asynchronously.
+  board.close();
   await flushLogger(log);
   flushReport();
   return code;

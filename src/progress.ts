@@ -144,6 +144,16 @@ export class ProgressBoard {
     return new ProgressTask(this, label, log, total, this.periodMs);
   }
 
+  /** At exit: what waits above the bar is written, and the bar goes. */
+  close(): void {
+    const multibar = this.multibar;
+    if (multibar === undefined) return;
+    multibar.update();
+    multibar.stop();
+    this.multibar = undefined;
+    this.bars.clear();
+  }
+
   /** @internal A task's bar, once it has run SHOW_AFTER_MS. */
   addBar(label: string): SingleBar {
     this.multibar ??= new MultiBar({
