@@ -6,9 +6,9 @@
  * against the periodic progress line on a pipe.
  */
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, lstatSync, openSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -210,6 +210,38 @@ describe('progress', () => {
     const progress = lines(result.stderr).filter((line) => / info  start-up reconcile: \d\/8 files, /.test(line));
     expect(progress.length, result.stderr).toBeGreaterThanOrEqual(2);
     for (const line of lines(result.stderr)) expect(line).toMatch(DATED);
+  });
+
+  test('a realtime transfer longer than 2 s: progress lines while it runs, its size, time and rate when done', async () => {
+    const { left, right, stateDir } = freshPair();
+    const psync = await PsyncProcess.start(['-d', '0', SLOW, '--state-dir', stateDir, left, right], { env: { PSYNC_PROGRESS_PERIOD_MS: '500' } });
+    try {
+      await slowTree(left);
+      await waitForSameTrees(left, right, 30_000);
+      await waitFor('the batch line', () => / info  rsync left->right: \d files?, [\d.]+ [kM]B in \d+\.\d s \(/.test(psync.log()));
+    } finally {
+      expect(await psync.stop()).toBe(0);
+    }
+    expect(psync.log()).toMatch(/ info  rsync left->right: \d\/\d files, [\d.]+ [kM]?B\/[\d.]+ [kM]B, [\d.]+ [kM]?B\/s/);
+  });
+
+  test('under journald (stderr is JOURNAL_STREAM): no date of ours, a syslog priority first', async () => {
+    const { left, right, stateDir } = freshPair();
+    await writeFile(join(left, 'a'), 'a\n');
+    const stderrFile = join(stateDir, '..', 'stderr.txt');
+    const fd = openSync(stderrFile, 'w');
+    try {
+      const { dev, ino } = fstatSync(fd);
+      const child = spawn(process.execPath, [CLI, '-s', '--state-dir', stateDir, left, right], { stdio: ['ignore', 'ignore', fd], env: { ...process.env, JOURNAL_STREAM: `${dev}:${ino}` } });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(code).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    const text = await readFile(stderrFile, 'utf8');
+    expect(lines(text).length).toBeGreaterThan(2);
+    for (const line of lines(text)) expect(line).toMatch(/^<[3-7]>(error|warn |info |verbose|debug|silly) /);
+    expect(text).toMatch(/^<6>info  rsync left->right: 1 file, 2 B$/m);
   });
 
   test('--progress off: neither', async () => {
