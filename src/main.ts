@@ -12,7 +12,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Supervisor } from './brain/supervisor.js';
 import { findBanned } from './banned.js';
-import { DEFAULTS, LOG_FORMATS, PROGRESS_SETTINGS, validateConfig, type Config } from './config.js';
+import { DEFAULTS, validateConfig, type Config } from './config.js';
 import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
@@ -106,8 +106,8 @@ async function parseArgs(argv: string[]): Promise<Config | 'answered'> {
     .option('reconnect-timeout', { type: 'number', describe: 'after a lost link or side, keep trying to reconnect for this many seconds, then exit 3; 0 exits at once (default: never give up)' })
     .option('reset', { type: 'boolean', describe: 'forget what this pair agreed on: start as a first run (the union of both trees, nothing deleted)' })
     .option('log-file', { type: 'string', describe: `also log to this file, rotated at ${LOG_FILE_MAX_BYTES / 1024 / 1024} MiB (${LOG_FILE_KEEP} old files kept); stderr then gets warnings and errors only` })
-    .option('log-format', { type: 'string', choices: LOG_FORMATS, describe: 'text (dated lines, the default) or json (one object a line)' })
-    .option('progress', { type: 'string', choices: PROGRESS_SETTINGS, describe: 'auto (default): a bar on a terminal, else a progress line every 10 s; bar, line or off' })
+    .option('log-format', { type: 'string', describe: 'text (dated lines, the default) or json (one object a line)' })
+    .option('progress', { type: 'string', describe: 'auto (default): a bar on a terminal, else a progress line every 10 s; bar, line or off' })
     .option('config', { alias: 'c', type: 'string', describe: 'settings file (.json, or .js/.mjs exporting a Config); options on the command line win' })
     .strictOptions()
     .version(VERSION)
