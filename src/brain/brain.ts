@@ -789,12 +789,12 @@ export class Brain {
         if (task !== startup) task.end();
       }
     } else {
-      const refused =
+      const outcome =
         batch.kind === 'move'
           ? await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup')
           : await this.deleteBatch(batch.direction, planned === undefined ? await this.stillDeletes(batch) : batch.actions);
       startup?.advance(batch.actions.length, 0);
-      done = `${batch.actions.length} ${batch.actions.length === 1 ? 'entry' : 'entries'}${refused.gone > 0 ? `, ${refused.gone} already gone` : ''}`;
+      done = `${batch.actions.length} ${batch.actions.length === 1 ? 'entry' : 'entries'}${outcome.gone > 0 ? `, ${outcome.gone} already gone` : ''}`;
     }
     this.log.info(`${head}: ${done}`);
     this.counters.applied[batch.direction] += applied;
@@ -806,7 +806,8 @@ export class Brain {
    * replaced there (resolveReplaced), and record in the archive what the
    * target confirmed holding: the version rsync's transfer list says it
    * sent, with each side's inode where that side still holds it. Returns
-   * how many paths it sent (not those that wait for their parent).
+   * how many paths it sent (not those that wait for their parent), and the
+   * files and bytes rsync listed as written (each also added to `progress`).
    */
   private async rsyncBatch(
     direction: Direction,
