@@ -21,7 +21,8 @@
  * Paths whose equality size and mtime cannot settle (core hashesNeeded) are
  * hashed by their side's helper first. `-n` lists every decision and
  * changes nothing; `-k` applies none of the transfers but still records the
- * entries both sides already agree on.
+ * entries both sides already agree on. The batches applied share one
+ * progress task (progress.ts): entries and bytes done of the plan's.
  */
 
 import { SafetyError } from '../core/errors.js';
