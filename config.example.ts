@@ -30,9 +30,9 @@ import type { ConfigFile } from './src/config.js';
 const config: ConfigFile = {
   // ---- process-wide ----
 
-  /** -d: 0 warnings only, 1 what psync does (default), 2 every event, 3 everything. */
+  /** -d: 0 quiet (start, stop, one line per batch, warnings, errors), 1 each action (default), 2 every event, 3 everything. */
   debug: 1,
-  /** --log-file: write the log to this file, rotated by size, instead of stderr. Default: stderr. */
+  /** --log-file: also write the log to this file, rotated at 10 MiB (5 old files kept); stderr then gets warnings and errors only. Default: stderr only. */
   logFile: '/var/log/psync/psync.log',
   /** --log-format: 'text' (default) or 'json' (one object per line, for log shippers). */
   logFormat: 'text',

@@ -276,7 +276,8 @@ class Session {
   }
 
   private async reply(reply: HelperReply, kind?: HelperRequest['kind']): Promise<void> {
-    if (!reply.ok) this.log(`request ${reply.id} not done (${reply.code}): ${reply.message}`);
+    // A refusal is not logged here: the brain, which knows what it asked for, says what it means
+    // (a DELETE of a path already gone is no problem at all; a refused move is a warning).
     const { verb, args } = encodeHelperReply(reply, kind);
     await this.replies.send(verb, args);
   }

@@ -30,9 +30,12 @@ const pairName = z.string().regex(PAIR_NAME, 'a name of letters, digits, ".", "_
 
 /** Settings of the whole process: the same for every pair it runs. */
 const processShape = {
-  /** 0 warnings only, 1 what psync does (default), 2 every event, 3 everything. */
+  /** 0 quiet (start, stop, a line per batch, warnings, errors), 1 each action (default), 2 every event, 3 everything. */
   debug: z.number(),
-  /** Write the log to this file (with rotation) instead of stderr. */
+  /**
+   * Also write the log to this file, rotated by size (log.ts); stderr then
+   * gets warnings and errors only. Opened without following a symlink.
+   */
   logFile: z.string().optional(),
   /** `text` (a line per event) or `json` (an object per line, for log shippers). */
   logFormat: z.enum(['text', 'json']),
@@ -242,6 +245,7 @@ export async function validateConfig(config: Config): Promise<Config> {
   if (!Number.isInteger(config.debug) || config.debug < 0 || config.debug > 3) {
     throw new ConfigError(`--debug takes 0, 1, 2 or 3, got ${config.debug}`);
   }
+  if (config.logFile === '') throw new ConfigError('--log-file is empty');
   for (const [option, patterns] of [['--excludes', config.excludes], ['--tempfiles', config.tempfiles]] as const) {
     for (const pattern of patterns) {
       const problem = validatePattern(pattern);

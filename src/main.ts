@@ -19,8 +19,9 @@ import { loadConfigFile } from './configFile.js';
 import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
-import { createLogger, flushLogger, type Logger } from './log.js';
+import { createLogger, flushLogger, LOG_FILE_KEEP, LOG_FILE_MAX_BYTES, type Logger } from './log.js';
 import { repeated } from './options.js';
+import { ProgressBoard, resolveProgress } from './progress.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
 import { EXIT } from './exitCodes.js';
@@ -48,14 +49,22 @@ async function main(argv: string[]): Promise<number> {
     return report(error, undefined);
   }
   // The process-wide settings are the same in every pair's Config.
-  const log = createLogger(plan.pairs[0]!.debug);
+  const settings = plan.pairs[0]!;
+  const board = new ProgressBoard(resolveProgress(settings.progress, process.stderr.isTTY === true));
+  let log: Logger;
+  try {
+    log = createLogger({ debug: settings.debug, format: settings.logFormat, ...(settings.logFile === undefined ? {} : { file: settings.logFile }), stderr: (text) => board.write(text) });
+  } catch (error) {
+    return report(error, undefined);
+  }
   let code: number;
   try {
-    code = await runPsync(plan, log);
+    code = await runPsync(plan, log, board);
   } catch (error) {
     code = report(error, log);
   }
   // The one-line report must come after every log line, and winston writes asynchronously.
+  board.close();
   await flushLogger(log);
   flushReport();
   return code;
@@ -78,10 +87,10 @@ async function parseArgs(argv: string[]): Promise<Plan | 'answered'> {
     .positional('srcroot', { type: 'string', describe: 'left root, on this machine' })
     .positional('dstroot', { type: 'string', describe: 'right root, on --remote-host (or local)' })
     .option('remote-host', { alias: 'r', type: 'string', describe: 'host (or ~/.ssh/config alias) of the right side; without it both roots are local' })
-    .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 warnings, 1 actions (default), 2 events, 3 everything' })
-    .option('log-file', { type: 'string', describe: 'write the log to this file (rotated by size) instead of stderr' })
-    .option('log-format', { type: 'string', choices: ['text', 'json'], describe: `log lines as text or as JSON objects (default ${DEFAULTS.logFormat})` })
-    .option('progress', { type: 'string', choices: ['auto', 'bar', 'line', 'off'], describe: `progress of long transfers: a bar, a periodic line, or off; auto: a bar on a terminal, else a line (default ${DEFAULTS.progress})` })
+    .option('debug', { alias: 'd', type: 'number', describe: 'log level: 0 quiet (start, stop, a line per batch, warnings), 1 each action (default), 2 events, 3 everything' })
+    .option('log-file', { type: 'string', describe: `also log to this file, rotated at ${LOG_FILE_MAX_BYTES / 1024 / 1024} MiB (${LOG_FILE_KEEP} old files kept); stderr then gets warnings and errors only` })
+    .option('log-format', { type: 'string', choices: ['text', 'json'], describe: `text (dated lines) or json (one object a line) (default ${DEFAULTS.logFormat})` })
+    .option('progress', { type: 'string', choices: ['auto', 'bar', 'line', 'off'], describe: `auto: a bar on a terminal, else a progress line every 10 s; bar, line or off (default ${DEFAULTS.progress})` })
     .option('tempfiles', { alias: 't', type: 'string', describe: 'temp-file glob, never synced under that name (repeatable; adds to the built-in editor/office list)' })
     .option('excludes', { alias: 'e', type: 'string', describe: 'exclude glob (repeatable): without a slash it matches the base name at any depth (*.skip matches a/b/c.skip); with a slash, the path from the root; a trailing / matches directories only' })
     .option('rsync-excludes', { type: 'string', describe: 'extra rsync --exclude pattern for every rsync run (repeatable)' })
@@ -182,7 +191,7 @@ interface Failure {
  * Run every pair of the plan at once until all have ended. The exit code is
  * 0 when every pair stopped cleanly, else that of the first pair to fail.
  */
-async function runPsync(plan: Plan, log: Logger): Promise<number> {
+async function runPsync(plan: Plan, log: Logger, board: ProgressBoard): Promise<number> {
   const { banned } = plan.pairs[0]!;
   if (banned !== undefined && (await findBanned(banned))) {
     return report(new BannedError(`${banned} is running: psync will not start (--banned)`), log);
@@ -228,7 +237,7 @@ async function runPsync(plan: Plan, log: Logger): Promise<number> {
       fail(error, 'not started');
       return;
     }
-    const supervisor = new Supervisor(valid, () => connect(valid, pairLog), pairLog);
+    const supervisor = new Supervisor(valid, () => connect(valid, pairLog), pairLog, board);
     running.set(config.name, supervisor);
     stopping?.(supervisor); // a signal that came while the pair was being checked
     try {
@@ -253,7 +262,7 @@ async function runPsync(plan: Plan, log: Logger): Promise<number> {
 async function connect(config: Config, log: Logger): Promise<Record<Side, Endpoint>> {
   const left = new LocalEndpoint('left', config.srcRoot);
   if (config.remoteHost === undefined) return { left, right: new LocalEndpoint('right', config.dstRoot, { separateRsync: true }) };
-  log.info(`connecting to ${config.remoteHost}`);
+  log.verbose(`connecting to ${config.remoteHost}`);
   const right = await SshEndpoint.connect({
     side: 'right',
     host: config.remoteHost,

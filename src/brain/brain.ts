@@ -12,7 +12,8 @@
  *
  * The archive is written only after a target confirmed what it holds (the
  * transfer list and the helper's stat), in one transaction per batch. A
- * report on a path the running batch carries (from either side) waits
+ * report on a path the running batch carries (from either side), or on a
+ * directory above one that an rsync batch writes into (core footprintOf), waits
  * until the batch is recorded, and is then judged against the archive
  * (core/agreed.ts): psync's own work is an echo, a late report of what
  * psync agreed before is an echo too (tombstones), anything else is a
@@ -38,7 +39,7 @@ import { decodeAction, decodeEntry, decodeLeftover, decodeReady, decodeSkipped, 
 import type { SideConfig } from '../side.js';
 import { expectedVersions } from '../core/conflict.js';
 import { VanishedSends, type Resend } from '../core/vanished.js';
-import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, QueueBound, type Batch } from '../core/batch.js';
+import { ActionQueue, footprintOf, HARD_MAX_QUEUED_ACTIONS, QueueBound, waitsForBatch, type Batch, type Footprint } from '../core/batch.js';
 import { agreedAfterMove, agreedAfterSend, agreedImpliedDir, agreedStat, asReported, deleteExpectation, holdsAgreed, identityOf, isEcho, moveStillValid, movePlan, Recent, remadeBelow, sentAs, type Listed } from '../core/agreed.js';
 import { versionOf } from '../core/version.js';
 import type { Agreed, Observed } from '../core/reconcile.js';
@@ -52,7 +53,8 @@ import { fallbackAfterRefusal } from '../core/fallback.js';
 import { directionFrom, otherSide, sourceOf, targetOf, type Action, type Direction, type Side, type Stat } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { buildRsyncArgv, rsyncExcludeArgs, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
+import { describeTransfer, type Counts, type ProgressBoard, type ProgressTask } from '../progress.js';
+import { buildRsyncArgv, isVanishedNotice, rsyncExcludeArgs, runRsync, TRANSFER_LIST_ARGS, type TransferredEntry } from '../transfer/rsync.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { confineRoots } from '../transfer/confine.js';
 import { ChildLink, startError } from './childLink.js';
@@ -112,6 +114,8 @@ export interface SessionShared {
   readonly pairId: string;
   readonly counters: StatusCounters;
   readonly status: StatusWriter;
+  /** Where the start-up and long transfers show their progress. */
+  readonly progress: ProgressBoard;
   /** The session went live (start-up reconciled, watching). */
   onWatching(): void;
   /** For the status: something happened (a batch applied, a state reached)... */
@@ -181,8 +185,8 @@ export class Brain {
   private transfers = 0;
   private readonly lastWritten = new Recent<number>(LAST_WRITTEN_PATHS);
   private readonly reportedAt = new WeakMap<Action, number>();
-  /** The paths the running batch is carrying over, on either side. */
-  private inflight: ReadonlySet<string> | undefined;
+  /** What the running batch changes, on either side. */
+  private inflight: Footprint | undefined;
   private stopping = false;
   private wake: () => void = () => {};
   private finish: (outcome: BrainOutcome) => void = () => {};
@@ -204,6 +208,8 @@ export class Brain {
   /** Names this session's directories of replaced versions: `<pid>-<session>-<n>`. */
   private readonly runTag = `${process.pid}-${++sessionsStarted}`;
   private rsyncSerial = 0;
+  /** Both sides' start-up scans, counted as their entries come. */
+  private scanProgress: ProgressTask | undefined;
 
   constructor(
     private readonly config: Config,
@@ -271,7 +277,12 @@ export class Brain {
   }
 
   private async start(): Promise<void> {
-    await Promise.all([this.prepareRsync(), this.startSide('left'), this.startSide('right')]);
+    this.scanProgress = this.shared.progress.start('start-up scan', this.log);
+    try {
+      await Promise.all([this.prepareRsync(), this.startSide('left'), this.startSide('right')]);
+    } finally {
+      this.scanProgress.end();
+    }
     if (this.stopping) return;
     this.pairUp = true;
     // From here a side that stops answering ends the session, in the start-up reconcile too.
@@ -312,7 +323,8 @@ export class Brain {
       skipped: this.skippedDirs,
       noteConflict: (path) => this.shared.noteConflict(path),
       helpers: { left: helper('left'), right: helper('right') },
-      apply: (batch) => this.applyWithRetries({ direction: batch.direction, kind: batch.kind, actions: batch.actions }, batch),
+      progress: this.shared.progress,
+      apply: (batch, task) => this.applyWithRetries({ direction: batch.direction, kind: batch.kind, actions: batch.actions }, batch, task),
       stopped: () => this.stopping,
     });
     // The scans were the start-up's alone: realtime reads the archive.
@@ -352,6 +364,7 @@ export class Brain {
   }
 
   private async shutdown(): Promise<void> {
+    this.scanProgress?.end();
     clearInterval(this.watchdog);
     clearInterval(this.rescanTimer);
     for (const timer of this.orphanWait.values()) clearTimeout(timer);
@@ -431,7 +444,7 @@ export class Brain {
         try {
           const { entries, markers } = decodeReady(frame);
           this.markers[side] = markers;
-          this.log.info(`${side}: watching ${entries} entries in ${endpoint.description}`);
+          this.log.verbose(`${side}: watching ${entries} entries in ${endpoint.description}`);
           this.connected.add(side);
           this.status.touch();
           ready();
@@ -459,7 +472,7 @@ export class Brain {
       const problem = offer.ok ? await endpoint.useRelay!(offer) : offer.reason;
       if (problem === undefined) {
         this.relayed.add(side);
-        this.log.info(`${side}: rsync runs through the helper's relay`);
+        this.log.verbose(`${side}: rsync runs through the helper's relay`);
       } else {
         this.log.warn(`${side}: every rsync run starts a remote shell (no relay: ${problem})`);
       }
@@ -495,6 +508,7 @@ export class Brain {
       }
       const observed: Observed = { ...versionOf(stat), ...identityOf(stat) };
       this.scans[side].set(path, observed);
+      this.scanProgress?.advance(1, stat.type === 'file' ? stat.size : 0);
     } catch (error) {
       this.reject(side, 'a scan entry', error);
     }
@@ -566,7 +580,7 @@ export class Brain {
     }
     if (admission === 'acceptAndPause') {
       this.tellSide(side, 'PAUSE');
-      this.log.warn(`${this.queue.length + this.held.length} actions queued: the ${side} side holds its reports until the queue has drained`);
+      this.log.info(`${this.queue.length + this.held.length} actions queued: the ${side} side holds its reports until the queue has drained`);
     }
     // A side's reports keep their order (a directory's DELETE after its children's): once one waits, the
     // ones after it from that side wait too.
@@ -578,12 +592,9 @@ export class Brain {
     this.judge(side, action);
   }
 
-  /** Does `action` name a path (or a path below one) that the running batch is carrying over? */
+  /** Does `action` name a path the running batch changes (core/batch.ts waitsForBatch)? */
   private isInflight(action: Action): boolean {
-    const inflight = this.inflight;
-    if (inflight === undefined) return false;
-    const paths = action.kind === 'move' ? [action.from, action.to] : [action.path];
-    return paths.some((path) => inflight.has(path) || ancestorsOf(path).some((p) => inflight.has(p)));
+    return this.inflight !== undefined && waitsForBatch(this.inflight, action);
   }
 
   /** Judge the reports that waited, in the order they came. */
@@ -628,7 +639,7 @@ export class Brain {
     }
     if (dropped !== undefined) {
       // Counted when the winner's transfer meets the loser's version on its side (resolveReplaced).
-      this.log.info(
+      this.log.verbose(
         `conflict on ${JSON.stringify(dropped.action.kind === 'move' ? dropped.action.to : dropped.action.path)}: both sides changed it; ` +
           `the newer one is sent; if the ${sourceOf(dropped.direction)} side's older version differs, it is kept as a conflict copy`,
       );
@@ -647,12 +658,12 @@ export class Brain {
   private resumeDrained(): void {
     for (const side of this.queueBound.drained(this.queue.length)) {
       this.tellSide(side, 'RESUME');
-      this.log.info(`${this.queue.length} actions queued: the ${side} side sends its reports again`);
+      this.log.verbose(`${this.queue.length} actions queued: the ${side} side sends its reports again`);
     }
   }
 
   private resend(direction: Direction, resend: Resend): void {
-    this.log.info(`${JSON.stringify(resend.path)} moved with its directory before rsync sent it: sending it again`);
+    this.log.verbose(`${JSON.stringify(resend.path)} moved with its directory before rsync sent it: sending it again`);
     const { path, stat, prev } = resend;
     this.queue.enqueue(sourceOf(direction), prev === undefined ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev });
     this.wake();
@@ -681,12 +692,12 @@ export class Brain {
    * counted: psync goes on with the next batch rather than spin. Reports
    * that waited on its paths are judged once it is over.
    */
-  private async applyWithRetries(batch: Batch, planned?: PlannedBatch): Promise<void> {
-    this.inflight = new Set(batch.actions.flatMap((a) => (a.kind === 'move' ? [a.from, a.to] : [a.path])));
+  private async applyWithRetries(batch: Batch, planned?: PlannedBatch, startup?: ProgressTask): Promise<void> {
+    this.inflight = footprintOf(batch);
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.apply(batch, planned);
+          await this.apply(batch, planned, startup);
           return;
         } catch (error) {
           if (this.stopping) return; // aborted on shutdown
@@ -729,22 +740,46 @@ export class Brain {
     });
   }
 
-  private async apply(batch: Batch, planned?: PlannedBatch): Promise<void> {
+  /**
+   * Apply one batch. Each action is listed at -d 1 (verbose) before; one
+   * line says what was done at -d 0 (info) after: `rsync left->right: 3
+   * files, 1.2 MB` (with the duration and rate for a big transfer), `delete
+   * left->right: 40 entries, 12 already gone`. A realtime rsync batch shows
+   * its progress when it runs long; a start-up batch adds to the start-up's.
+   */
+  private async apply(batch: Batch, planned?: PlannedBatch, startup?: ProgressTask): Promise<void> {
     const source = sourceOf(batch.direction);
     const target = targetOf(batch.direction);
-    const what = `${batch.kind} ${source}->${target}: ${batch.actions.map(describe).slice(0, 5).join(', ')}${batch.actions.length > 5 ? `, ... (${batch.actions.length})` : ''}`;
+    const head = `${batch.kind} ${source}->${target}`;
+    const what = `${head}: ${batch.actions.map(describe).slice(0, 5).join(', ')}${batch.actions.length > 5 ? `, ... (${batch.actions.length})` : ''}`;
     if (this.config.dryRun) {
-      this.log.info(`dry run, not applied: ${what}`);
+      this.log.verbose(`dry run, not applied: ${what}`);
       return;
     }
-    this.log.info(what);
+    this.log.verbose(what);
+    const started = performance.now();
     let applied = batch.actions.length;
-    // Sends that wait for their parent on the target (dropOrphans) are not applied yet.
+    let done: string;
     if (batch.kind === 'rsync') {
-      applied = await this.rsyncBatch(batch.direction, planned === undefined ? await this.stillSends(batch) : batch.actions, { recursive: false, makeParents: false });
+      const task = startup ?? this.shared.progress.start(head, this.log, sendTotals(batch.actions));
+      try {
+        // Sends that wait for their parent on the target (dropOrphans) are not applied yet.
+        const sends = planned === undefined ? await this.stillSends(batch) : batch.actions;
+        const sent = await this.rsyncBatch(batch.direction, sends, { recursive: false, makeParents: false, progress: task });
+        applied = sent.applied;
+        done = describeTransfer(sent.done, performance.now() - started);
+      } finally {
+        if (task !== startup) task.end();
+      }
+    } else {
+      const outcome =
+        batch.kind === 'move'
+          ? await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup')
+          : await this.deleteBatch(batch.direction, planned === undefined ? await this.stillDeletes(batch) : batch.actions);
+      startup?.advance(batch.actions.length, 0);
+      done = `${batch.actions.length} ${batch.actions.length === 1 ? 'entry' : 'entries'}${outcome.gone > 0 ? `, ${outcome.gone} already gone` : ''}`;
     }
-    else if (batch.kind === 'move') await this.moveBatch(batch.direction, batch.actions, planned === undefined ? 'report' : planned.setAside ? 'setAside' : 'startup');
-    else await this.deleteBatch(batch.direction, planned === undefined ? await this.stillDeletes(batch) : batch.actions);
+    this.log.info(`${head}: ${done}`);
     this.counters.applied[batch.direction] += applied;
     this.counters.done[batch.direction][batch.kind] += applied;
     this.progressAt = Date.now();
@@ -757,13 +792,19 @@ export class Brain {
    * replaced there (resolveReplaced), and record in the archive what the
    * target confirmed holding: the version rsync's transfer list says it
    * sent, with each side's inode where that side still holds it. Returns
-   * how many paths it sent (not those that wait for their parent).
+   * how many paths it sent (not those that wait for their parent), and the
+   * files and bytes rsync listed as written (each also added to `progress`).
    */
-  private async rsyncBatch(direction: Direction, actions: readonly Action[], how: { recursive: boolean; makeParents: boolean }): Promise<number> {
+  private async rsyncBatch(
+    direction: Direction,
+    actions: readonly Action[],
+    how: { recursive: boolean; makeParents: boolean; progress?: ProgressTask },
+  ): Promise<{ applied: number; done: Counts }> {
     const source = sourceOf(direction);
     const all = actions.filter((a): a is Extract<Action, { kind: 'rsync' }> => a.kind === 'rsync');
     const sends = how.makeParents ? all : await this.dropOrphans(direction, all);
-    if (sends.length === 0) return 0;
+    const done = { files: 0, bytes: 0 };
+    if (sends.length === 0) return { applied: 0, done };
     const backupDir = `${REPLACED_DIR}/${this.runTag}-${++this.rsyncSerial}`;
     const target = targetOf(direction);
     const transferred = new Map<string, TransferredEntry>();
@@ -780,15 +821,15 @@ export class Brain {
     this.archive.beginTransfer(backupDir, target, paths, agreedBefore, sending);
     let result;
     try {
-      result = await this.runRsync(direction, {
-        files: paths,
-        recursive: how.recursive,
-        backupDir,
-        onTransferred: (entry) => {
-          transferred.set(entry.path, entry);
-          if (!entry.isDir) this.counters.bytesSent[direction] += entry.size;
-        },
-      });
+      const onTransferred = (entry: TransferredEntry): void => {
+        transferred.set(entry.path, entry);
+        if (entry.isDir) return;
+        this.counters.bytesSent[direction] += entry.size;
+        done.files += 1;
+        done.bytes += entry.size;
+        how.progress?.advance(1, entry.size);
+      };
+      result = await this.runRsync(direction, { files: paths, recursive: how.recursive, backupDir, onTransferred });
     } catch (error) {
       // An rsync that failed, was killed or cut off may have replaced some files before it stopped, and
       // left temp files: both are seen to now (judged, removed), or, when the session is ending, at the
@@ -848,7 +889,7 @@ export class Brain {
     if (undone.size > 0) await this.takeBack(direction, remade, targetNow, sends);
     // Only once the batch is recorded: a rename reported meanwhile is judged against what it agreed.
     if (result.status === 'partial') await this.retryUnsent(direction, result.exitCode, unsent);
-    return sends.length;
+    return { applied: sends.length, done };
   }
 
   /**
@@ -868,7 +909,7 @@ export class Brain {
     sends: readonly Extract<Action, { kind: 'rsync' }>[],
   ): Promise<void> {
     const target = targetOf(direction);
-    this.log.info(`${remade.dirs.map((dir) => JSON.stringify(dir)).join(', ')}: gone on the ${target} side as rsync wrote into it (renamed or deleted there); taking back what it wrote`);
+    this.log.verbose(`${remade.dirs.map((dir) => JSON.stringify(dir)).join(', ')}: gone on the ${target} side as rsync wrote into it (renamed or deleted there); taking back what it wrote`);
     const statOf = (path: string): Stat | undefined => {
       const now = targetNow.get(path);
       return typeof now === 'object' ? now : undefined;
@@ -933,7 +974,7 @@ export class Brain {
         continue;
       }
       this.orphans.set(key, attempts);
-      this.log.verbose(`${JSON.stringify(send.path)}: its directory is gone on the ${target} side; trying again once that side has reported why`);
+      this.log.debug(`${JSON.stringify(send.path)}: its directory is gone on the ${target} side; trying again once that side has reported why`);
       const waiting = { path: send.path };
       const timer = setTimeout(() => {
         this.orphanWait.delete(waiting);
@@ -967,7 +1008,7 @@ export class Brain {
       const attempts = (this.unsentAttempts.get(key) ?? 0) + 1;
       this.unsentAttempts.set(key, attempts);
       if (attempts < UNSENT_ATTEMPTS) {
-        this.log.verbose(`${JSON.stringify(send.path)} was not sent ${direction} (rsync exit ${exitCode}); trying it again on its own`);
+        this.log.debug(`${JSON.stringify(send.path)} was not sent ${direction} (rsync exit ${exitCode}); trying it again on its own`);
         const timer = setTimeout(() => {
           this.retryTimers.delete(timer);
           if (this.stopping) return;
@@ -1115,7 +1156,8 @@ export class Brain {
       argv,
       ...(options.files === undefined ? {} : { files: options.files }),
       signal: this.abort.signal,
-      log: (line) => this.log.warn(`rsync: ${line}`),
+      // A file that vanished while rsync ran is not a problem: its DELETE or MOVE follows (retryUnsent).
+      log: (line) => this.log.log(isVanishedNotice(line) ? 'verbose' : 'warn', `rsync: ${line}`),
       ...(options.onTransferred === undefined ? {} : { onTransferred: options.onTransferred }),
     });
   }
@@ -1128,7 +1170,7 @@ export class Brain {
    * are compared again by the plan's own copies), or a conflict's loser set
    * aside on its own side (`setAside`: nothing is agreed until its copy is).
    */
-  private async moveBatch(direction: Direction, actions: readonly Action[], origin: 'report' | 'startup' | 'setAside'): Promise<void> {
+  private async moveBatch(direction: Direction, actions: readonly Action[], origin: 'report' | 'startup' | 'setAside'): Promise<{ gone: number }> {
     const source = sourceOf(direction);
     const target = targetOf(direction);
     const lookup = (path: string) => this.archive.get(path);
@@ -1140,7 +1182,7 @@ export class Brain {
     const moves = all.filter((m) => !superseded.includes(m) && !arrivals.includes(m));
     for (const move of arrivals) this.log.debug(`${source}: ${describe(move)}: psync wrote the old name there since; sending the new name as a file of its own`);
     for (const move of superseded) {
-      this.log.info(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
+      this.log.verbose(`${JSON.stringify(move.to)} on the ${source} side is no longer the file moved there from ${JSON.stringify(move.from)}: deleting the old name on the ${target} side instead of moving it`);
     }
     const plans = moves.map((m) => (origin === 'report' ? movePlan(lookup(m.from), source, m.stat) : { expect: m.stat, thenSend: false }));
     this.counters.helperRuns += 1;
@@ -1150,6 +1192,7 @@ export class Brain {
     const resend: Action[] = arrivals.map((m) => ({ kind: 'rsync', path: m.to, stat: m.stat }));
     const stale: Action[] = [];
     const done: { move: (typeof moves)[number]; now: Stat; thenSend: boolean }[] = [];
+    let gone = 0;
     for (const [i, reply] of replies.entries()) {
       const move = moves[i]!;
       if (reply.ok) {
@@ -1181,7 +1224,9 @@ export class Brain {
         this.log.warn(`${what}; nothing is sent in its place`);
         continue;
       }
-      this.log.warn(`${what}; sending ${JSON.stringify(move.to)} instead`);
+      // Already gone on the target (a temp file renamed before it was ever sent, git's pack files): not a warning.
+      if (reply.code === 'missing') gone += 1;
+      this.log.log(reply.code === 'missing' ? 'verbose' : 'warn', `${what}; sending ${JSON.stringify(move.to)} instead`);
       resend.push({ kind: 'rsync', path: move.to, stat: move.stat });
       // An old copy the target still holds under the old name goes, unless it was edited there.
       if (fallback.deleteOld) stale.push({ kind: 'delete', path: move.from, stat: move.stat });
@@ -1210,6 +1255,7 @@ export class Brain {
       if (agreed !== undefined) stale.push({ kind: 'delete', path: move.from, stat: agreedStat(agreed, target) });
     }
     if (stale.length > 0) await this.deleteBatch(direction, stale);
+    return { gone };
   }
 
   /**
@@ -1289,7 +1335,8 @@ export class Brain {
     if (entry !== undefined) this.tombstones.set(path, entry);
   }
 
-  private async deleteBatch(direction: Direction, actions: readonly Action[]): Promise<void> {
+  /** Deletes on the target; returns how many were already gone there (the helper's `missing`, not a problem). */
+  private async deleteBatch(direction: Direction, actions: readonly Action[]): Promise<{ gone: number }> {
     const target = targetOf(direction);
     const deletes = actions.filter((a): a is Extract<Action, { kind: 'delete' }> => a.kind === 'delete');
     this.counters.helperRuns += 1;
@@ -1299,8 +1346,10 @@ export class Brain {
     const keep: string[] = [];
     let keptDirs = false;
     const gone: string[] = [];
+    let missing = 0;
     for (const [i, reply] of replies.entries()) {
       const del = deletes[i]!;
+      if (!reply.ok && reply.code === 'missing') missing += 1;
       const fallback = reply.ok ? ({ kind: 'done' } as const) : fallbackAfterRefusal('delete', reply.code);
       if (reply.ok || fallback.kind === 'done') {
         gone.push(del.path);
@@ -1330,7 +1379,14 @@ export class Brain {
       const actionsBack = keep.map((path): Action => ({ kind: 'rsync', path, stat: NO_STAT }));
       await this.rsyncBatch(back, actionsBack, { recursive: keptDirs, makeParents: true });
     }
+    return { gone: missing };
   }
+}
+
+/** What a batch of sends carries: its entries but directories (rsync's list counts those apart), and the bytes of its files. */
+function sendTotals(actions: readonly Action[]): Counts {
+  const entries = actions.filter((a) => a.kind === 'rsync' && a.stat.type !== 'dir');
+  return { files: entries.length, bytes: entries.reduce((sum, a) => sum + (a.stat.type === 'file' ? a.stat.size : 0), 0) };
 }
 
 function describe(action: Action): string {

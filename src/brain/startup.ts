@@ -21,7 +21,8 @@
  * Paths whose equality size and mtime cannot settle (core hashesNeeded) are
  * hashed by their side's helper first. `-n` lists every decision and
  * changes nothing; `-k` applies none of the transfers but still records the
- * entries both sides already agree on.
+ * entries both sides already agree on. The batches applied share one
+ * progress task (progress.ts): entries and bytes done of the plan's.
  */
 
 import { SafetyError } from '../core/errors.js';
@@ -37,6 +38,7 @@ import { REPLACED_DIR } from '../core/protocol.js';
 import type { Leftover } from '../fs/psyncDir.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import { describeTransfer, isBigTransfer, type Counts, type ProgressBoard, type ProgressTask } from '../progress.js';
 import type { Archive, UnfinishedTransfer } from '../state/archive.js';
 import type { HelperClient } from './helperClient.js';
 
@@ -56,8 +58,10 @@ export interface StartupContext {
   readonly leftovers: Record<Side, readonly Leftover[]>;
   /** A conflict (both sides changed the path; a leftover that was a change of its own side): counted, its path listed. */
   noteConflict(path: string): void;
-  /** Apply one planned batch and record what the target confirmed (the brain's appliers). */
-  apply(batch: PlannedBatch): Promise<void>;
+  /** Where the start-up shows its progress. */
+  readonly progress: ProgressBoard;
+  /** Apply one planned batch and record what the target confirmed (the brain's appliers); it adds what it did to `task`. */
+  apply(batch: PlannedBatch, task: ProgressTask): Promise<void>;
   /** psync is stopping (or the session faulted): apply nothing more, mark nothing. */
   stopped(): boolean;
 }
@@ -93,7 +97,8 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
     );
   }
   const listing = config.dryRun ? 'would ' : '';
-  for (const step of plan.steps) log.log(config.dryRun ? 'info' : 'verbose', `${listing}${describeStep(step)}`);
+  // -n lists every decision at -d 0 already (what it was asked for); a real start-up at -d 2.
+  for (const step of plan.steps) log.log(config.dryRun ? 'info' : 'debug', `${listing}${describeStep(step)}`);
   log.info(summary(plan, (performance.now() - started) / 1000, config.dryRun));
   if (config.dryRun) return;
   for (const step of plan.steps) if (step.kind === 'conflict') ctx.noteConflict(step.path);
@@ -107,13 +112,33 @@ export async function reconcileAtStart(ctx: StartupContext): Promise<void> {
   if (config.skipInitialSync) {
     if (plan.steps.length > 0) log.info(`-k: not applying the ${plan.steps.length} step(s) above; each path is sent when it changes next`);
   } else {
-    for (const batch of batchesOf(plan, scans)) {
-      if (ctx.stopped()) return;
-      await ctx.apply(batch);
+    const batches = batchesOf(plan, scans);
+    const task = ctx.progress.start('start-up reconcile', log, planTotals(batches));
+    try {
+      for (const batch of batches) {
+        if (ctx.stopped()) return;
+        await ctx.apply(batch, task);
+      }
+    } finally {
+      const { done, durationMs } = task.end();
+      if (isBigTransfer(done.bytes, durationMs)) log.info(`start-up reconcile applied: ${describeTransfer(done, durationMs)}`);
     }
   }
   if (ctx.stopped()) return;
   await markRoots(ctx);
+}
+
+/** What the plan's batches carry: its entries but the directories sent (a move or delete counts as one), and the bytes of the files sent. */
+function planTotals(batches: readonly PlannedBatch[]): Counts {
+  let [files, bytes] = [0, 0];
+  for (const batch of batches) {
+    for (const action of batch.actions) {
+      if (action.kind === 'rsync' && action.stat.type === 'dir') continue; // rsync's list counts no directory as done
+      files += 1;
+      if (action.kind === 'rsync' && action.stat.type === 'file') bytes += action.stat.size;
+    }
+  }
+  return { files, bytes };
 }
 
 function summary(plan: Plan, seconds: number, dryRun: boolean): string {
@@ -130,7 +155,7 @@ async function addHashes(ctx: StartupContext, scans: Record<Side, Map<string, Ob
     (['left', 'right'] as const).map(async (side) => {
       const paths = needed[side];
       if (paths.length === 0) return;
-      ctx.log.verbose(`${side}: hashing ${paths.length} entries whose size and mtime cannot tell`);
+      ctx.log.debug(`${side}: hashing ${paths.length} entries whose size and mtime cannot tell`);
       const replies = await ctx.helpers[side].request(paths.map((path) => ({ kind: 'hash' as const, path })));
       const scan = scans[side];
       for (const [i, reply] of replies.entries()) {
@@ -151,7 +176,7 @@ async function addHashes(ctx: StartupContext, scans: Record<Side, Map<string, Ob
 function adoptCutOffTransfers(ctx: StartupContext, journal: readonly UnfinishedTransfer[]): boolean {
   const adopted = journal.flatMap((transfer) => [...adoptCutOff(transfer.sent, transfer.target, ctx.scans)]);
   if (adopted.length === 0) return false;
-  ctx.log.verbose(`${adopted.length} path(s) a cut-off transfer had written whole: agreed`);
+  ctx.log.debug(`${adopted.length} path(s) a cut-off transfer had written whole: agreed`);
   ctx.archive.transaction((w) => {
     for (const [path, entry] of adopted) w.put(path, entry);
   });
@@ -166,7 +191,7 @@ function adoptCutOffTransfers(ctx: StartupContext, journal: readonly UnfinishedT
  */
 async function cleanUnfinishedTransfers(ctx: StartupContext, journal: readonly UnfinishedTransfer[]): Promise<void> {
   for (const transfer of journal) {
-    ctx.log.verbose(`${transfer.target}: removing what the cut-off transfer ${transfer.run} may have left (${transfer.paths.length} paths)`);
+    ctx.log.debug(`${transfer.target}: removing what the cut-off transfer ${transfer.run} may have left (${transfer.paths.length} paths)`);
     if (await removeTransferTemps(ctx.helpers[transfer.target], transfer.paths)) ctx.archive.transaction((w) => w.endTransfer(transfer.run));
   }
 }
@@ -202,7 +227,7 @@ async function judgeLeftovers(ctx: StartupContext, scans: Record<Side, Map<strin
         ctx.log.info(`${where} would be judged (dry run: left as they are)`);
         return;
       }
-      ctx.log.info(`${where}: judging them against what was agreed`);
+      ctx.log.verbose(`${where}: judging them against what was agreed`);
       const agreedThere = (path: string): Stat | undefined => {
         const entry = ctx.archive.get(path);
         return entry === undefined ? undefined : agreedStat(entry, side);

@@ -26,6 +26,7 @@ import { backoffMs, faultVerdict, reconnectExpired, type FaultPhase } from '../c
 import type { Side } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import type { ProgressBoard } from '../progress.js';
 import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { ensurePrivateDir, statusDir } from '../service/paths.js';
@@ -69,6 +70,8 @@ export class Supervisor {
     private readonly config: Config,
     private readonly connect: Connect,
     private readonly log: Logger,
+    /** Where long operations show their progress (the process's one board, shared by its pairs). */
+    private readonly progress: ProgressBoard,
   ) {
     this.where = { left: config.srcRoot, right: config.remoteHost === undefined ? config.dstRoot : `${config.remoteHost}:${config.dstRoot}` };
     this.pairId = pairId(config.srcRoot, config.remoteHost, config.dstRoot);
@@ -82,6 +85,7 @@ export class Supervisor {
     // The default status directory is psync's own (0700); one named with --status-file is the operator's.
     if (this.config.statusFile === undefined) ensurePrivateDir(dirname(this.statusFile));
     this.status.start();
+    this.log.info(`starting: ${this.where.left} <-> ${this.where.right}${this.config.dryRun ? ' (dry run: nothing is changed)' : ''}`);
     const id = this.pairId;
     let archive: Archive;
     try {
@@ -157,7 +161,7 @@ export class Supervisor {
       this.noteEvent(`reconnect attempt ${outage.attempt}`);
       this.status.touch();
       const delay = backoffMs(outage.attempt, Math.random());
-      this.log.verbose(`reconnect attempt ${outage.attempt} in ${(delay / 1000).toFixed(1)} s (last error: ${outage.lastError})`);
+      this.log.debug(`reconnect attempt ${outage.attempt} in ${(delay / 1000).toFixed(1)} s (last error: ${outage.lastError})`);
       await this.wait(delay);
       if (this.stopped) return this.abortError === undefined ? { ok: true } : { ok: false, error: this.abortError };
     }
@@ -178,6 +182,7 @@ export class Supervisor {
         pairId: id,
         counters: this.counters,
         status: this.status,
+        progress: this.progress,
         onWatching: () => this.reconnected(),
         noteEvent: (what) => this.noteEvent(what),
         noteConflict: (path) => this.noteConflict(path),

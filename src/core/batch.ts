@@ -13,6 +13,10 @@
  * not lost: when the winner's transfer replaces it, the target's helper
  * keeps it as a conflict copy (conflict.ts).
  *
+ * Both sides reporting the same version of a directory is not a conflict:
+ * one side's `tar x` sets a directory's mode after rsync sent it, and the
+ * other side reports the mode rsync then set there too.
+ *
  * The queue is bounded (QueueBound): past MAX_QUEUED_ACTIONS the sides are
  * asked to hold their reports until it has drained.
  *
@@ -23,7 +27,8 @@
  * make `d` again on a side that has just renamed it away.
  */
 
-import { isSameOrUnder, rebase } from './paths.js';
+import { ancestorsOf, isSameOrUnder, rebase } from './paths.js';
+import { sameStat } from './version.js';
 import { directionFrom, sourceOf, type Action, type ActionKind, type Direction, type Side, type Stat } from './types.js';
 
 /** At most this many actions go into one batch, so one rsync's file list stays bounded. */
@@ -119,6 +124,9 @@ export class ActionQueue {
     }
     const rival = this.pendingRsync.get(action.path);
     if (rival !== undefined && sourceOf(rival.direction) !== from) {
+      // Both sides report the same directory (sameVersion: its mode; its children carry its content): nothing
+      // to choose, and no conflict. The one queued first carries it over.
+      if (rival.action.stat.type === 'dir' && sameStat(rival.action.stat, action.stat)) return {};
       if (rivalWins(rival.action.stat, action.stat)) return { dropped: incoming };
       this.cancelled.add(rival);
       this.push(incoming);
@@ -269,4 +277,33 @@ function dedupeRsyncs(actions: Action[]): Action[] {
 function withPrev(action: Extract<Action, { kind: 'rsync' }>, prev: Stat | undefined): Extract<Action, { kind: 'rsync' }> {
   const { path, stat } = action;
   return prev === undefined ? { kind: 'rsync', path, stat } : { kind: 'rsync', path, stat, prev };
+}
+
+/**
+ * What a running batch changes, on its target: the paths it names, what is
+ * below them, and, for an rsync batch, the directories above them (rsync
+ * sets an implied parent's mode and mtime to the source's as it writes into
+ * it: the brain agrees on them from the transfer list once the run is over).
+ */
+export interface Footprint {
+  readonly paths: ReadonlySet<string>;
+  readonly parents: ReadonlySet<string>;
+}
+
+export function footprintOf(batch: Batch): Footprint {
+  const paths = new Set(batch.actions.flatMap((a) => (a.kind === 'move' ? [a.from, a.to] : [a.path])));
+  const parents = new Set(batch.kind === 'rsync' ? [...paths].flatMap(ancestorsOf) : []);
+  return { paths, parents };
+}
+
+/**
+ * Must a report wait until the running batch is recorded? When it names a
+ * path the batch changes (footprintOf): judged now, psync's own write there
+ * would look like a change of the target's (a directory whose mode rsync
+ * just set as an implied parent was reported as changed on both sides: a
+ * "conflict" on a directory only one side had changed).
+ */
+export function waitsForBatch(footprint: Footprint, action: Action): boolean {
+  const named = action.kind === 'move' ? [action.from, action.to] : [action.path];
+  return named.some((path) => footprint.paths.has(path) || footprint.parents.has(path) || ancestorsOf(path).some((p) => footprint.paths.has(p)));
 }

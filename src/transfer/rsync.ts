@@ -197,6 +197,16 @@ export const rsyncExitMeaning = (exitCode: number): string => RSYNC_EXIT_MEANING
 /** 23 and 24 are normal while the tree changes under rsync: the caller retries what is still there. */
 export const PARTIAL_EXIT_CODES: readonly number[] = [23, 24];
 
+/**
+ * Is this stderr line rsync's notice of a file that vanished while it ran
+ * (`file has vanished: "..."`, and its closing `some files vanished before
+ * they could be transferred (code 24)`)? Normal while the tree changes (a
+ * `git gc`): the file's own DELETE or MOVE follows.
+ */
+export function isVanishedNotice(line: string): boolean {
+  return /^file has vanished: /.test(line) || /^rsync warning: some files vanished before they could be transferred \(code 24\)/.test(line);
+}
+
 /** Used when rsync could not be started at all (as a shell says "command not found"). */
 export const RSYNC_NOT_STARTED = 127;
 /** Used when rsync was killed by a signal or cancelled: rsync's own code for a signal. */

@@ -68,7 +68,7 @@ const HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
   'ssh-rsa',
 ];
 
-export type SshLogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type SshLogLevel = 'debug' | 'verbose' | 'info' | 'warn' | 'error';
 export type SshLog = (level: SshLogLevel, message: string) => void;
 
 export interface SshConnectOptions {
@@ -115,7 +115,7 @@ export class SshEndpoint implements Endpoint {
       throw new ConfigError(`${options.host}: psync cannot connect through ${target.proxy} (not supported yet)`);
     }
     if (!['yes', 'ask'].includes(target.strictHostKeyChecking)) {
-      log('info', `StrictHostKeyChecking ${target.strictHostKeyChecking} for ${target.host} is treated as yes`);
+      log('verbose', `StrictHostKeyChecking ${target.strictHostKeyChecking} for ${target.host} is treated as yes`);
     }
     const knownHostsFiles = [...target.userKnownHostsFiles, ...target.globalKnownHostsFiles];
     const knownHosts = await readKnownHosts(knownHostsFiles);

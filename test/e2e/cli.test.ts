@@ -88,6 +88,9 @@ describe('usage and config errors exit 2 with one clear line', () => {
     { description: '-T a:b', args: () => ['-T', 'a:b', left, right], message: /translate/ },
     { description: '-d 7', args: () => ['-d', '7', left, right], message: /--debug.*7/ },
     { description: '-i with a word for a number', args: () => ['-i', 'soon', left, right], message: /^--interval takes a number$/ },
+    { description: '--log-format xml', args: () => ['--log-format', 'xml', left, right], message: /log-format.*xml/ },
+    { description: '--progress sometimes', args: () => ['--progress', 'sometimes', left, right], message: /progress.*sometimes/ },
+    { description: '--log-file in a directory that does not exist', args: () => ['--log-file', join(left, 'no', 'such', 'dir', 'psync.log'), left, right], message: /cannot open the log file .*no such file/i },
     // The message must name the option the user got wrong, wherever it stands.
     { description: 'an unknown option before the roots', args: () => ['--bogus-option', left, right], message: /bogus-option/ },
     { description: 'an unknown option after the roots', args: () => [left, right, '--bogus-option'], message: /bogus-option/ },
@@ -149,6 +152,9 @@ describe('--help and --version', () => {
     '--ssh-config',
     '--remote-psync',
     '--status-file',
+    '--log-file',
+    '--log-format',
+    '--progress',
     '--config',
     '--version',
   ];

@@ -65,7 +65,7 @@ export class PsyncProcess {
   }
 
   /** Start psync with `args` and wait until it watches (or until it exits). */
-  static async start(args: string[], options: { waitWatching?: boolean; asNobody?: boolean } = {}): Promise<PsyncProcess> {
+  static async start(args: string[], options: { waitWatching?: boolean; asNobody?: boolean; env?: Record<string, string> } = {}): Promise<PsyncProcess> {
     const statusDir = tempDir('psync-status-');
     const statusFile = join(statusDir, 'status.json');
     const argv = [CLI, '--status-file', statusFile, ...args];
@@ -78,7 +78,9 @@ export class PsyncProcess {
       const as = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', 'env', `XDG_STATE_HOME=${stateHome}`];
       child = execa(as[0]!, [...as.slice(1), process.execPath, ...argv], CHILD_OPTIONS);
     } else {
-      child = execa(process.execPath, argv, CHILD_OPTIONS);
+      // Extra environment through env(1), which execs node: the child is psync itself.
+      const assignments = Object.entries(options.env ?? {}).map(([name, value]) => `${name}=${value}`);
+      child = assignments.length === 0 ? execa(process.execPath, argv, CHILD_OPTIONS) : execa('env', [...assignments, process.execPath, ...argv], CHILD_OPTIONS);
     }
     const proc = new PsyncProcess(child, statusFile);
     if (options.waitWatching !== false) {

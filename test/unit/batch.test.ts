@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ActionQueue, HARD_MAX_QUEUED_ACTIONS, MAX_BATCH_ACTIONS, MAX_QUEUED_ACTIONS, QueueBound, RESUME_QUEUED_ACTIONS, type Admission, type Batch } from '../../src/core/batch.js';
+import { ActionQueue, footprintOf, HARD_MAX_QUEUED_ACTIONS, MAX_BATCH_ACTIONS, MAX_QUEUED_ACTIONS, QueueBound, RESUME_QUEUED_ACTIONS, waitsForBatch, type Admission, type Batch } from '../../src/core/batch.js';
 import type { Action, Side, Stat } from '../../src/core/types.js';
 import { described } from '../support/table.js';
 
@@ -102,6 +102,17 @@ describe('ActionQueue', () => {
       description: 'conflict on one path leaves other paths alone',
       pushes: [L(rsync('a', 1_001)), L(rsync('b')), R(rsync('a', 1_005)), R(rsync('c'))],
       batches: ['leftToRight rsync b', 'rightToLeft rsync a@1005 c'],
+    },
+    {
+      // Issue 11: tar x on the left set a directory's mode after rsync sent it; the right reported the mode rsync set there too.
+      description: 'both sides report a directory with the same mode: no conflict, the one queued first carries it',
+      pushes: [L(mkdirAt('t', 1_001)), R(mkdirAt('t', 1_009))],
+      batches: ['leftToRight rsync t@1001'],
+    },
+    {
+      description: 'a directory with another mode on each side is still a conflict: the newer mtime wins',
+      pushes: [L(mkdirAt('t', 1_001)), R({ kind: 'rsync', path: 't', stat: { ...stat(1_009), type: 'dir', mode: 0o700 } })],
+      batches: ['rightToLeft rsync t@1009'],
     },
     {
       description: 'two rsyncs of one path from the same side are not a conflict',
@@ -228,6 +239,13 @@ describe('ActionQueue', () => {
     expect(queue.length).toBe(1);
   });
 
+  test('the same directory reported by both sides reports nothing dropped (no conflict is logged)', () => {
+    const queue = new ActionQueue();
+    expect(queue.enqueue('left', mkdirAt('t', 1_001))).toEqual({});
+    expect(queue.enqueue('right', mkdirAt('t', 1_009))).toEqual({});
+    expect(queue.length).toBe(1);
+  });
+
   test('a non-conflicting enqueue reports nothing dropped and grows the queue', () => {
     const queue = new ActionQueue();
     expect(queue.enqueue('left', rsync('a'))).toEqual({});
@@ -325,5 +343,22 @@ describe('QueueBound: the queue stays bounded and no report is dropped', () => {
   test('the limits leave room for what a side sent before its PAUSE arrived', () => {
     expect(RESUME_QUEUED_ACTIONS).toBeLessThan(MAX_QUEUED_ACTIONS);
     expect(HARD_MAX_QUEUED_ACTIONS - MAX_QUEUED_ACTIONS).toBeGreaterThanOrEqual(MAX_BATCH_ACTIONS);
+  });
+});
+
+describe('waitsForBatch: reports that wait until the running batch is recorded', () => {
+  const running = (kind: Batch['kind'], actions: Action[]): Batch => ({ direction: 'leftToRight', kind, actions });
+  test.each(described<{ description: string; batch: Batch; report: Action; waits: boolean }>([
+    { description: 'a path the batch sends', batch: running('rsync', [rsync('d/f')]), report: rsync('d/f'), waits: true },
+    { description: 'a path below one the batch sends', batch: running('rsync', [mkdirAt('d', 1_000)]), report: rsync('d/f'), waits: true },
+    // Issue 11: tar x on the left; rsync set the right's `t` (an implied parent of t/d/f) and the right's report of it, judged at once, was taken for a change there: a "conflict" on a directory only the left had changed.
+    { description: 'a directory above a path an rsync batch writes (rsync sets its mode and mtime)', batch: running('rsync', [rsync('t/d/f')]), report: mkdirAt('t', 1_000), waits: true },
+    { description: 'the nearest parent too', batch: running('rsync', [rsync('t/d/f')]), report: mkdirAt('t/d', 1_000), waits: true },
+    { description: 'a directory above a path a delete batch removes does not wait (the helper sets no attribute)', batch: running('delete', [del('t/d/f')]), report: mkdirAt('t', 1_000), waits: false },
+    { description: 'a sibling does not wait', batch: running('rsync', [rsync('t/d/f')]), report: rsync('t/e'), waits: false },
+    { description: 'a move whose new name the batch sends', batch: running('rsync', [rsync('b')]), report: move('a', 'b'), waits: true },
+    { description: 'a path the running move renames away', batch: running('move', [move('a', 'b')]), report: del('a'), waits: true },
+  ]))('%s', (_description, { batch, report, waits }) => {
+    expect(waitsForBatch(footprintOf(batch), report)).toBe(waits);
   });
 });

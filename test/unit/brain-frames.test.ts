@@ -23,6 +23,7 @@ import winston from 'winston';
 import { describe, expect, test, vi } from 'vitest';
 import { Brain, newCounters } from '../../src/brain/brain.js';
 import { StatusWriter } from '../../src/brain/status.js';
+import { ProgressBoard } from '../../src/progress.js';
 import { Archive, archiveFile, defaultStateDir, pairId } from '../../src/state/archive.js';
 import { DEFAULTS, type Config } from '../../src/config.js';
 import { encodeFrame, FrameReceiver, type Frame } from '../../src/core/frame.js';
@@ -219,7 +220,7 @@ async function startBrain(setUp: (left: FakeEndpoint, right: FakeEndpoint) => vo
   setUp(left, right);
   const counters = newCounters();
   const status = new StatusWriter(statusFile, () => ({ ...brain.statusFields(), counters }));
-  const brain: Brain = new Brain(config, { left, right }, logger, { archive, pairId: id, counters, status, onWatching: () => {}, noteEvent: () => {}, noteConflict: () => {} });
+  const brain: Brain = new Brain(config, { left, right }, logger, { archive, pairId: id, counters, status, progress: new ProgressBoard('off'), onWatching: () => {}, noteEvent: () => {}, noteConflict: () => {} });
   const outcome = brain.run().finally(() => archive.close());
   await vi.waitFor(
     async () => {
