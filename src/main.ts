@@ -225,7 +225,8 @@ async function runPsync(plan: Plan, log: Logger, board: ProgressBoard): Promise<
         }, 5_000);
 
   const runPair = async (config: Config): Promise<void> => {
-    const pairLog = log.child({ pair: config.name });
+    // Only pairs from a config's `pairs` are named in each line: a pair given on the command line is the only one.
+    const pairLog = plan.listed ? log.child({ pair: config.name }) : log;
     const fail = (error: unknown, what: string): void => {
       failures.push({ pair: config.name, error });
       if (plan.listed) pairLog.error(`pair ${config.name} ${what}: ${error instanceof Error ? error.message : String(error)}`);
