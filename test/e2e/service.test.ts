@@ -2,7 +2,9 @@
  * Running psync as a service, end to end with real processes: scripts/start,
  * stop and check (the `_start`, `_stop`, `_check` commands behind them),
  * their pid files (a stale one from a killed instance, one whose pid another
- * program holds), two instances side by side, and `psync status --json`
+ * program holds), two instances side by side, one instance running the two
+ * pairs of a config (both up; one broken at start; one halting while the
+ * other syncs on), and `psync status --json`
  * while watching, reconnecting (a remote pair whose sshd connections die)
  * and failed (a root removed), with a heartbeat that moves while idle and a
  * killed psync shown dead. Each test has a runtime directory of its own
