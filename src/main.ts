@@ -236,6 +236,8 @@ async function runPsync(plan: Plan, log: Logger, board: ProgressBoard): Promise<
       valid = plan.listed ? await validateConfig(config) : config;
     } catch (error) {
       fail(error, 'not started');
+      // Its status says why (psync status, scripts/check) while the other pairs run.
+      await Supervisor.notStarted(config, error, pairLog);
       return;
     }
     const supervisor = new Supervisor(valid, () => connect(valid, pairLog), pairLog, board);

@@ -10,7 +10,10 @@
  * psync gives up (exit 3) only after --reconnect-timeout.
  *
  * The pair's status file (status.ts) is written from the start of the run
- * to its end, heartbeat included, and keeps what the sessions did.
+ * to its end, heartbeat included, and keeps what the sessions did. A pair
+ * of several that cannot start (its settings or roots are wrong) publishes
+ * one `failed` status with the reason (`Supervisor.notStarted`), so that
+ * `psync status` and the service commands see it while the others run.
  *
  * Nothing of a session outlives it but the archive (written only for what a
  * target confirmed, and the journal of transfers under way) and the
@@ -20,7 +23,7 @@
  */
 
 import { renameSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ConnectionError, SafetyError } from '../core/errors.js';
 import { backoffMs, faultVerdict, reconnectExpired, type FaultPhase } from '../core/faults.js';
 import type { Side } from '../core/types.js';
@@ -80,10 +83,33 @@ export class Supervisor {
     this.status = new StatusWriter(this.statusFile, () => this.snapshot());
   }
 
+  /**
+   * Publish the status of a pair that could not start (`config` did not
+   * pass validateConfig): `failed`, with `error`; nothing runs. Like any
+   * status write, a failure to write it is not psync's end (the pairs that
+   * run meet the same status directory and say what is wrong with it).
+   */
+  static async notStarted(config: Config, error: unknown, log: Logger): Promise<void> {
+    // Its local roots made absolute as validateConfig makes them: the file is the one the pair writes once it starts.
+    const roots = { srcRoot: resolve(config.srcRoot), dstRoot: config.remoteHost === undefined ? resolve(config.dstRoot) : config.dstRoot };
+    const supervisor = new Supervisor({ ...config, ...roots }, () => Promise.reject(new Error('a pair that did not start connects nothing')), log);
+    supervisor.outcome = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+    try {
+      supervisor.prepareStatusDir();
+    } catch {
+      return;
+    }
+    await supervisor.status.close();
+  }
+
+  /** The default status directory is psync's own (0700); one named with --status-file is the operator's. */
+  private prepareStatusDir(): void {
+    if (this.config.statusFile === undefined) ensurePrivateDir(dirname(this.statusFile));
+  }
+
   /** Run sessions until stopped (ok) or until a fault psync does not retry, or retried too long. */
   async run(): Promise<BrainOutcome> {
-    // The default status directory is psync's own (0700); one named with --status-file is the operator's.
-    if (this.config.statusFile === undefined) ensurePrivateDir(dirname(this.statusFile));
+    this.prepareStatusDir();
     this.status.start();
     this.log.info(`starting: ${this.where.left} <-> ${this.where.right}${this.config.dryRun ? ' (dry run: nothing is changed)' : ''}`);
     const id = this.pairId;

@@ -8,9 +8,11 @@
  *   replaced. Starts psync in a session of its own (setsid), stdin from
  *   /dev/null, stdout and stderr appended to `<logDir>/<name>.log` (opened
  *   O_APPEND|O_NOFOLLOW), and waits (--wait, default 300 s) until every
- *   pair's status says `watching` (exit 0). psync exiting meanwhile: its
- *   last log lines and its exit code. A pair failed, or not watching in
- *   time: exit 1, psync left running.
+ *   pair it runs (each of a config file's `pairs`, else one) has published
+ *   a status that says `watching` (exit 0) or that it ended. psync exiting
+ *   meanwhile: its last log lines and its exit code. A pair failed (one of
+ *   several that could not start included: psync runs the others), or not
+ *   watching in time: exit 1 naming it, psync left running.
  * - stop: SIGTERM, waits for the exit (--timeout, default 30 s), then
  *   SIGKILL for psync's whole session; processes left in that session (a
  *   side, ssh) go too. Removes the pid file. Exit 0 once nothing runs
@@ -18,7 +20,8 @@
  * - check: exit 0 when the instance runs and every pair is healthy
  *   (core/health.ts: watching, both sides connected, heartbeat within
  *   --stale-after, default 10 s, queue moving within --stuck-after, default
- *   600 s); else 1 and one line saying why. `--restart` starts a dead
+ *   600 s; each of a config file's `pairs` has published a status); else 1
+ *   and one line naming each pair that is not. `--restart` starts a dead
  *   instance again (start's exit code).
  * Exit 2: bad usage (an unknown option of these commands goes to psync);
  * 7: the runtime or log directory is a symlink or another user's.
@@ -27,8 +30,9 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadConfigFile } from '../configFile.js';
 import { ConfigError, SafetyError } from '../core/errors.js';
-import { pairProblem } from '../core/health.js';
+import { instanceProblems, isSettled, type HealthLimits } from '../core/health.js';
 import { EXIT } from '../exitCodes.js';
 import { CLI_PATH, SERVICE_COMMAND } from '../install.js';
 import { instanceName, pidFileOf, psyncOption, readPidFile, removePidFile, writePidFile, type PidRecord } from '../service/instance.js';
@@ -144,8 +148,10 @@ async function start(run: Invocation): Promise<number> {
   });
   const identity = child.pid === undefined ? undefined : identityOf(child.pid);
   if (identity !== undefined) await writePidFile(pidFile, { ...identity, argv });
+  const expected = await listedPairs(run.psyncArgs);
   const deadline = Date.now() + run.seconds('--wait') * 1000;
   let pairs: ReadStatus[] = [];
+  let settled = false;
   for (;;) {
     const code = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(resolve, POLL_MS))]);
     if (code !== undefined || identity === undefined) {
@@ -155,22 +161,20 @@ async function start(run: Invocation): Promise<number> {
       return exitCode === EXIT.ok ? EXIT.internal : exitCode;
     }
     pairs = await statusesOf(identity, run.psyncArgs);
-    const failed = pairs.find((p) => p.status.state === 'failed');
-    if (failed !== undefined) {
-      child.unref();
-      complain(`psync ${run.name} runs (pid ${identity.pid}), but pair ${failed.status.name} failed: ${failed.status.lastError ?? '?'} (log ${logFile})`);
-      return EXIT.internal;
-    }
-    if (pairs.length > 0 && pairs.every((p) => p.status.state === 'watching')) break;
-    if (Date.now() > deadline) {
-      child.unref();
-      const states = pairs.map((p) => `${p.status.name} ${p.status.state}`).join(', ') || 'no status yet';
-      complain(`psync ${run.name} runs (pid ${identity.pid}) but is not watching after ${run.seconds('--wait')} s (${states}); see psync status and ${logFile}`);
-      return EXIT.internal;
-    }
+    const published = new Set(pairs.map((p) => p.status.name));
+    const everyPair = expected === undefined ? pairs.length > 0 : expected.every((name) => published.has(name));
+    settled = everyPair && pairs.every((p) => isSettled(p.status));
+    if (settled || Date.now() > deadline) break;
   }
   child.unref();
-  say(`started psync ${run.name} (pid ${identity.pid}): ${pairs.length} pair(s) watching; log ${logFile}`);
+  const problems = instanceProblems(pairs.map((p) => p.status), expected, Date.now(), healthLimits(run));
+  const watching = pairs.filter((p) => p.status.state === 'watching').length;
+  if (problems.length > 0) {
+    const late = settled ? '' : ` after ${run.seconds('--wait')} s (--wait)`;
+    complain(`psync ${run.name} runs (pid ${identity.pid}) with ${watching} of ${expected?.length ?? 1} pair(s) watching${late}: ${problems.join('; ')}; see psync status and ${logFile}`);
+    return EXIT.internal;
+  }
+  say(`started psync ${run.name} (pid ${identity.pid}): ${watching} pair(s) watching; log ${logFile}`);
   return EXIT.ok;
 }
 
@@ -218,19 +222,31 @@ async function check(run: Invocation): Promise<number> {
   }
   const { pid } = found.record;
   const pairs = await statusesOf(found.record, run.psyncArgs);
-  if (pairs.length === 0) {
-    say(`psync ${run.name} (pid ${pid}) has published no status`);
-    return EXIT.internal;
-  }
-  const limits = { heartbeatStaleMs: run.seconds('--stale-after') * 1000, queueStuckMs: run.seconds('--stuck-after') * 1000 };
-  const now = Date.now();
-  const problems = pairs.map((p) => pairProblem(p.status, now, limits)).filter((p): p is string => p !== undefined);
+  const problems = instanceProblems(pairs.map((p) => p.status), await listedPairs(run.psyncArgs), Date.now(), healthLimits(run));
   if (problems.length > 0) {
     say(`psync ${run.name} (pid ${pid}) is not healthy: ${problems.join('; ')}`);
     return EXIT.internal;
   }
   say(`psync ${run.name} is healthy: pid ${pid}, ${pairs.length} pair(s) watching`);
   return EXIT.ok;
+}
+
+const healthLimits = (run: Invocation): HealthLimits => ({ heartbeatStaleMs: run.seconds('--stale-after') * 1000, queueStuckMs: run.seconds('--stuck-after') * 1000 });
+
+/**
+ * The names of the pairs psync runs when its config file lists them
+ * (`pairs`); undefined when it runs one pair. The file is read as psync
+ * reads it; a file that cannot be read is left to psync, which exits saying
+ * why (start reports that).
+ */
+async function listedPairs(psyncArgs: readonly string[]): Promise<string[] | undefined> {
+  const file = psyncOption(psyncArgs, '--config', '-c');
+  if (file === undefined) return undefined;
+  try {
+    return (await loadConfigFile(file)).pairs?.map((pair) => pair.name);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The status files written by `owner` (the status directory's, and a --status-file among its arguments). */

@@ -9,7 +9,13 @@
  *   was killed or crashed: `dead`.
  * - pairProblem: why a running pair is not healthy, in one line, or
  *   undefined: it must be watching with both sides connected, its heartbeat
- *   recent (a hung psync stops rewriting it), and its queue moving.
+ *   recent (a hung psync stops rewriting it), and its queue moving. A pair
+ *   that ended (`failed`, `stopped`) while its process runs on for other
+ *   pairs wrote its status for the last time: its heartbeat stops, and its
+ *   state, not the heartbeat, says why.
+ * - instanceProblems: the same for every pair of one psync process, and
+ *   the pairs it should run that published no status.
+ * - isSettled: a pair's start-up is over (watching, or ended).
  */
 
 /** What health needs from a status file (a subset of brain/status.ts PairStatus). */
@@ -47,6 +53,8 @@ export function ageSeconds(iso: string | undefined, now: number): number | undef
 /** Why the pair of a live psync is not healthy, or undefined when it is. */
 export function pairProblem(status: StatusView, now: number, limits: HealthLimits): string | undefined {
   const who = `pair ${status.name}`;
+  if (status.state === 'failed') return `${who} failed: ${status.lastError ?? 'no error recorded'}`;
+  if (status.state === 'stopped') return `${who} is stopped, not watching`;
   const heartbeat = ageSeconds(status.heartbeatAt, now);
   if (heartbeat === undefined || heartbeat * 1000 > limits.heartbeatStaleMs) {
     return `${who}: no heartbeat for ${heartbeat === undefined ? 'ever' : `${heartbeat} s`} (psync hangs?)`;
@@ -55,7 +63,6 @@ export function pairProblem(status: StatusView, now: number, limits: HealthLimit
     const r = status.reconnect;
     return `${who} is reconnecting${r === undefined ? '' : ` (attempt ${r.attempt}, since ${r.since}): ${r.lastError}`}`;
   }
-  if (status.state === 'failed') return `${who} failed: ${status.lastError ?? 'no error recorded'}`;
   if (status.state !== 'watching') return `${who} is ${status.state}, not watching`;
   const down = (['left', 'right'] as const).filter((side) => status.connected?.[side] !== true);
   if (down.length > 0) return `${who}: ${down.join(' and ')} side not connected`;
@@ -64,4 +71,27 @@ export function pairProblem(status: StatusView, now: number, limits: HealthLimit
     return `${who}: ${status.queued} actions queued with no progress for ${still === undefined ? 'ever' : `${still} s`}`;
   }
   return undefined;
+}
+
+/** A pair whose start-up is over: it watches, or it ended (start stops waiting for it). */
+export function isSettled(status: Pick<StatusView, 'state'>): boolean {
+  return status.state === 'watching' || FINAL_STATES.has(status.state);
+}
+
+/**
+ * Why the pairs of one live psync are not all healthy (one line per pair),
+ * none when they are. `expected`: the names of the pairs it runs when known
+ * (a config file's `pairs`); a pair that published no status is named.
+ * Without names, it runs one pair, which must have published one.
+ */
+export function instanceProblems(statuses: readonly StatusView[], expected: readonly string[] | undefined, now: number, limits: HealthLimits): string[] {
+  const published = new Set(statuses.map((status) => status.name));
+  const missing =
+    expected === undefined
+      ? statuses.length === 0
+        ? ['no pair has published a status']
+        : []
+      : expected.filter((name) => !published.has(name)).map((name) => `pair ${name} has published no status`);
+  const problems = statuses.map((status) => pairProblem(status, now, limits)).filter((problem): problem is string => problem !== undefined);
+  return [...problems, ...missing];
 }

@@ -2,7 +2,9 @@
  * Running psync as a service, end to end with real processes: scripts/start,
  * stop and check (the `_start`, `_stop`, `_check` commands behind them),
  * their pid files (a stale one from a killed instance, one whose pid another
- * program holds), two instances side by side, and `psync status --json`
+ * program holds), two instances side by side, one instance running the two
+ * pairs of a config (both up; one broken at start; one halting while the
+ * other syncs on), and `psync status --json`
  * while watching, reconnecting (a remote pair whose sshd connections die)
  * and failed (a root removed), with a heartbeat that moves while idle and a
  * killed psync shown dead. Each test has a runtime directory of its own
@@ -10,7 +12,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -34,6 +36,7 @@ interface Shown {
   pid: number;
   startTime: number;
   heartbeatAt: string;
+  heartbeatAgeSeconds?: number;
   updatedAt: string;
   startedAt: string;
   uptimeSeconds: number;
@@ -92,9 +95,9 @@ async function localPair(): Promise<{ left: string; right: string; args: string[
   return { left, right, args: [left, right] };
 }
 
-/** The instance name `start` printed (`started psync NAME (pid N)...`) and the pid. */
-function started(stdout: string): { name: string; pid: number } {
-  const match = /^started psync (\S+) \(pid (\d+)\): 1 pair\(s\) watching/m.exec(stdout);
+/** The instance name `start` printed (`started psync NAME (pid N): P pair(s) watching`) and the pid. */
+function started(stdout: string, pairs = 1): { name: string; pid: number } {
+  const match = new RegExp(`^started psync (\\S+) \\(pid (\\d+)\\): ${pairs} pair\\(s\\) watching`, 'm').exec(stdout);
   if (match === null) throw new Error(`start said: ${stdout}`);
   return { name: match[1]!, pid: Number(match[2]) };
 }
@@ -111,7 +114,6 @@ const alive = (pid: number): boolean => {
 
 /** Processes in session `sid` (psync started by start is a session leader: its sides are in its session). */
 async function sessionOf(sid: number): Promise<number[]> {
-  const { readdir } = await import('node:fs/promises');
   const out: number[] = [];
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -289,6 +291,142 @@ test('two instances side by side: each is started, checked and stopped on its ow
   await waitForSameTrees(two.left, two.right);
 });
 
+describe('one instance running two pairs (a config with "pairs")', () => {
+  interface Roots {
+    readonly left: string;
+    readonly right: string;
+  }
+
+  /** Two local pairs, alpha and beta, and the config `duo.json` that lists them; with `brokenAlpha`, alpha's left root does not exist. */
+  async function twoPairs(options: { brokenAlpha?: boolean } = {}): Promise<{ alpha: Roots; beta: Roots; args: string[] }> {
+    const base = tempDir('psync-service-pairs-');
+    const [alpha, beta] = ['alpha', 'beta'].map((name) => ({ left: join(base, `${name}-left`), right: join(base, `${name}-right`) })) as [Roots, Roots];
+    await Promise.all([...(options.brokenAlpha === true ? [] : [alpha.left]), alpha.right, beta.left, beta.right].map((dir) => mkdir(dir)));
+    const config = join(base, 'duo.json');
+    const pair = (name: string, roots: Roots): object => ({ name, srcRoot: roots.left, dstRoot: roots.right });
+    await writeFile(config, JSON.stringify({ intervalSeconds: 0.05, pairs: [pair('alpha', alpha), pair('beta', beta)] }));
+    return { alpha, beta, args: ['--config', config] };
+  }
+
+  /** The pairs `psync status --json` lists, by name. */
+  const byName = (shown: readonly Shown[]): Record<string, Shown> => Object.fromEntries(shown.map((s) => [s.name, s]));
+
+  /** A new file in the pair's left root arrives whole on its right root. */
+  async function syncs(roots: Roots, file: string): Promise<void> {
+    await writeFile(join(roots.left, file), `${file} content`);
+    await waitFor(`${file} to arrive`, async () => (await readFile(join(roots.right, file), 'utf8').catch(() => '')) === `${file} content`);
+  }
+
+  /** The instance's pid, from its pid file. */
+  const pidOf = async (name: string): Promise<number> => (JSON.parse(await readFile(world!.pidFile(name), 'utf8')) as { pid: number }).pid;
+
+  /** Stop the instance: exit 0, nothing of its session left, no pid file. */
+  async function stopAndCheckGone(args: readonly string[], name: string, pid: number): Promise<void> {
+    const session = await sessionOf(pid);
+    const stop = await world!.run('stop', args);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(stop.stdout).toContain(`stopped psync ${name} (pid ${pid})`);
+    expect(session.filter(alive), 'processes left running').toEqual([]);
+    await expect(readFile(world!.pidFile(name))).rejects.toThrow(/ENOENT/);
+  }
+
+  test('start waits until both watch; status lists both in one process; check is healthy; each syncs; stop leaves nothing, both stopped', async () => {
+    world = new World();
+    const { alpha, beta, args } = await twoPairs();
+    const start = await world.run('start', args);
+    expect(start.exitCode, start.stderr).toBe(0);
+    const { name, pid } = started(start.stdout, 2);
+    expect(name).toBe('duo');
+
+    const shown = byName(await world.status());
+    expect(Object.keys(shown).sort()).toEqual(['alpha', 'beta']);
+    expect(shown['alpha']).toMatchObject({ state: 'watching', running: true, pid, left: alpha.left, right: alpha.right, connected: { left: true, right: true } });
+    expect(shown['beta']).toMatchObject({ state: 'watching', running: true, pid, left: beta.left, right: beta.right, connected: { left: true, right: true } });
+    expect(shown['alpha']!.pairId).not.toBe(shown['beta']!.pairId);
+
+    const check = await world.run('check', args);
+    expect(check.exitCode, check.stdout).toBe(0);
+    expect(check.stdout).toBe(`psync duo is healthy: pid ${pid}, 2 pair(s) watching`);
+
+    await Promise.all([syncs(alpha, 'to-alpha.txt'), syncs(beta, 'to-beta.txt')]);
+    expect((await readdir(alpha.right)).filter((n) => n !== '.psync'), 'each pair keeps to its own roots').toEqual(['to-alpha.txt']);
+
+    const session = await sessionOf(pid);
+    expect(session.length, 'psync and the two sides of each pair').toBeGreaterThanOrEqual(5);
+    await stopAndCheckGone(args, name, pid);
+    const after = await world.status();
+    expect(after.map((s) => [s.name, s.state, s.running]).sort()).toEqual([
+      ['alpha', 'stopped', false],
+      ['beta', 'stopped', false],
+    ]);
+  });
+
+  test('one pair broken at start (its left root missing): start names it and exits 1, psync runs on; check names it; the other syncs; stop cleans up', async () => {
+    world = new World();
+    const { alpha, beta, args } = await twoPairs({ brokenAlpha: true });
+    const start = await world.run('start', args);
+    expect(start.exitCode, start.stdout).toBe(1);
+    const pid = await pidOf('duo');
+    expect(alive(pid), 'psync runs the good pair').toBe(true);
+    expect(start.stderr).toContain(`psync duo runs (pid ${pid}) with 1 of 2 pair(s) watching: pair alpha failed: SRCROOT ${alpha.left} does not exist (create it first)`);
+    expect(start.stderr).not.toContain('pair beta');
+
+    const status = await world.run('status', ['--json']);
+    expect(status.exitCode, 'a failed pair').toBe(1);
+    const shown = byName(JSON.parse(status.stdout) as Shown[]);
+    expect(shown['alpha']).toMatchObject({ state: 'failed', running: true, pid, left: alpha.left, right: alpha.right, lastError: `SRCROOT ${alpha.left} does not exist (create it first)` });
+    expect(shown['beta']).toMatchObject({ state: 'watching', running: true, pid });
+
+    const check = await world.run('check', args);
+    expect(check.exitCode).toBe(1);
+    expect(check.stdout).toBe(`psync duo (pid ${pid}) is not healthy: pair alpha failed: SRCROOT ${alpha.left} does not exist (create it first)`);
+
+    const again = await world.run('start', args);
+    expect(again.exitCode, 'it runs: a second start is refused').toBe(2);
+
+    await syncs(beta, 'still.txt');
+    await stopAndCheckGone(args, 'duo', pid);
+    const after = byName(await world.status());
+    expect(after['beta']).toMatchObject({ state: 'stopped', running: false });
+    expect(after['alpha']).toMatchObject({ state: 'failed', running: false });
+    await expect(readdir(alpha.left), 'nothing made the missing root').rejects.toThrow(/ENOENT/);
+  });
+
+  test('one pair halting while running (its right root removed): status shows it failed, check names it, the other goes on syncing', async () => {
+    world = new World();
+    const { alpha, beta, args } = await twoPairs();
+    const kept = ['a.txt', 'b.txt', 'c.txt'];
+    await Promise.all(kept.map((file) => writeFile(join(alpha.left, file), file)));
+    const { name, pid } = started((await world.run('start', args)).stdout, 2);
+    await waitForSameTrees(alpha.left, alpha.right);
+
+    await rm(alpha.right, { recursive: true });
+    const failed = await waitFor('alpha to fail', async () => {
+      const shown = byName(await world!.status());
+      return shown['alpha']?.state === 'failed' ? shown : undefined;
+    });
+    expect(failed['alpha']).toMatchObject({ running: true, pid, connected: { left: false, right: false } });
+    expect(failed['alpha']!.lastError).toMatch(/disappeared or was replaced/);
+    expect(failed['beta']).toMatchObject({ state: 'watching', running: true, pid });
+    expect(alive(pid), 'psync runs on for beta').toBe(true);
+
+    // A halted pair's status is final and its heartbeat stops: long after, check still says why it failed.
+    const staleAfter = 3;
+    await waitFor('the failed pair to be written no more', async () => {
+      const shown = byName(await world!.status());
+      return (shown['alpha']?.heartbeatAgeSeconds ?? 0) > staleAfter;
+    }, 15_000);
+    const check = await world.run('check', ['--stale-after', String(staleAfter), ...args]);
+    expect(check.exitCode).toBe(1);
+    expect(check.stdout, 'alpha named with its error, beta not named').toBe(`psync ${name} (pid ${pid}) is not healthy: pair alpha failed: ${failed['alpha']!.lastError!}`);
+
+    await syncs(beta, 'after-the-halt.txt');
+    expect((await readdir(alpha.left)).filter((n) => n !== '.psync').sort(), 'nothing deleted on the side that stayed').toEqual(kept);
+    await stopAndCheckGone(args, name, pid);
+    expect(byName(await world.status())['beta']).toMatchObject({ state: 'stopped', running: false });
+  });
+});
+
 test('a root removed: the pair fails, psync exits 5, status shows failed with the error', async () => {
   world = new World();
   const { left, args } = await localPair();
@@ -378,7 +516,7 @@ describe('a runtime directory planted as a symlink is refused, never written thr
     ['psync itself, at <runtime>/psync/status', 'psync/status', 'psync'],
   ] as const)('%s: exit 7', async (_, planted, how) => {
     world = new World();
-    const { readdir, symlink } = await import('node:fs/promises');
+    const { symlink } = await import('node:fs/promises');
     const { args } = await localPair();
     const elsewhere = tempDir('psync-service-elsewhere-');
     if (planted === 'psync/status') await mkdir(join(world.env.XDG_RUNTIME_DIR, 'psync'), { mode: 0o700 });

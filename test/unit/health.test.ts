@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { ageSeconds, observedState, pairProblem, type StatusView } from '../../src/core/health.js';
+import { ageSeconds, instanceProblems, isSettled, observedState, pairProblem, type StatusView } from '../../src/core/health.js';
 import { described } from '../support/table.js';
 
 const NOW = Date.parse('2026-01-01T12:00:00Z');
@@ -35,9 +35,52 @@ describe('pairProblem: why a live pair is not healthy', () => {
     { description: 'failed: its error', status: { state: 'failed', lastError: 'the left root disappeared' }, expected: 'pair web failed: the left root disappeared' },
     { description: 'still reconciling at start-up', status: { state: 'reconciling' }, expected: 'pair web is reconciling, not watching' },
     { description: 'a side not connected', status: { connected: { left: true, right: false } }, expected: 'pair web: right side not connected' },
-    { description: 'the hung heartbeat wins over the rest', status: { state: 'failed', heartbeatAt: ago(60) }, expected: 'pair web: no heartbeat for 60 s (psync hangs?)' },
+    { description: 'the hung heartbeat wins over the rest', status: { state: 'reconnecting', heartbeatAt: ago(60) }, expected: 'pair web: no heartbeat for 60 s (psync hangs?)' },
+    {
+      description: 'failed while psync runs on for other pairs: its error, however old its last write (an ended pair is written no more)',
+      status: { state: 'failed', lastError: 'the right root disappeared', heartbeatAt: ago(60) },
+      expected: 'pair web failed: the right root disappeared',
+    },
+    { description: 'stopped while psync runs on for other pairs', status: { state: 'stopped', heartbeatAt: ago(60) }, expected: 'pair web is stopped, not watching' },
   ]))('%s', (_, { status, expected }) => {
     expect(pairProblem({ ...healthy, ...status } as StatusView, NOW, LIMITS)).toBe(expected);
+  });
+});
+
+describe('instanceProblems: why the pairs of one live psync are not all healthy', () => {
+  const pair = (name: string, status: Partial<StatusView> = {}): StatusView => ({ ...healthy, name, ...status });
+  test.each(described<{ description: string; statuses: StatusView[]; expected: string[] | undefined; problems: string[] }>([
+    { description: 'one pair, healthy', statuses: [pair('web')], expected: undefined, problems: [] },
+    { description: 'one pair expected, none published', statuses: [], expected: undefined, problems: ['no pair has published a status'] },
+    { description: 'every listed pair healthy', statuses: [pair('a'), pair('b')], expected: ['a', 'b'], problems: [] },
+    { description: 'a listed pair that published nothing is named', statuses: [pair('a')], expected: ['a', 'b'], problems: ['pair b has published no status'] },
+    {
+      description: 'a failed pair is named, the healthy one is not',
+      statuses: [pair('a', { state: 'failed', lastError: 'SRCROOT /x does not exist' }), pair('b')],
+      expected: ['a', 'b'],
+      problems: ['pair a failed: SRCROOT /x does not exist'],
+    },
+    {
+      description: 'each pair with a problem, then the missing ones',
+      statuses: [pair('a', { state: 'reconciling' }), pair('b', { state: 'failed', lastError: 'gone' })],
+      expected: ['a', 'b', 'c'],
+      problems: ['pair a is reconciling, not watching', 'pair b failed: gone', 'pair c has published no status'],
+    },
+  ]))('%s', (_, { statuses, expected, problems }) => {
+    expect(instanceProblems(statuses, expected, NOW, LIMITS)).toEqual(problems);
+  });
+});
+
+describe('isSettled: a start-up that is over', () => {
+  test.each(described([
+    { description: 'watching', state: 'watching', expected: true },
+    { description: 'failed', state: 'failed', expected: true },
+    { description: 'stopped', state: 'stopped', expected: true },
+    { description: 'starting', state: 'starting', expected: false },
+    { description: 'reconciling', state: 'reconciling', expected: false },
+    { description: 'reconnecting (it may watch yet)', state: 'reconnecting', expected: false },
+  ]))('%s', (_, { state, expected }) => {
+    expect(isSettled({ state })).toBe(expected);
   });
 });
 
