@@ -29,7 +29,7 @@ import { backoffMs, faultVerdict, reconnectExpired, type FaultPhase } from '../c
 import type { Side } from '../core/types.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { ProgressBoard } from '../progress.js';
+import { ProgressBoard } from '../progress.js';
 import { Archive, ArchiveLockedError, archiveFile, defaultStateDir, pairId } from '../state/archive.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { ensurePrivateDir, statusDir } from '../service/paths.js';
@@ -92,7 +92,7 @@ export class Supervisor {
   static async notStarted(config: Config, error: unknown, log: Logger): Promise<void> {
     // Its local roots made absolute as validateConfig makes them: the file is the one the pair writes once it starts.
     const roots = { srcRoot: resolve(config.srcRoot), dstRoot: config.remoteHost === undefined ? resolve(config.dstRoot) : config.dstRoot };
-    const supervisor = new Supervisor({ ...config, ...roots }, () => Promise.reject(new Error('a pair that did not start connects nothing')), log);
+    const supervisor = new Supervisor({ ...config, ...roots }, () => Promise.reject(new Error('a pair that did not start connects nothing')), log, new ProgressBoard('off'));
     supervisor.outcome = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
     try {
       supervisor.prepareStatusDir();
