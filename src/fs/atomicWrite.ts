@@ -7,7 +7,8 @@
  * root-owned file. So each write goes to a fresh random name, created
  * exclusively and never through a symlink (O_CREAT | O_EXCL | O_NOFOLLOW),
  * and is then renamed over the file (rename replaces a symlink planted
- * there; it never follows it).
+ * there; it never follows it). Such a file is read back the same way:
+ * never through a symlink (readNoFollow).
  */
 
 import { randomBytes } from 'node:crypto';
@@ -47,5 +48,15 @@ export async function writeFileAtomically(path: string, text: string, mode: numb
       throw error;
     }
     return;
+  }
+}
+
+/** The text of `path`, opened O_NOFOLLOW: a symlink planted at the name is an error (ELOOP), never followed. */
+export async function readNoFollow(path: string): Promise<string> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
   }
 }

@@ -15,11 +15,10 @@
  */
 
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
-import { writeFileAtomically } from '../fs/atomicWrite.js';
+import { readNoFollow, writeFileAtomically } from '../fs/atomicWrite.js';
 import { argvOf, identityOf, isAlive, type ProcessIdentity } from './proc.js';
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/;
@@ -63,12 +62,7 @@ export type PidFileState = { kind: 'absent' } | { kind: 'stale'; record: PidReco
 export async function readPidFile(file: string): Promise<PidFileState> {
   let text: string;
   try {
-    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-    try {
-      text = await handle.readFile('utf8');
-    } finally {
-      await handle.close();
-    }
+    text = await readNoFollow(file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'absent' };
     return { kind: 'stale', record: undefined, why: `it cannot be read (${(error as Error).message})` };

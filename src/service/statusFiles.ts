@@ -5,10 +5,10 @@
  * whether the pid it names is still that psync.
  */
 
-import { constants } from 'node:fs';
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PairStatus } from '../brain/status.js';
+import { readNoFollow } from '../fs/atomicWrite.js';
 import { isAlive } from './proc.js';
 
 export interface ReadStatus {
@@ -31,12 +31,7 @@ export async function statusFilesIn(dir: string): Promise<string[]> {
 export async function readStatusFile(file: string): Promise<ReadStatus | undefined> {
   let text: string;
   try {
-    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-    try {
-      text = await handle.readFile('utf8');
-    } finally {
-      await handle.close();
-    }
+    text = await readNoFollow(file);
   } catch {
     return undefined;
   }
