@@ -124,6 +124,28 @@ describe('identical trees exit 0', () => {
     expect(linesOf(result)).toEqual(['identical']);
     expect(result.exitCode).toBe(CHECK_EXIT.identical);
   });
+
+  test('a config with several pairs: --pair names the one compared, and is required', async () => {
+    const alpha = await equalPair();
+    const beta = await equalPair();
+    await writeFile(join(alpha.right, 'only-in-alpha.txt'), 'a difference of the other pair');
+    const config = join(tempDir('psync-check-config-'), 'pairs.json');
+    await writeFile(
+      config,
+      JSON.stringify({ pairs: [{ name: 'alpha', srcRoot: alpha.left, dstRoot: alpha.right }, { name: 'beta', srcRoot: beta.left, dstRoot: beta.right }] }),
+    );
+    const unnamed = await check(['--config', config]);
+    expect(unnamed.exitCode).toBe(CHECK_EXIT.error);
+    expect(String(unnamed.stderr)).toMatch(/lists 2 pairs \(alpha, beta\): name one with --pair/);
+    const wrong = await check(['--config', config, '--pair', 'gamma']);
+    expect(wrong.exitCode).toBe(CHECK_EXIT.error);
+    expect(String(wrong.stderr)).toMatch(/no pair named "gamma"/);
+    const betaChecked = await check(['--config', config, '--pair', 'beta']);
+    expect(linesOf(betaChecked)).toEqual(['identical']);
+    const alphaChecked = await check(['--config', config, '--pair', 'alpha']);
+    expect(linesOf(alphaChecked)).toEqual(['only on right: only-in-alpha.txt', '1 difference: 0 only on left, 1 only on right, 0 differing']);
+    expect(alphaChecked.exitCode).toBe(CHECK_EXIT.different);
+  });
 });
 
 describe('differences exit 1, one line each, and change nothing', () => {
