@@ -879,11 +879,13 @@ export class Brain {
         }
       }
       // rsync also made or set the attributes of parents on the way (implied directories): the target reports those too.
+      // A report of one made before this write (its mode as tar first made it, say) is stale: stillSends asks again.
       const sent = new Set(sends.map((send) => send.path));
       for (const entry of transferred.values()) {
         if (!entry.isDir || sent.has(entry.path) || undone.has(entry.path)) continue;
         const known = this.archive.get(entry.path);
         w.put(entry.path, known?.type === 'dir' ? { ...known, mode: entry.mode } : agreedImpliedDir(entry));
+        this.lastWritten.set(entry.path, this.transfers);
       }
     });
     if (undone.size > 0) await this.takeBack(direction, remade, targetNow, sends);
