@@ -6,8 +6,10 @@
  *
  * - start: refuses when the instance runs (exit 2); a stale pid file is
  *   replaced. Starts psync in a session of its own (setsid), stdin from
- *   /dev/null, stdout and stderr appended to `<logDir>/<name>.log` (opened
- *   O_APPEND|O_NOFOLLOW), and waits (--wait, default 300 s) until every
+ *   /dev/null, its log in `<logDir>/<name>.log` (psync's --log-file:
+ *   rotated by size; unless its settings name a log file), stdout and
+ *   stderr appended to `<logDir>/<name>.err` (opened O_APPEND|O_NOFOLLOW:
+ *   warnings, errors, its last line, a crash's trace), and waits (--wait, default 300 s) until every
  *   pair it runs (each of a config file's `pairs`, else one) has published
  *   a status that says `watching` (exit 0) or that it ended. psync exiting
  *   meanwhile: its last log lines and its exit code. A pair failed (one of
@@ -30,6 +32,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ConfigFile } from '../config.js';
 import { loadConfigFile } from '../configFile.js';
 import { ConfigError, SafetyError } from '../core/errors.js';
 import { instanceProblems, isSettled, type HealthLimits } from '../core/health.js';
@@ -128,20 +131,25 @@ async function start(run: Invocation): Promise<number> {
     return EXIT.usage;
   }
   if (found.kind === 'stale') say(`replacing the stale pid file ${pidFile}: ${found.why}`);
-  const logFile = join(ensurePrivateDir(logDir()), `${run.name}.log`);
-  const log = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, LOG_FILE_MODE);
-  let logStart: number;
+  const logs = ensurePrivateDir(logDir());
+  // psync's own log, rotated by size (--log-file), unless its settings name one; its stdout and stderr
+  // (warnings, errors, its last line, a crash's trace) go to a file of their own.
+  const named = await namedLogFile(run.psyncArgs);
+  const logFile = named ?? join(logs, `${run.name}.log`);
+  const errFile = join(logs, `${run.name}.err`);
+  const err = openSync(errFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, LOG_FILE_MODE);
+  let errStart: number;
   try {
-    const info = fstatSync(log);
-    if (!info.isFile()) throw new ConfigError(`${logFile} is not a regular file`);
-    logStart = info.size;
+    const info = fstatSync(err);
+    if (!info.isFile()) throw new ConfigError(`${errFile} is not a regular file`);
+    errStart = info.size;
   } catch (error) {
-    closeSync(log);
+    closeSync(err);
     throw error;
   }
-  const argv = [process.execPath, CLI_PATH, ...run.psyncArgs];
-  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
-  closeSync(log);
+  const argv = [process.execPath, CLI_PATH, ...(named === undefined ? ['--log-file', logFile] : []), ...run.psyncArgs];
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', err, err] });
+  closeSync(err);
   const exited = new Promise<number>((resolve) => {
     child.on('error', () => resolve(EXIT.internal));
     child.on('exit', (code) => resolve(code ?? EXIT.internal));
@@ -157,7 +165,7 @@ async function start(run: Invocation): Promise<number> {
     if (code !== undefined || identity === undefined) {
       const exitCode = code ?? (await exited);
       await removePidFile(pidFile);
-      complain(`psync ${run.name} exited (${exitCode}) during start-up; its log ${logFile} ends:\n${logTail(logFile, logStart)}`);
+      complain(`psync ${run.name} exited (${exitCode}) during start-up; its stderr ${errFile} ends:\n${logTail(errFile, errStart)}`);
       return exitCode === EXIT.ok ? EXIT.internal : exitCode;
     }
     pairs = await statusesOf(identity, run.psyncArgs);
@@ -240,10 +248,20 @@ const healthLimits = (run: Invocation): HealthLimits => ({ heartbeatStaleMs: run
  * why (start reports that).
  */
 async function listedPairs(psyncArgs: readonly string[]): Promise<string[] | undefined> {
+  return (await configFileOf(psyncArgs))?.pairs?.map((pair) => pair.name);
+}
+
+/** The log file psync's arguments or config file name, if they do. */
+async function namedLogFile(psyncArgs: readonly string[]): Promise<string | undefined> {
+  return psyncOption(psyncArgs, '--log-file') ?? (await configFileOf(psyncArgs))?.logFile;
+}
+
+/** The config file psync's arguments name, as read (undefined when none, or unreadable: psync itself says why). */
+async function configFileOf(psyncArgs: readonly string[]): Promise<ConfigFile | undefined> {
   const file = psyncOption(psyncArgs, '--config', '-c');
   if (file === undefined) return undefined;
   try {
-    return (await loadConfigFile(file)).pairs?.map((pair) => pair.name);
+    return await loadConfigFile(file);
   } catch {
     return undefined;
   }

@@ -132,7 +132,14 @@ describe('start, status, check, stop of one local pair', () => {
     expect(start.exitCode, start.stderr).toBe(0);
     const { name, pid } = started(start.stdout);
     expect(name).toMatch(/^psync-[0-9a-f]{12}$/);
-    expect(JSON.parse(await readFile(world.pidFile(name), 'utf8'))).toMatchObject({ pid, argv: [process.execPath, expect.stringMatching(/dist\/src\/cli\.js$/), left, right] });
+    // Its log goes to a rotated --log-file; its stdout and stderr to NAME.err.
+    const logs = join(process.env.XDG_STATE_HOME!, 'psync', 'log');
+    expect(JSON.parse(await readFile(world.pidFile(name), 'utf8'))).toMatchObject({
+      pid,
+      argv: [process.execPath, expect.stringMatching(/dist\/src\/cli\.js$/), '--log-file', join(logs, `${name}.log`), left, right],
+    });
+    expect(await readFile(join(logs, `${name}.log`), 'utf8')).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} info  watching /m);
+    expect(await readFile(join(logs, `${name}.err`), 'utf8')).not.toMatch(/ info /);
 
     await writeFile(join(left, 'hello.txt'), 'x'.repeat(1000));
     await waitForSameTrees(left, right);
@@ -448,7 +455,7 @@ test('a start that fails: psync exits during start-up, start prints its last log
   const { left } = await localPair();
   const start = await world.run('start', [left, join(left, 'inside')]);
   expect(start.exitCode).toBe(2);
-  expect(start.stderr).toMatch(/exited \(2\) during start-up; its log .*\.log ends:\npsync: /);
+  expect(start.stderr).toMatch(/exited \(2\) during start-up; its stderr .*\.err ends:\npsync: /);
 });
 
 describe('a remote pair', () => {
