@@ -5,7 +5,8 @@
  * each ending on its own (one pair that fails or halts does not stop the
  * others). psync exits once every pair has ended: 0 when all stopped
  * cleanly, else the code of the first pair that failed. (cli.ts starts the
- * children itself.) Only this module turns errors into exit codes.
+ * children itself.) Only this module turns a sync's errors into exit codes
+ * (through exitCodes.ts exitCodeOf, which the service commands share).
  * Importing it runs it.
  */
 
@@ -16,7 +17,7 @@ import { Supervisor } from './brain/supervisor.js';
 import { findBanned } from './banned.js';
 import { DEFAULTS, resolvePairs, validateConfig, type CommandLine, type Config, type ConfigFile } from './config.js';
 import { loadConfigFile } from './configFile.js';
-import { BannedError, ConfigError, ConnectionError, ProtocolError, RsyncError, SafetyError } from './core/errors.js';
+import { BannedError, ConfigError } from './core/errors.js';
 import type { Side } from './core/types.js';
 import { defaultRemotePsync } from './install.js';
 import { createLogger, flushLogger, LOG_FILE_KEEP, LOG_FILE_MAX_BYTES, type Logger } from './log.js';
@@ -24,7 +25,7 @@ import { repeated } from './options.js';
 import { ProgressBoard, resolveProgress } from './progress.js';
 import type { Endpoint } from './transport/endpoint.js';
 import { LocalEndpoint } from './transport/local.js';
-import { EXIT } from './exitCodes.js';
+import { EXIT, exitCodeOf } from './exitCodes.js';
 import { SshEndpoint } from './transport/ssh.js';
 import { explainUsageError, extraArguments } from './usage.js';
 
@@ -280,20 +281,7 @@ async function connect(config: Config, log: Logger): Promise<Record<Side, Endpoi
 /** One clear line on stderr (naming the pair, with several) and the exit code for an error's class. */
 function report(error: unknown, log: Logger | undefined, pair?: string): number {
   const err = error instanceof Error ? error : new Error(String(error));
-  const code =
-    err instanceof ConfigError
-      ? EXIT.usage
-      : err instanceof ConnectionError
-        ? EXIT.connection
-        : err instanceof RsyncError
-          ? EXIT.rsync
-          : err instanceof ProtocolError
-            ? EXIT.protocol
-            : err instanceof BannedError
-              ? EXIT.banned
-              : err instanceof SafetyError
-                ? EXIT.safety
-                : EXIT.internal;
+  const code = exitCodeOf(err);
   // Always one plain line, whatever the log level and format, so scripts and people can rely on it.
   // Once a logger exists the line waits for it to flush (see main), so that it comes last.
   if (code === EXIT.internal && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);

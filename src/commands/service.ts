@@ -34,9 +34,9 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConfigFile } from '../config.js';
 import { loadConfigFile } from '../configFile.js';
-import { ConfigError, SafetyError } from '../core/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { instanceProblems, isSettled, type HealthLimits } from '../core/health.js';
-import { EXIT } from '../exitCodes.js';
+import { EXIT, exitCodeOf } from '../exitCodes.js';
 import { CLI_PATH, SERVICE_COMMAND } from '../install.js';
 import { instanceName, pidFileOf, psyncOption, readPidFile, removePidFile, writePidFile, type PidRecord } from '../service/instance.js';
 import { ensurePrivateDir, logDir, runtimeDir, statusDir } from '../service/paths.js';
@@ -77,7 +77,7 @@ export async function runService(command: string, argv: readonly string[]): Prom
   } catch (error) {
     process.stderr.write(`psync ${which}: ${(error as Error).message}\n`);
     // A runtime or log directory that is a symlink or another user's (service/paths.ts) is a SafetyError.
-    return error instanceof ConfigError ? EXIT.usage : error instanceof SafetyError ? EXIT.safety : EXIT.internal;
+    return exitCodeOf(error);
   }
 }
 
