@@ -319,11 +319,12 @@ export class Supervisor {
         : retrying
           ? { attempt: 0, since: new Date(this.brain?.failedAt ?? now).toISOString(), lastError: failure.message }
           : undefined;
+    // The session's fields, but not its state: a session that failed while another follows is `reconnecting`.
     return {
-      state,
       ...common,
       ...idle,
       ...session,
+      state,
       ...(lastError === undefined ? {} : { lastError }),
       ...(reconnect === undefined || this.stopped ? {} : { reconnect }),
     };
