@@ -119,7 +119,15 @@ async function conflictCopies(root: string, under = ''): Promise<string[]> {
 async function expectClean(psync: PsyncProcess, left: string, right: string, under: string): Promise<void> {
   expect([...(await tempNames(left, under)), ...(await tempNames(right, under))], tail(psync)).toEqual([]);
   const conflicts = [...(await conflictCopies(left, under)), ...(await conflictCopies(right, under))];
-  expect.soft(conflicts, `spurious conflict copies${tail(psync)}`).toEqual([]);
+  // The tail alone is what came after the reconnect: the lines that made the copies, and what the first one's path went through, say why.
+  const first = conflicts[0]?.split(': ')[1]?.replace(/\.psync-conflict-.*$/, '');
+  const why = psync
+    .log()
+    .split('\n')
+    .filter((line) => /conflict|lost the pair|reconnect/.test(line) || (first !== undefined && line.includes(`"${first}`)))
+    .slice(-60)
+    .join('\n');
+  expect.soft(conflicts, `spurious conflict copies\n--- the lines about them ---\n${why}${tail(psync)}`).toEqual([]);
 }
 
 /**
