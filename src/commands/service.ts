@@ -38,6 +38,7 @@ import { ConfigError } from '../core/errors.js';
 import { instanceProblems, isSettled, type HealthLimits } from '../core/health.js';
 import { EXIT, exitCodeOf } from '../exitCodes.js';
 import { CLI_PATH, SERVICE_COMMAND } from '../install.js';
+import { openLogFile } from '../log.js';
 import { instanceName, pidFileOf, psyncOption, readPidFile, removePidFile, writePidFile, type PidRecord } from '../service/instance.js';
 import { ensurePrivateDir, logDir, runtimeDir, statusDir } from '../service/paths.js';
 import { identityOf, isAlive, sessionMembers, type ProcessIdentity } from '../service/proc.js';
@@ -45,7 +46,6 @@ import { readStatusFiles, statusFilesIn, type ReadStatus } from '../service/stat
 
 type Command = keyof typeof SERVICE_COMMAND;
 
-const LOG_FILE_MODE = 0o640;
 const POLL_MS = 100;
 /** After SIGKILL, how long to wait for the processes to be gone. */
 const KILL_WAIT_MS = 5_000;
@@ -137,16 +137,8 @@ async function start(run: Invocation): Promise<number> {
   const named = await namedLogFile(run.psyncArgs);
   const logFile = named ?? join(logs, `${run.name}.log`);
   const errFile = join(logs, `${run.name}.err`);
-  const err = openSync(errFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, LOG_FILE_MODE);
-  let errStart: number;
-  try {
-    const info = fstatSync(err);
-    if (!info.isFile()) throw new ConfigError(`${errFile} is not a regular file`);
-    errStart = info.size;
-  } catch (error) {
-    closeSync(err);
-    throw error;
-  }
+  // Opened as psync opens its own log file: never through a symlink, only a regular file of ours.
+  const { fd: err, size: errStart } = openLogFile(errFile);
   const argv = [process.execPath, CLI_PATH, ...(named === undefined ? ['--log-file', logFile] : []), ...run.psyncArgs];
   const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', err, err] });
   closeSync(err);
